@@ -1,0 +1,345 @@
+"""Volumes that know where they are: an array plus its voxel→world affine (RAS+ millimetres).
+
+`Volume` carries image data (attenuation, HU, MR magnitude, ...); `LabeledVolume` carries integer
+labels plus the structure table that gives each label its name and material, and optionally the
+fractional occupancy of each structure for partial-volume-aware simulation.
+
+Both are immutable PyTrees: the arrays are leaves (so they pass through ``jax.jit``/``jax.vmap`` and
+can be differentiated), the structure table is static. Build them with ``Volume.create`` /
+``LabeledVolume.create``, which validate their input; the plain constructors do not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from ._errors import unknown_name
+from ._types import ArrayLike
+
+__all__ = ["LabeledVolume", "Structure", "Volume", "make_affine"]
+
+
+def make_affine(
+    shape: Sequence[int],
+    spacing_mm: float | Sequence[float],
+    *,
+    center_mm: Sequence[float] = (0.0, 0.0, 0.0),
+) -> np.ndarray:
+    """Axis-aligned voxel→world affine (RAS+ mm) of a grid centred on ``center_mm``.
+
+    Args:
+        shape: voxels along x, y, z.
+        spacing_mm: voxel size in mm, one value or one per axis.
+        center_mm: world position of the grid's centre.
+
+    Returns:
+        ``(4, 4)`` float64 array; voxel (i, j, k) has its centre at ``affine @ [i, j, k, 1]``.
+
+    Example:
+        >>> make_affine((4, 4, 2), 2.0)[:3, 3]
+        array([-3., -3., -1.])
+    """
+    shape_a = np.asarray(shape, dtype=np.float64)
+    spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=np.float64), shape_a.shape)
+    center = np.asarray(center_mm, dtype=np.float64)
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(spacing)
+    affine[:3, 3] = center - spacing * (shape_a - 1) / 2
+    return affine
+
+
+def _check_affine(where: str, affine: Any) -> np.ndarray:
+    try:
+        a = np.asarray(affine, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: `affine` must be a 4x4 array of numbers (got {affine!r})") from None
+    if a.shape != (4, 4):
+        raise ValueError(f"{where}: `affine` must have shape (4, 4) (got {a.shape})")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{where}: `affine` must be finite (got {a.tolist()})")
+    if not np.allclose(a[3], [0.0, 0.0, 0.0, 1.0]):
+        raise ValueError(f"{where}: the last row of `affine` must be [0, 0, 0, 1] (got {a[3].tolist()})")
+    if abs(np.linalg.det(a[:3, :3])) < 1e-12:
+        raise ValueError(f"{where}: `affine` is singular (zero voxel size along some axis)")
+    return a
+
+
+def _check_data(where: str, name: str, data: Any, ndim: int = 3) -> ArrayLike:
+    if not isinstance(data, (np.ndarray, jax.Array)):
+        data = np.asarray(data)
+    if data.ndim != ndim:
+        raise ValueError(f"{where}: `{name}` must be {ndim}-D (x, y, z) (got shape {tuple(data.shape)})")
+    if min(data.shape) < 1:
+        raise ValueError(f"{where}: `{name}` must not be empty (got shape {tuple(data.shape)})")
+    return data
+
+
+def _resolve_affine(
+    where: str, shape: Sequence[int], affine: Any, spacing_mm: Any, center_mm: Any
+) -> np.ndarray:
+    if affine is not None:
+        if spacing_mm is not None or center_mm is not None:
+            raise ValueError(f"{where}: give either `affine` or `spacing_mm`/`center_mm`, not both")
+        return _check_affine(where, affine)
+    spacing = np.broadcast_to(np.asarray(1.0 if spacing_mm is None else spacing_mm, float), (3,))
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise ValueError(f"{where}: `spacing_mm` must be positive (got {spacing.tolist()})")
+    center = np.zeros(3) if center_mm is None else np.asarray(center_mm, float)
+    if center.shape != (3,) or not np.all(np.isfinite(center)):
+        raise ValueError(f"{where}: `center_mm` must be 3 finite numbers (got {center_mm!r})")
+    return make_affine(shape, spacing, center_mm=center)
+
+
+class _Grid:
+    """Geometry shared by `Volume` and `LabeledVolume` (expects ``self.affine`` and ``self.shape``)."""
+
+    affine: Any
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    @property
+    def spacing_mm(self) -> np.ndarray:
+        """Voxel size along each array axis (mm)."""
+        return np.linalg.norm(np.asarray(self.affine, dtype=np.float64)[:3, :3], axis=0)
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(abs(np.linalg.det(np.asarray(self.affine, dtype=np.float64)[:3, :3])))
+
+    @property
+    def center_mm(self) -> np.ndarray:
+        """World position of the grid's centre (mm)."""
+        idx = (np.asarray(self.shape, dtype=np.float64) - 1) / 2
+        return (np.asarray(self.affine, dtype=np.float64) @ np.append(idx, 1.0))[:3]
+
+    def world_coordinates(self, dtype: Any = jnp.float32) -> Float[Array, "x y z 3"]:
+        """World position (mm) of every voxel centre."""
+        a = jnp.asarray(np.asarray(self.affine, dtype=np.float64), dtype=dtype)
+        idx = jnp.stack(
+            jnp.meshgrid(*(jnp.arange(n, dtype=dtype) for n in self.shape), indexing="ij"), axis=-1
+        )
+        return idx @ a[:3, :3].T + a[:3, 3]
+
+    def bounds_mm(self) -> np.ndarray:
+        """World-space bounding box ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` of the voxel edges."""
+        a = np.asarray(self.affine, dtype=np.float64)
+        corners = np.array(
+            [[i, j, k, 1.0] for i in (-0.5, self.shape[0] - 0.5) for j in (-0.5, self.shape[1] - 0.5)
+             for k in (-0.5, self.shape[2] - 0.5)]
+        )
+        world = corners @ a.T
+        return np.stack([world[:, :3].min(0), world[:, :3].max(0)])
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Volume(_Grid):
+    """An image volume: ``data[x, y, z]`` plus its voxel→world affine.
+
+    Attributes:
+        data: voxel values, any numeric dtype (NumPy or JAX array).
+        affine: ``(4, 4)`` voxel index → RAS+ mm.
+    """
+
+    data: Float[Array, "x y z"]
+    affine: Float[Array, "4 4"]
+
+    @classmethod
+    def create(
+        cls,
+        data: ArrayLike,
+        *,
+        affine: ArrayLike | None = None,
+        spacing_mm: float | Sequence[float] | None = None,
+        center_mm: Sequence[float] | None = None,
+    ) -> Volume:
+        """Validated constructor.
+
+        Args:
+            data: 3-D array ``(x, y, z)``; its dtype is kept.
+            affine: voxel→world matrix; or give ``spacing_mm`` (default 1) and ``center_mm``
+                (default the origin) for an axis-aligned grid.
+
+        Raises:
+            ValueError: wrong dimensionality, a singular or non-finite affine, non-positive spacing.
+
+        Example:
+            >>> v = Volume.create(np.zeros((8, 8, 4), np.float32), spacing_mm=2.0)
+            >>> v.spacing_mm.tolist()
+            [2.0, 2.0, 2.0]
+        """
+        where = "medphys.Volume.create"
+        data = _check_data(where, "data", data)
+        return cls(data=data, affine=_resolve_affine(where, data.shape, affine, spacing_mm, center_mm))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    def with_data(self, data: ArrayLike) -> Volume:
+        """The same grid holding other data of the same shape."""
+        if tuple(data.shape) != self.shape:
+            raise ValueError(
+                f"medphys.Volume.with_data: `data` must have shape {self.shape} (got {tuple(data.shape)})"
+            )
+        return dataclasses.replace(self, data=data)
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """One row of a label table: an integer label, a structure name and its material's name."""
+
+    label: int
+    name: str
+    material: str
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LabeledVolume(_Grid):
+    """Integer labels plus the table that gives each label its name and material.
+
+    Attributes:
+        labels: ``(x, y, z)`` integer label of the structure occupying most of each voxel.
+        affine: ``(4, 4)`` voxel index → RAS+ mm.
+        structures: the label table (static); label values are unique.
+        fractions: optional ``(structures, x, y, z)`` fractional occupancy of each structure, in the
+            order of ``structures``, summing to 1 in each voxel (partial volume). ``None`` means
+            each voxel is wholly its label's structure.
+    """
+
+    labels: Int[Array, "x y z"]
+    affine: Float[Array, "4 4"]
+    structures: tuple[Structure, ...] = dataclasses.field(metadata={"static": True})
+    fractions: Float[Array, "s x y z"] | None = None
+
+    @classmethod
+    def create(
+        cls,
+        labels: ArrayLike,
+        structures: Iterable[Structure | tuple[int, str, str]],
+        *,
+        affine: ArrayLike | None = None,
+        spacing_mm: float | Sequence[float] | None = None,
+        center_mm: Sequence[float] | None = None,
+        fractions: ArrayLike | None = None,
+    ) -> LabeledVolume:
+        """Validated constructor.
+
+        Args:
+            labels: 3-D integer array.
+            structures: ``Structure`` rows or ``(label, name, material)`` tuples; every label value
+                present in ``labels`` needs a row.
+            affine, spacing_mm, center_mm: as in `Volume.create`.
+            fractions: optional ``(len(structures), x, y, z)`` occupancy in [0, 1].
+
+        Raises:
+            ValueError: non-integer labels, labels without a row, duplicate labels or names,
+                unknown materials, fractions of the wrong shape or outside [0, 1].
+        """
+        from . import materials  # late import: materials do not depend on volumes
+
+        where = "medphys.LabeledVolume.create"
+        labels = _check_data(where, "labels", labels)
+        if not np.issubdtype(np.dtype(labels.dtype), np.integer):
+            raise TypeError(f"{where}: `labels` must have an integer dtype (got {labels.dtype})")
+        rows = tuple(s if isinstance(s, Structure) else Structure(int(s[0]), str(s[1]), str(s[2]))
+                     for s in structures)
+        if not rows:
+            raise ValueError(f"{where}: `structures` must not be empty")
+        seen_labels: set[int] = set()
+        seen_names: set[str] = set()
+        known_materials = materials.names()
+        for s in rows:
+            if s.label in seen_labels:
+                raise ValueError(f"{where}: label {s.label} appears twice in `structures`")
+            if s.name in seen_names:
+                raise ValueError(f"{where}: structure name {s.name!r} appears twice in `structures`")
+            if s.material not in known_materials:
+                raise unknown_name(f"material (structure {s.name!r})", s.material, known_materials)
+            seen_labels.add(s.label)
+            seen_names.add(s.name)
+        present = {int(v) for v in np.unique(np.asarray(labels))}
+        missing = sorted(present - seen_labels)
+        if missing:
+            raise ValueError(
+                f"{where}: label values {missing} occur in `labels` but have no row in `structures` "
+                f"(rows exist for {sorted(seen_labels)}); add a (label, name, material) row for each"
+            )
+        if fractions is not None:
+            f = fractions if isinstance(fractions, (np.ndarray, jax.Array)) else np.asarray(fractions)
+            expected = (len(rows), *labels.shape)
+            if tuple(f.shape) != expected:
+                raise ValueError(f"{where}: `fractions` must have shape {expected} (got {tuple(f.shape)})")
+            fmin, fmax = float(np.min(np.asarray(f))), float(np.max(np.asarray(f)))
+            if fmin < -1e-6 or fmax > 1 + 1e-6:
+                raise ValueError(f"{where}: `fractions` must lie in [0, 1] (got range [{fmin}, {fmax}])")
+            fractions = f
+        return cls(
+            labels=labels,
+            affine=_resolve_affine(where, labels.shape, affine, spacing_mm, center_mm),
+            structures=rows,
+            fractions=fractions,
+        )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.labels.shape)  # type: ignore[return-value]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.structures)
+
+    def structure(self, name: str) -> Structure:
+        """The row of the structure called ``name``."""
+        for s in self.structures:
+            if s.name == name:
+                return s
+        raise unknown_name("structure", name, self.names)
+
+    def mask(self, name: str) -> Array:
+        """Boolean mask of the voxels labelled ``name``."""
+        return jnp.asarray(self.labels) == self.structure(name).label
+
+    def structure_volume_mm3(self, name: str) -> float:
+        """Volume of a structure (mm³), from fractions when present, else from labels."""
+        if self.fractions is not None:
+            i = self.names.index(self.structure(name).name)
+            return float(jnp.sum(jnp.asarray(self.fractions[i]))) * self.voxel_volume_mm3
+        return float(jnp.sum(self.mask(name))) * self.voxel_volume_mm3
+
+    @property
+    def material_names(self) -> tuple[str, ...]:
+        """Distinct materials of the table, in order of first appearance."""
+        return tuple(dict.fromkeys(s.material for s in self.structures))
+
+    def material_fractions(self, dtype: Any = jnp.float32) -> Float[Array, "m x y z"]:
+        """Fraction of each voxel occupied by each material (order of `material_names`).
+
+        Uses ``fractions`` when present (partial volume), else one-hot labels. This is what the
+        simulators consume: CT projects each material map once, MR mixes tissue properties.
+        """
+        mats = self.material_names
+        index = jnp.asarray([mats.index(s.material) for s in self.structures])
+        if self.fractions is not None:
+            f = jnp.asarray(self.fractions, dtype=dtype)
+            out = jnp.zeros((len(mats), *self.shape), dtype=dtype)
+            return out.at[index].add(f)
+        labels = jnp.asarray(self.labels)
+        out = jnp.zeros((len(mats), *self.shape), dtype=dtype)
+        for s, m in zip(self.structures, index.tolist(), strict=True):
+            out = out.at[m].add((labels == s.label).astype(dtype))
+        return out

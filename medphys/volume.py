@@ -127,7 +127,7 @@ class _Grid:
         idx = jnp.stack(
             jnp.meshgrid(*(jnp.arange(n, dtype=dtype) for n in self.shape), indexing="ij"), axis=-1
         )
-        return idx @ a[:3, :3].T + a[:3, 3]
+        return idx @ a[:3, :3].T + a[None, None, None, :3, 3]
 
     def bounds_mm(self) -> np.ndarray:
         """World-space bounding box ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` of the voxel edges."""

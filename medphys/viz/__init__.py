@@ -1,1 +1,5 @@
-"""(being written)"""
+"""Pictures: slice montages (matplotlib, off-screen)."""
+
+from ._montage import Panel as Panel
+from ._montage import radiological_slice as radiological_slice
+from ._montage import save_montage as save_montage

@@ -1,0 +1,163 @@
+"""The ``medphys`` command.
+
+    medphys generate --out DIR [--config FILE] [--cases N] [--seed S] [--overwrite]
+    medphys info
+    medphys phantom list | medphys phantom show NAME --out FILE.png
+    medphys simulate list
+
+User errors (bad config, unknown names, unwritable folders) print one message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ._errors import ConfigError, UnknownNameError
+
+app = typer.Typer(
+    name="medphys",
+    help="Digital phantoms and differentiable X-ray/CT/MR simulation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+phantom_app = typer.Typer(help="Phantoms from the catalog.", no_args_is_help=True)
+simulate_app = typer.Typer(help="Scanner protocols from the catalog.", no_args_is_help=True)
+app.add_typer(phantom_app, name="phantom")
+app.add_typer(simulate_app, name="simulate")
+
+_err = Console(stderr=True, highlight=False)
+_out = Console(highlight=False)
+
+
+class UserError(Exception):
+    """Raised for input problems; printed without a traceback, exit status 2."""
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created if needed).")],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Job config TOML (default: the embedded one).")
+    ] = None,
+    cases: Annotated[int | None, typer.Option("--cases", help="Number of cases (overrides config).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (overrides config).")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Regenerate a folder made with another config.")
+    ] = False,
+) -> None:
+    """Generate a phantom-based CT + MR dataset (NIfTI, sidecars, manifest, overview PNG)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .pipelines import generate as run_job
+    from .pipelines import load_config
+
+    cfg = load_config(config, overrides={"cases": cases, "seed": seed})
+    start = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=_err, transient=False) as bar:
+        task = bar.add_task("generating cases", total=cfg.cases)
+
+        def report(message: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, description=message)
+
+        summary = run_job(out, cfg, overwrite=overwrite, progress=report)
+    elapsed = time.perf_counter() - start
+    _out.print(
+        f"{summary['generated']} case(s) generated, {summary['skipped']} already complete, "
+        f"in {elapsed:.1f} s → {summary['out']}"
+    )
+    _out.print(f"manifest: {summary['manifest']}")
+    if summary["overview"]:
+        _out.print(f"overview: {summary['overview']}")
+
+
+@app.command()
+def info() -> None:
+    """Version, JAX backend and devices, and the catalogs."""
+    import jax
+
+    from . import materials, phantoms, simulators
+    from .pipelines import versions
+
+    for name, version in versions().items():
+        _out.print(f"{name:10s} {version}")
+    _out.print(f"backend    {jax.default_backend()}")
+    _out.print(f"devices    {', '.join(str(d) for d in jax.devices())}")
+    _out.print(f"phantoms   {', '.join(phantoms.names())}")
+    _out.print(f"protocols  {', '.join(simulators.names())}")
+    _out.print(f"materials  {len(materials.names())} ({', '.join(materials.names()[:8])}, ...)")
+
+
+@phantom_app.command("list")
+def phantom_list() -> None:
+    """List the phantoms in the catalog."""
+    from . import phantoms
+
+    for name in phantoms.names():
+        _out.print(f"{name:20s} {phantoms.load(name).description}")
+
+
+@phantom_app.command("show")
+def phantom_show(
+    name: Annotated[str, typer.Argument(help="Catalog name or TOML path.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
+    spacing_mm: Annotated[float, typer.Option(help="Voxel size (mm).")] = 3.0,
+    size: Annotated[int, typer.Option(help="Voxels along x and y.")] = 128,
+    slices: Annotated[int, typer.Option(help="Voxels along z.")] = 112,
+) -> None:
+    """Voxelize a phantom and write axial, coronal and sagittal slices as PNG."""
+    from . import phantoms
+    from .viz import Panel, save_montage
+
+    phantom = phantoms.load(name)
+    labels = phantoms.voxelize(phantom, shape=(size, size, slices), spacing_mm=spacing_mm)
+    panels = [Panel(labels, f"{phantom.name} {plane}", plane=plane)
+              for plane in ("axial", "coronal", "sagittal")]
+    save_montage([panels], out)
+    _out.print(f"wrote {out}")
+
+
+@simulate_app.command("list")
+def simulate_list() -> None:
+    """List the protocols in the catalog."""
+    from . import simulators
+    from ._catalog import resolve
+    from ._config import read_toml
+
+    for name in simulators.names():
+        data = read_toml(resolve("simulators", name))
+        _out.print(f"{name:20s} {data.get('modality', '?'):10s} {data.get('description', '')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``medphys`` console script."""
+    from .pipelines import OutputError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except (ConfigError, UnknownNameError, OutputError, UserError) as exc:
+        _err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        _err.print("interrupted; rerun the same command to resume")
+        return 130
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show(file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The configuration of the dataset job (`medphys generate`), validated with pydantic."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+
+from .._config import Strict, read_toml, validate
+
+PositiveInt = Annotated[int, pydantic.Field(ge=1)]
+PositiveMM = Annotated[float, pydantic.Field(gt=0.0, allow_inf_nan=False)]
+
+
+class PhantomSection(Strict):
+    name: str = "torso-basic"
+    vary: bool = True
+    shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (128, 128, 48)
+    spacing_mm: tuple[PositiveMM, PositiveMM, PositiveMM] = (3.0, 3.0, 6.0)
+    center_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    supersample: Annotated[int, pydantic.Field(ge=1, le=8)] = 2
+
+
+class CTSection(Strict):
+    protocol: str = "ct-chest-120kvp"
+
+
+class MRSection(Strict):
+    protocol: str = "mr-t1-se"
+
+
+class OutputSection(Strict):
+    montage: bool = True
+    save_projections: bool = True
+
+
+class GenerateConfig(Strict):
+    """Everything that decides the bytes a `medphys generate` run writes."""
+
+    cases: Annotated[int, pydantic.Field(ge=1, le=1_000_000)] = 4
+    seed: Annotated[int, pydantic.Field(ge=0, lt=2**32)] = 0
+    phantom: PhantomSection = PhantomSection()
+    ct: CTSection = CTSection()
+    mr: MRSection = MRSection()
+    output: OutputSection = OutputSection()
+
+    def digest(self) -> str:
+        """A short hash of the settings that decide each case's content (not the case count)."""
+        content = self.model_dump(mode="json", exclude={"cases"})
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_config_text() -> str:
+    """The embedded default configuration (TOML text)."""
+    return resources.files("medphys.pipelines").joinpath("default_generate.toml").read_text("utf-8")
+
+
+def load_config(
+    path: str | Path | None = None, *, overrides: dict[str, Any] | None = None
+) -> GenerateConfig:
+    """The job configuration: a TOML file (or the embedded default) plus command-line overrides.
+
+    Raises:
+        ConfigError: the file is missing or invalid, or an override is out of range; the message
+            names the file, the line, the key path, the value and what is allowed.
+    """
+    import tomllib
+
+    if path is None:
+        text = default_config_text()
+        data = tomllib.loads(text)
+        source = "<embedded default config>"
+    else:
+        data = read_toml(path)
+        text = Path(path).read_text(encoding="utf-8")
+        source = str(path)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+            source_note = f" (with --{key}={value})"
+            if source_note not in source:
+                source += source_note
+    return validate(GenerateConfig, data, source=source, text=text)

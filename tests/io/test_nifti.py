@@ -1,0 +1,103 @@
+"""NIfTI round trips through nibabel: data, dtype, affine, label tables; atomic writes."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medphys import LabeledVolume, Structure, Volume
+from medphys.io import atomic_path, load_nifti, save_nifti
+
+
+def _oblique_affine() -> np.ndarray:
+    theta = 0.3
+    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    a = np.eye(4)
+    a[:3, :3] = rot @ np.diag([0.7123456789, 0.9, 2.5])
+    a[:3, 3] = [-101.123456789, 33.3333333333, 7.0]
+    return a
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.int64, np.float32, np.float64])
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_volume_round_trip_is_exact(tmp_path, dtype, suffix):
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((5, 7, 3)) * 100).astype(dtype)
+    v = Volume.create(data, affine=_oblique_affine())
+    path = save_nifti(v, tmp_path / f"v{suffix}")
+    w = load_nifti(path)
+    assert isinstance(w, Volume)
+    assert w.data.dtype == dtype
+    np.testing.assert_array_equal(w.data, data)
+    np.testing.assert_array_equal(w.affine, v.affine)  # float64-exact via the header extension
+
+
+def test_other_readers_see_the_same_image(tmp_path):
+    """nibabel alone (as MONAI/ITK would) reads data, sform/qform and units as written."""
+    v = Volume.create(np.arange(24, dtype=np.float32).reshape(2, 3, 4), affine=_oblique_affine())
+    save_nifti(v, tmp_path / "v.nii.gz")
+    img = nib.load(tmp_path / "v.nii.gz")
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), v.data)
+    np.testing.assert_allclose(img.affine, v.affine, rtol=0, atol=1e-5)  # float32 header precision
+    np.testing.assert_allclose(img.get_qform(), v.affine, atol=1e-4)
+    assert int(img.header["sform_code"]) == 1
+    assert img.header.get_xyzt_units() == ("mm", "sec")
+
+
+def test_labeled_volume_round_trip_keeps_structure_table(tmp_path):
+    labels = np.array([[[0, 1], [2, 2]]], np.uint8)
+    rows = (Structure(0, "background", "air"), Structure(1, "liver", "liver"),
+            Structure(2, "spine", "cortical_bone"))
+    lv = LabeledVolume(labels=labels, affine=np.diag([2.0, 2.0, 2.0, 1.0]), structures=rows)
+    save_nifti(lv, tmp_path / "label.nii.gz")
+    back = load_nifti(tmp_path / "label.nii.gz")
+    assert isinstance(back, LabeledVolume)
+    assert back.structures == rows
+    np.testing.assert_array_equal(back.labels, labels)
+    assert back.labels.dtype == np.uint8
+    assert int(nib.load(tmp_path / "label.nii.gz").header["intent_code"]) == 1002
+
+
+def test_foreign_file_without_extension_loads_by_header(tmp_path):
+    affine = np.diag([1.25, 1.25, 3.0, 1.0])
+    nib.save(nib.Nifti1Image(np.ones((3, 3, 2), np.int16), affine), tmp_path / "f.nii.gz")
+    v = load_nifti(tmp_path / "f.nii.gz")
+    assert isinstance(v, Volume)
+    np.testing.assert_array_equal(v.affine, affine)
+
+
+def test_header_wins_when_another_tool_moved_the_image(tmp_path):
+    v = Volume.create(np.zeros((2, 2, 2), np.float32), affine=_oblique_affine())
+    save_nifti(v, tmp_path / "v.nii")
+    img = nib.load(tmp_path / "v.nii")
+    moved = img.affine.copy()
+    moved[0, 3] += 10.0
+    img.set_sform(moved)
+    nib.save(img, tmp_path / "moved.nii")
+    np.testing.assert_allclose(load_nifti(tmp_path / "moved.nii").affine, moved, atol=1e-5)
+
+
+def test_bad_inputs(tmp_path):
+    v = Volume.create(np.zeros((2, 2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"must end in \.nii or \.nii\.gz"):
+        save_nifti(v, tmp_path / "v.png")
+    with pytest.raises(TypeError, match="dtype bool cannot be stored"):
+        save_nifti(Volume.create(np.zeros((2, 2, 2), bool)), tmp_path / "b.nii")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_nifti(tmp_path / "missing.nii.gz")
+    (tmp_path / "junk.nii").write_bytes(b"not a nifti file at all")
+    with pytest.raises(ValueError, match="not a readable NIfTI"):
+        load_nifti(tmp_path / "junk.nii")
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.nii.gz"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("crash mid-write")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        assert tmp.name.endswith(".nii.gz")
+        tmp.write_bytes(b"done")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.nii.gz"]

@@ -92,9 +92,7 @@ def format_validation_error(
     return "\n".join(lines)
 
 
-def validate(
-    model: type[M], data: Mapping[str, Any], *, source: str, text: str | None = None
-) -> M:
+def validate(model: type[M], data: Mapping[str, Any], *, source: str, text: str | None = None) -> M:
     """Validate ``data`` with ``model``; raise `ConfigError` naming ``source`` on failure.
 
     Args:

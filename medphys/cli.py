@@ -47,8 +47,12 @@ def generate(
     config: Annotated[
         Path | None, typer.Option("--config", help="Job config TOML (default: the embedded one).")
     ] = None,
-    cases: Annotated[int | None, typer.Option("--cases", help="Number of cases (overrides config).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (overrides config).")] = None,
+    cases: Annotated[
+        int | None, typer.Option("--cases", help="Number of cases (overrides config).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Random seed (overrides config).")
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Regenerate a folder made with another config.")
     ] = False,
@@ -61,7 +65,12 @@ def generate(
 
     cfg = load_config(config, overrides={"cases": cases, "seed": seed})
     start = time.perf_counter()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=_err, transient=False) as bar:
         task = bar.add_task("generating cases", total=cfg.cases)
 
@@ -119,8 +128,10 @@ def phantom_show(
 
     phantom = phantoms.load(name)
     labels = phantoms.voxelize(phantom, shape=(size, size, slices), spacing_mm=spacing_mm)
-    panels = [Panel(labels, f"{phantom.name} {plane}", plane=plane)
-              for plane in ("axial", "coronal", "sagittal")]
+    panels = [
+        Panel(labels, f"{phantom.name} {plane}", plane=plane)
+        for plane in ("axial", "coronal", "sagittal")
+    ]
     save_montage([panels], out)
     _out.print(f"wrote {out}")
 
@@ -149,12 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         _err.print("interrupted; rerun the same command to resume")
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show(file=sys.stderr)
-            return 2
+    except Exception as exc:
+        # usage errors of the command-line parser (typer/click): they know how to show themselves
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
+            show(file=sys.stderr)
+            return int(exc.exit_code)  # type: ignore[attr-defined]
         raise
     return 0
 

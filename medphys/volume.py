@@ -59,13 +59,17 @@ def _check_affine(where: str, affine: Any) -> np.ndarray:
     try:
         a = np.asarray(affine, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{where}: `affine` must be a 4x4 array of numbers (got {affine!r})") from None
+        raise TypeError(
+            f"{where}: `affine` must be a 4x4 array of numbers (got {affine!r})"
+        ) from None
     if a.shape != (4, 4):
         raise ValueError(f"{where}: `affine` must have shape (4, 4) (got {a.shape})")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{where}: `affine` must be finite (got {a.tolist()})")
     if not np.allclose(a[3], [0.0, 0.0, 0.0, 1.0]):
-        raise ValueError(f"{where}: the last row of `affine` must be [0, 0, 0, 1] (got {a[3].tolist()})")
+        raise ValueError(
+            f"{where}: the last row of `affine` must be [0, 0, 0, 1] (got {a[3].tolist()})"
+        )
     if abs(np.linalg.det(a[:3, :3])) < 1e-12:
         raise ValueError(f"{where}: `affine` is singular (zero voxel size along some axis)")
     return a
@@ -75,7 +79,9 @@ def _check_data(where: str, name: str, data: Any, ndim: int = 3) -> ArrayLike:
     if not isinstance(data, (np.ndarray, jax.Array)):
         data = np.asarray(data)
     if data.ndim != ndim:
-        raise ValueError(f"{where}: `{name}` must be {ndim}-D (x, y, z) (got shape {tuple(data.shape)})")
+        raise ValueError(
+            f"{where}: `{name}` must be {ndim}-D (x, y, z) (got shape {tuple(data.shape)})"
+        )
     if min(data.shape) < 1:
         raise ValueError(f"{where}: `{name}` must not be empty (got shape {tuple(data.shape)})")
     return data
@@ -133,8 +139,12 @@ class _Grid:
         """World-space bounding box ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` of the voxel edges."""
         a = np.asarray(self.affine, dtype=np.float64)
         corners = np.array(
-            [[i, j, k, 1.0] for i in (-0.5, self.shape[0] - 0.5) for j in (-0.5, self.shape[1] - 0.5)
-             for k in (-0.5, self.shape[2] - 0.5)]
+            [
+                [i, j, k, 1.0]
+                for i in (-0.5, self.shape[0] - 0.5)
+                for j in (-0.5, self.shape[1] - 0.5)
+                for k in (-0.5, self.shape[2] - 0.5)
+            ]
         )
         world = corners @ a.T
         return np.stack([world[:, :3].min(0), world[:, :3].max(0)])
@@ -179,7 +189,9 @@ class Volume(_Grid):
         """
         where = "medphys.Volume.create"
         data = _check_data(where, "data", data)
-        return cls(data=data, affine=_resolve_affine(where, data.shape, affine, spacing_mm, center_mm))
+        return cls(
+            data=data, affine=_resolve_affine(where, data.shape, affine, spacing_mm, center_mm)
+        )
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -256,8 +268,10 @@ class LabeledVolume(_Grid):
         labels = _check_data(where, "labels", labels)
         if not np.issubdtype(np.dtype(labels.dtype), np.integer):
             raise TypeError(f"{where}: `labels` must have an integer dtype (got {labels.dtype})")
-        rows = tuple(s if isinstance(s, Structure) else Structure(int(s[0]), str(s[1]), str(s[2]))
-                     for s in structures)
+        rows = tuple(
+            s if isinstance(s, Structure) else Structure(int(s[0]), str(s[1]), str(s[2]))
+            for s in structures
+        )
         if not rows:
             raise ValueError(f"{where}: `structures` must not be empty")
         seen_labels: set[int] = set()
@@ -267,7 +281,9 @@ class LabeledVolume(_Grid):
             if s.label in seen_labels:
                 raise ValueError(f"{where}: label {s.label} appears twice in `structures`")
             if s.name in seen_names:
-                raise ValueError(f"{where}: structure name {s.name!r} appears twice in `structures`")
+                raise ValueError(
+                    f"{where}: structure name {s.name!r} appears twice in `structures`"
+                )
             if s.material not in known_materials:
                 raise unknown_name(f"material (structure {s.name!r})", s.material, known_materials)
             seen_labels.add(s.label)
@@ -280,13 +296,21 @@ class LabeledVolume(_Grid):
                 f"(rows exist for {sorted(seen_labels)}); add a (label, name, material) row for each"
             )
         if fractions is not None:
-            f = fractions if isinstance(fractions, (np.ndarray, jax.Array)) else np.asarray(fractions)
+            f = (
+                fractions
+                if isinstance(fractions, (np.ndarray, jax.Array))
+                else np.asarray(fractions)
+            )
             expected = (len(rows), *labels.shape)
             if tuple(f.shape) != expected:
-                raise ValueError(f"{where}: `fractions` must have shape {expected} (got {tuple(f.shape)})")
+                raise ValueError(
+                    f"{where}: `fractions` must have shape {expected} (got {tuple(f.shape)})"
+                )
             fmin, fmax = float(np.min(np.asarray(f))), float(np.max(np.asarray(f)))
             if fmin < -1e-6 or fmax > 1 + 1e-6:
-                raise ValueError(f"{where}: `fractions` must lie in [0, 1] (got range [{fmin}, {fmax}])")
+                raise ValueError(
+                    f"{where}: `fractions` must lie in [0, 1] (got range [{fmin}, {fmax}])"
+                )
             fractions = f
         return cls(
             labels=labels,

@@ -50,7 +50,9 @@ def save_nifti(volume: Volume | LabeledVolume, path: str | Path) -> Path:
     """
     path = Path(path)
     if not _suffix_ok(path):
-        raise ValueError(f"medphys.io.save_nifti: `path` must end in .nii or .nii.gz (got {str(path)!r})")
+        raise ValueError(
+            f"medphys.io.save_nifti: `path` must end in .nii or .nii.gz (got {str(path)!r})"
+        )
     if isinstance(volume, LabeledVolume):
         data = np.asarray(volume.labels)
     elif isinstance(volume, Volume):
@@ -62,7 +64,9 @@ def save_nifti(volume: Volume | LabeledVolume, path: str | Path) -> Path:
         )
     if data.dtype.type not in _SUPPORTED:
         allowed = ", ".join(np.dtype(t).name for t in _SUPPORTED)
-        raise TypeError(f"medphys.io.save_nifti: dtype {data.dtype} cannot be stored; use one of {allowed}")
+        raise TypeError(
+            f"medphys.io.save_nifti: dtype {data.dtype} cannot be stored; use one of {allowed}"
+        )
     affine = np.asarray(volume.affine, dtype=np.float64)
     img = nib.Nifti1Image(data, affine, dtype=data.dtype)
     header = img.header
@@ -112,7 +116,9 @@ def load_nifti(path: str | Path) -> Volume | LabeledVolume:
     try:
         img = nib.load(path)
     except Exception as exc:  # nibabel raises several types for foreign files
-        raise ValueError(f"medphys.io.load_nifti: {str(path)!r} is not a readable NIfTI file ({exc})") from None
+        raise ValueError(
+            f"medphys.io.load_nifti: {str(path)!r} is not a readable NIfTI file ({exc})"
+        ) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise ValueError(f"medphys.io.load_nifti: {str(path)!r} is not a NIfTI file")
     data = np.asanyarray(img.dataobj)

@@ -100,7 +100,9 @@ class _PhantomSpec(Strict):
         seen: set[str] = set()
         for s in self.structures:
             if s.name in seen or s.name == "background":
-                raise ValueError(f"structure name {s.name!r} is used twice (or is the reserved 'background')")
+                raise ValueError(
+                    f"structure name {s.name!r} is used twice (or is the reserved 'background')"
+                )
             seen.add(s.name)
         return self
 
@@ -158,7 +160,7 @@ class Phantom:
             raise unknown_name("structure", name, self.structure_names)
         return self.shapes[self.structure_names.index(name)]
 
-    def voxelize(self, **kwargs: Any):  # noqa: ANN201 (see medphys.phantoms.voxelize)
+    def voxelize(self, **kwargs: Any):
         """Shorthand for ``medphys.phantoms.voxelize(self, **kwargs)``."""
         from ._voxelize import voxelize
 

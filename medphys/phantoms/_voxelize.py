@@ -25,8 +25,13 @@ _MAX_POINTS_PER_SLAB = 1 << 22
 
 @partial(jax.jit, static_argnames=("shape_xy", "slab", "supersample"))
 def _slab(
-    shapes: tuple, affine: jax.Array, z0: jax.Array, *, shape_xy: tuple[int, int], slab: int,
-    supersample: int
+    shapes: tuple,
+    affine: jax.Array,
+    z0: jax.Array,
+    *,
+    shape_xy: tuple[int, int],
+    slab: int,
+    supersample: int,
 ) -> jax.Array:
     """Fractions (structures + 1, x, y, slab) for slices z0 .. z0 + slab - 1."""
     k = supersample
@@ -81,12 +86,16 @@ def voxelize(
         raise ValueError(f"{where}: `shape` must be 3 positive integers (got {tuple(shape)})")
     spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=np.float64), (3,))
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise ValueError(f"{where}: `spacing_mm` must be positive (got {np.asarray(spacing_mm).tolist()})")
+        raise ValueError(
+            f"{where}: `spacing_mm` must be positive (got {np.asarray(spacing_mm).tolist()})"
+        )
     center = np.asarray(center_mm, dtype=np.float64)
     if center.shape != (3,) or not np.all(np.isfinite(center)):
         raise ValueError(f"{where}: `center_mm` must be 3 finite numbers (got {center_mm!r})")
     if not isinstance(supersample, int) or not 1 <= supersample <= 8:
-        raise ValueError(f"{where}: `supersample` must be an integer in [1, 8] (got {supersample!r})")
+        raise ValueError(
+            f"{where}: `supersample` must be an integer in [1, 8] (got {supersample!r})"
+        )
 
     affine = make_affine(shape_t, spacing, center_mm=center)
     per_slice = shape_t[0] * shape_t[1] * supersample**3
@@ -96,8 +105,14 @@ def voxelize(
     out = np.empty((len(phantom.shapes) + 1, *shape_t), dtype=np.float32)
     for i in range(n_slabs):
         z0 = i * slab
-        f = _slab(phantom.shapes, affine_j, jnp.float32(z0), shape_xy=shape_t[:2], slab=slab,
-                  supersample=supersample)
+        f = _slab(
+            phantom.shapes,
+            affine_j,
+            jnp.float32(z0),
+            shape_xy=shape_t[:2],
+            slab=slab,
+            supersample=supersample,
+        )
         n = min(slab, shape_t[2] - z0)
         out[:, :, :, z0 : z0 + n] = np.asarray(f[:, :, :, :n])
     # labels: largest fraction; ties favour the later-painted (higher-priority) structure
@@ -110,10 +125,7 @@ def voxelize(
             f"no part of phantom {phantom.name!r}; move `center_mm` or enlarge `shape`/`spacing_mm`"
         )
     dtype = np.uint8 if out.shape[0] <= 256 else np.int16
-    rows = (Structure(0, "background", phantom.background_material),) + tuple(
-        Structure(i + 1, n, m)
-        for i, (n, m) in enumerate(zip(phantom.structure_names, phantom.materials, strict=True))
-    )
+    rows = (Structure(0, "background", phantom.background_material), *tuple(Structure(i + 1, n, m) for i, (n, m) in enumerate(zip(phantom.structure_names, phantom.materials, strict=True))))
     return LabeledVolume(
         labels=labels.astype(dtype),
         affine=affine,

@@ -136,7 +136,10 @@ def simulate_case(
         phantom = base
     p = config.phantom
     labels = phantoms.voxelize(
-        phantom, shape=p.shape, spacing_mm=p.spacing_mm, center_mm=p.center_mm,
+        phantom,
+        shape=p.shape,
+        spacing_mm=p.spacing_mm,
+        center_mm=p.center_mm,
         supersample=p.supersample,
     )
     scan = xray.simulate(labels, protocols.ct, k_ct)
@@ -217,8 +220,12 @@ def generate(
         key = jax.random.fold_in(root, index)
         labels, ct_image, mr_image, projections, provenance = simulate_case(key, config, protocols)
         save_nifti(labels, case_dir / files["label"])
-        save_nifti(ct_image.with_data(np.asarray(ct_image.data, np.float32)), case_dir / files["ct"])
-        save_nifti(mr_image.with_data(np.asarray(mr_image.data, np.float32)), case_dir / files["mr"])
+        save_nifti(
+            ct_image.with_data(np.asarray(ct_image.data, np.float32)), case_dir / files["ct"]
+        )
+        save_nifti(
+            mr_image.with_data(np.asarray(mr_image.data, np.float32)), case_dir / files["mr"]
+        )
         if "ct_projections" in files:
             _save_npy(projections, case_dir / files["ct_projections"])
         sidecar = {
@@ -263,7 +270,9 @@ def write_manifest(out: Path, config: GenerateConfig) -> Path:
         name = case_name(index)
         case_dir = out / "cases" / name
         if not _is_complete(case_dir, config):
-            raise OutputError(f"medphys generate: case {name} is incomplete; rerun the same command")
+            raise OutputError(
+                f"medphys generate: case {name} is incomplete; rerun the same command"
+            )
         meta = json.loads((case_dir / "case.json").read_text(encoding="utf-8"))
         entry = {"case": name}
         entry.update({k: f"cases/{name}/{v}" for k, v in meta["files"].items()})
@@ -286,15 +295,20 @@ def write_overview(out: Path, config: GenerateConfig, *, max_cases: int = 6) -> 
         ct_image = load_nifti(case_dir / "ct.nii.gz")
         mr_image = load_nifti(case_dir / "mr.nii.gz")
         name = case_name(index)
-        rows.append([
-            Panel(labels, f"{name} labels"),
-            Panel(ct_image, "CT (HU) axial", window=(-1000.0, 400.0)),
-            Panel(ct_image, "CT coronal", plane="coronal", window=(-1000.0, 400.0)),
-            Panel(mr_image, "MR axial"),
-            Panel(mr_image, "MR coronal", plane="coronal"),
-        ])
-    return save_montage(rows, out / "overview.png",
-                        title=f"medphys generate: {config.phantom.name}, seed {config.seed}")
+        rows.append(
+            [
+                Panel(labels, f"{name} labels"),
+                Panel(ct_image, "CT (HU) axial", window=(-1000.0, 400.0)),
+                Panel(ct_image, "CT coronal", plane="coronal", window=(-1000.0, 400.0)),
+                Panel(mr_image, "MR axial"),
+                Panel(mr_image, "MR coronal", plane="coronal"),
+            ]
+        )
+    return save_montage(
+        rows,
+        out / "overview.png",
+        title=f"medphys generate: {config.phantom.name}, seed {config.seed}",
+    )
 
 
 __all__ = ["ConfigError", "GenerateConfig", "OutputError", "generate"]

@@ -83,8 +83,14 @@ def save_montage(
             img, (w, h) = radiological_slice(panel.volume, panel.plane, panel.index)
             if isinstance(panel.volume, LabeledVolume):
                 n = max(len(panel.volume.structures), 2)
-                ax.imshow(img, cmap="tab20", vmin=0, vmax=max(n - 1, 19), interpolation="nearest",
-                          extent=(0, w, 0, h))
+                ax.imshow(
+                    img,
+                    cmap="tab20",
+                    vmin=0,
+                    vmax=max(n - 1, 19),
+                    interpolation="nearest",
+                    extent=(0, w, 0, h),
+                )
             else:
                 data = img.astype(np.float64)
                 lo, hi = panel.window or tuple(np.percentile(data, [1, 99]))

@@ -12,7 +12,9 @@ from medphys.io import atomic_path, load_nifti, save_nifti
 
 def _oblique_affine() -> np.ndarray:
     theta = 0.3
-    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    rot = np.array(
+        [[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]]
+    )
     a = np.eye(4)
     a[:3, :3] = rot @ np.diag([0.7123456789, 0.9, 2.5])
     a[:3, 3] = [-101.123456789, 33.3333333333, 7.0]
@@ -47,8 +49,11 @@ def test_other_readers_see_the_same_image(tmp_path):
 
 def test_labeled_volume_round_trip_keeps_structure_table(tmp_path):
     labels = np.array([[[0, 1], [2, 2]]], np.uint8)
-    rows = (Structure(0, "background", "air"), Structure(1, "liver", "liver"),
-            Structure(2, "spine", "cortical_bone"))
+    rows = (
+        Structure(0, "background", "air"),
+        Structure(1, "liver", "liver"),
+        Structure(2, "spine", "cortical_bone"),
+    )
     lv = LabeledVolume(labels=labels, affine=np.diag([2.0, 2.0, 2.0, 1.0]), structures=rows)
     save_nifti(lv, tmp_path / "label.nii.gz")
     back = load_nifti(tmp_path / "label.nii.gz")

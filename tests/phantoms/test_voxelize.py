@@ -20,8 +20,11 @@ def _phantom(*shapes, materials=None):
 
 
 def _ellipsoid(center, axes, rot=(0.0, 0.0, 0.0)):
-    return Ellipsoid(jnp.asarray(center, jnp.float32), jnp.asarray(axes, jnp.float32),
-                     jnp.asarray(rot, jnp.float32))
+    return Ellipsoid(
+        jnp.asarray(center, jnp.float32),
+        jnp.asarray(axes, jnp.float32),
+        jnp.asarray(rot, jnp.float32),
+    )
 
 
 @pytest.mark.parametrize(
@@ -42,14 +45,24 @@ def test_volume_error_shrinks_with_supersampling():
     axes = (10.3, 7.1, 5.2)
     ph = _phantom(_ellipsoid((0.25, 0.1, -0.3), axes))
     exact = 4.0 / 3.0 * np.pi * np.prod(axes)
-    errors = [abs(voxelize(ph, shape=(24, 18, 14), spacing_mm=1.0, supersample=k)
-                  .structure_volume_mm3("s0") / exact - 1) for k in (1, 4)]
+    errors = [
+        abs(
+            voxelize(ph, shape=(24, 18, 14), spacing_mm=1.0, supersample=k).structure_volume_mm3(
+                "s0"
+            )
+            / exact
+            - 1
+        )
+        for k in (1, 4)
+    ]
     assert errors[1] < 0.01
     assert errors[1] < errors[0]
 
 
 def test_painting_order_is_priority():
-    outer = EllipticCylinder(jnp.zeros(3), jnp.asarray([10.0, 10.0]), jnp.asarray(10.0), jnp.zeros(3))
+    outer = EllipticCylinder(
+        jnp.zeros(3), jnp.asarray([10.0, 10.0]), jnp.asarray(10.0), jnp.zeros(3)
+    )
     inner = _ellipsoid((0, 0, 0), (4.0, 4.0, 4.0))
     lv = voxelize(_phantom(outer, inner), shape=(25, 25, 5), spacing_mm=1.0, supersample=1)
     assert int(lv.labels[12, 12, 2]) == 2  # inner painted last wins
@@ -84,8 +97,14 @@ def test_slabs_give_the_same_answer_as_one_block(monkeypatch):
     [
         ({"shape": (0, 4, 4), "spacing_mm": 1.0}, "`shape` must be 3 positive integers"),
         ({"shape": (4, 4, 4), "spacing_mm": -1.0}, "`spacing_mm` must be positive"),
-        ({"shape": (4, 4, 4), "spacing_mm": 1.0, "supersample": 9}, r"`supersample` must be an integer in \[1, 8\]"),
-        ({"shape": (4, 4, 4), "spacing_mm": 1.0, "center_mm": (500.0, 0.0, 0.0)}, "contains no part of phantom"),
+        (
+            {"shape": (4, 4, 4), "spacing_mm": 1.0, "supersample": 9},
+            r"`supersample` must be an integer in \[1, 8\]",
+        ),
+        (
+            {"shape": (4, 4, 4), "spacing_mm": 1.0, "center_mm": (500.0, 0.0, 0.0)},
+            "contains no part of phantom",
+        ),
     ],
 )
 def test_bad_input(kwargs, match):

@@ -1,0 +1,76 @@
+"""The `medphys` command: user errors print one message and exit 2, before any work starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from medphys.cli import main
+
+
+def test_bad_config_exits_2_without_traceback(tmp_path):
+    cfg = tmp_path / "job.toml"
+    cfg.write_text("[phantom]\nsupersample = 12\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medphys.cli",
+            "generate",
+            "--out",
+            str(tmp_path / "o"),
+            "--config",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"{cfg}:2: phantom.supersample:" in proc.stderr
+    assert "less than or equal to 8" in proc.stderr and "12" in proc.stderr
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_unknown_phantom_lists_catalog(tmp_path, capsys):
+    cfg = tmp_path / "job.toml"
+    cfg.write_text('[phantom]\nname = "adult-mail"\n')
+    assert main(["generate", "--out", str(tmp_path / "o"), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown phantom 'adult-mail'" in err and "torso-basic" in err
+    assert not (tmp_path / "o" / "cases").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder_is_reported_first(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert main(["generate", "--out", str(locked / "out")]) == 2
+    finally:
+        locked.chmod(0o700)
+    assert "cannot write to the output folder" in capsys.readouterr().err
+
+
+def test_output_path_that_is_a_file_is_reported(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["generate", "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to the output folder" in err and "--out" in err
+
+
+def test_bad_option_value_is_a_usage_error(tmp_path, capsys):
+    assert main(["generate", "--out", str(tmp_path), "--cases", "many"]) == 2
+    err = capsys.readouterr().err
+    assert "--cases" in err and "integer" in err
+
+
+def test_override_out_of_range(tmp_path, capsys):
+    assert main(["generate", "--out", str(tmp_path / "o"), "--seed", "-1"]) == 2
+    assert "seed" in capsys.readouterr().err

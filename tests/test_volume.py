@@ -21,7 +21,9 @@ def test_make_affine_centres_grid_and_maps_voxel_centres():
 
 
 def test_volume_properties():
-    v = Volume.create(np.zeros((4, 6, 2), np.int16), spacing_mm=(1.0, 2.0, 3.0), center_mm=(5, 5, 5))
+    v = Volume.create(
+        np.zeros((4, 6, 2), np.int16), spacing_mm=(1.0, 2.0, 3.0), center_mm=(5, 5, 5)
+    )
     assert v.shape == (4, 6, 2)
     assert v.dtype == np.int16
     np.testing.assert_allclose(v.spacing_mm, [1.0, 2.0, 3.0])
@@ -60,14 +62,22 @@ def test_volume_is_a_pytree_through_jit():
 
 def test_labeled_volume_material_fractions_one_hot_and_partial():
     labels = np.array([0, 1, 2, 2], np.uint8).reshape(4, 1, 1)
-    lv = LabeledVolume(labels=labels, affine=np.eye(4),
-                       structures=(Structure(0, "background", "air"), Structure(1, "a", "water"),
-                                   Structure(2, "b", "water")))
+    lv = LabeledVolume(
+        labels=labels,
+        affine=np.eye(4),
+        structures=(
+            Structure(0, "background", "air"),
+            Structure(1, "a", "water"),
+            Structure(2, "b", "water"),
+        ),
+    )
     assert lv.material_names == ("air", "water")
     f = np.asarray(lv.material_fractions(jnp.float64))
     np.testing.assert_array_equal(f[:, :, 0, 0], [[1, 0, 0, 0], [0, 1, 1, 1]])
     partial = np.array([[0.5, 0, 0, 0], [0.25, 1, 0, 0], [0.25, 0, 1, 1]]).reshape(3, 4, 1, 1)
-    lv2 = LabeledVolume(labels=labels, affine=np.eye(4), structures=lv.structures, fractions=partial)
+    lv2 = LabeledVolume(
+        labels=labels, affine=np.eye(4), structures=lv.structures, fractions=partial
+    )
     f2 = np.asarray(lv2.material_fractions(jnp.float64))
     np.testing.assert_allclose(f2[:, :, 0, 0], [[0.5, 0, 0, 0], [0.5, 1, 1, 1]])
     np.testing.assert_allclose(f2.sum(0), 1.0)

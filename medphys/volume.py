@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._errors import unknown_name
+from ._errors import UnknownNameError, unknown_name
 from ._types import ArrayLike
 
 __all__ = ["LabeledVolume", "Structure", "Volume", "make_affine"]
@@ -276,7 +276,6 @@ class LabeledVolume(_Grid):
             raise ValueError(f"{where}: `structures` must not be empty")
         seen_labels: set[int] = set()
         seen_names: set[str] = set()
-        known_materials = materials.names()
         for s in rows:
             if s.label in seen_labels:
                 raise ValueError(f"{where}: label {s.label} appears twice in `structures`")
@@ -284,8 +283,12 @@ class LabeledVolume(_Grid):
                 raise ValueError(
                     f"{where}: structure name {s.name!r} appears twice in `structures`"
                 )
-            if s.material not in known_materials:
-                raise unknown_name(f"material (structure {s.name!r})", s.material, known_materials)
+            try:
+                materials.get(s.material)
+            except UnknownNameError:
+                raise unknown_name(
+                    f"material (structure {s.name!r})", s.material, materials.names()
+                ) from None
             seen_labels.add(s.label)
             seen_names.add(s.name)
         present = {int(v) for v in np.unique(np.asarray(labels))}

@@ -24,7 +24,7 @@ from .. import materials
 from .._catalog import names as _catalog_names
 from .._catalog import resolve
 from .._config import Strict, read_toml, validate
-from .._errors import unknown_name
+from .._errors import UnknownNameError, unknown_name
 from ._shapes import Ellipsoid, EllipticCylinder, Shape
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -55,8 +55,10 @@ class _CylinderSpec(Strict):
 
 
 def _known_material(name: str) -> str:
-    if name not in materials.names():
-        raise unknown_name("material", name, materials.names())
+    try:
+        materials.get(name)  # catalog names and parseable mixtures ("blood+iodine_5mg_ml")
+    except UnknownNameError:
+        raise unknown_name("material", name, materials.names()) from None
     return name
 
 

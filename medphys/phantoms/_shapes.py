@@ -43,7 +43,12 @@ def _local(
     points: Float[Array, "*batch 3"], center: Array, angles: Array
 ) -> Float[Array, "*batch 3"]:
     """World points → the shape's local frame (rotation applied as R^T (p - c))."""
-    return (points - _lift(center, points)) @ _rotation(angles)
+    d = points - _lift(center, points)
+    r = _rotation(angles)
+    # q_j = sum_i d_i R_ij, written out: XLA's CPU dot is slow for a 3-wide contraction
+    return jnp.stack(
+        [d[..., 0] * r[0, j] + d[..., 1] * r[1, j] + d[..., 2] * r[2, j] for j in range(3)], axis=-1
+    )
 
 
 @jax.tree_util.register_dataclass

@@ -99,8 +99,8 @@ def voxelize(
 
     affine = make_affine(shape_t, spacing, center_mm=center)
     per_slice = shape_t[0] * shape_t[1] * supersample**3
-    slab = max(1, min(shape_t[2], _MAX_POINTS_PER_SLAB // per_slice))
-    n_slabs = math.ceil(shape_t[2] / slab)
+    n_slabs = math.ceil(shape_t[2] / max(1, _MAX_POINTS_PER_SLAB // per_slice))
+    slab = math.ceil(shape_t[2] / n_slabs)  # even slabs: little padding in the last one
     affine_j = jnp.asarray(affine, dtype=jnp.float32)
     out = np.empty((len(phantom.shapes) + 1, *shape_t), dtype=np.float32)
     for i in range(n_slabs):

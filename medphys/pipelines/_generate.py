@@ -122,6 +122,15 @@ def simulate_case(
     key: jax.Array, config: GenerateConfig, protocols: Protocols
 ) -> tuple[LabeledVolume, Volume, Volume, np.ndarray, dict[str, Any]]:
     """One virtual patient: phantom → labels, CT (HU), MR image, CT projections, provenance."""
+    # The job computes in float32 whatever the caller's `jax_enable_x64` setting, so the same
+    # seed gives the same bytes from the command line and from a float64 session.
+    with jax.enable_x64(False):
+        return _simulate_case(key, config, protocols)
+
+
+def _simulate_case(
+    key: jax.Array, config: GenerateConfig, protocols: Protocols
+) -> tuple[LabeledVolume, Volume, Volume, np.ndarray, dict[str, Any]]:
     from ..simulators import ct as ct_sim
     from ..simulators import mr as mr_sim
     from ..simulators import xray

@@ -1,0 +1,166 @@
+"""The dataset job at a tiny size: files, contents, manifest, reproducibility, resume, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medphys import LabeledVolume, Volume, make_affine
+from medphys.io import load_nifti
+from medphys.pipelines import OutputError, generate, load_config
+
+TINY = """
+cases = 2
+seed = 11
+[phantom]
+name = "torso-basic"
+shape = [36, 26, 6]
+spacing_mm = [10.0, 10.0, 50.0]
+supersample = 1
+[output]
+montage = true
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    summary = generate(out, load_config(tiny_config))
+    return out, summary
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_files_are_present_and_loadable(dataset):
+    out, summary = dataset
+    assert summary["generated"] == 2 and summary["skipped"] == 0
+    expected = make_affine((36, 26, 6), (10.0, 10.0, 50.0))
+    for case in ("case-0000", "case-0001"):
+        d = out / "cases" / case
+        labels = load_nifti(d / "label.nii.gz")
+        assert isinstance(labels, LabeledVolume)
+        assert labels.shape == (36, 26, 6)
+        np.testing.assert_array_equal(labels.affine, expected)
+        for name in ("ct.nii.gz", "mr.nii.gz"):
+            img = load_nifti(d / name)
+            assert isinstance(img, Volume) and img.data.dtype == np.float32
+            np.testing.assert_array_equal(img.affine, expected)
+            # readers without medphys (nibabel, hence MONAI/ITK) see the same geometry
+            np.testing.assert_allclose(nib.load(d / name).affine, expected, atol=1e-4)
+        proj = np.load(d / "ct_projections.npy")
+        assert proj.dtype == np.float32 and proj.ndim >= 2 and np.isfinite(proj).all()
+    assert (out / "overview.png").stat().st_size > 10_000
+    assert not list(out.rglob(".*tmp*")), "temporary files left behind"
+
+
+def test_images_carry_the_physics(dataset):
+    out, _ = dataset
+    d = out / "cases" / "case-0000"
+    labels = load_nifti(d / "label.nii.gz")
+    ct = np.asarray(load_nifti(d / "ct.nii.gz").data)
+    mr = np.asarray(load_nifti(d / "mr.nii.gz").data)
+    lab = np.asarray(labels.labels)
+
+    def region(name):
+        return lab == labels.structure(name).label
+
+    air = region("background")
+    # HU calibration: air near -1000, soft tissue near 0..100, fat negative, lung in between
+    assert np.median(ct[air]) == pytest.approx(-1000, abs=60)
+    assert -200 < np.median(ct[region("liver")]) < 200
+    assert np.median(ct[region("lung_right")]) < -400
+    assert np.median(ct[region("visceral_fat")]) < np.median(ct[region("muscle")])
+    # MR: air dark, tissues bright, T1-weighting makes fat brighter than liver... at least distinct
+    assert np.median(mr[air]) < 0.2 * np.median(mr[region("liver")])
+    assert abs(np.median(mr[region("visceral_fat")]) - np.median(mr[region("liver")])) > 0.05 * mr.max()
+
+
+def test_manifest_and_sidecars_are_consistent(dataset):
+    out, _ = dataset
+    lines = [json.loads(s) for s in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [e["case"] for e in lines] == ["case-0000", "case-0001"]
+    for entry in lines:
+        for key in ("ct", "mr", "label"):
+            assert not Path(entry[key]).is_absolute()
+            assert (out / entry[key]).is_file()
+        side = json.loads((out / entry["sidecar"]).read_text())
+        assert side["seed"] == 11 and side["case"] == entry["case"]
+        assert side["config"]["phantom"]["shape"] == [36, 26, 6]
+        assert {"medphys", "jax", "xraylib", "spekpy"} <= set(side["versions"])
+        assert side["phantom_params"]["body_scale"]
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["config"]["cases"] == 2
+
+
+def test_same_seed_same_bytes_across_processes(dataset, tiny_config, tmp_path):
+    """A fresh `medphys generate` process reproduces the in-process run byte for byte."""
+    out, _ = dataset
+    again = tmp_path / "again"
+    proc = subprocess.run(
+        [sys.executable, "-m", "medphys.cli", "generate", "--out", str(again), "--config", str(tiny_config)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _digests(again) == _digests(out)
+
+
+def test_resume_after_interruption(dataset, tiny_config, tmp_path):
+    out, _ = dataset
+    partial = tmp_path / "partial"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(message, done, total):
+        if done == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        generate(partial, load_config(tiny_config), progress=stop_after_first)
+    assert (partial / "cases" / "case-0000" / "case.json").is_file()
+    assert not (partial / "cases" / "case-0001").exists()
+    # a crash in the middle of case 1 leaves files without a sidecar: they are redone
+    (partial / "cases" / "case-0001").mkdir(parents=True)
+    (partial / "cases" / "case-0001" / "ct.nii.gz").write_bytes(b"truncated")
+    summary = generate(partial, load_config(tiny_config))
+    assert summary["skipped"] == 1 and summary["generated"] == 1
+    assert _digests(partial) == _digests(out)
+
+
+def test_more_cases_extend_a_finished_run(dataset, tiny_config, tmp_path):
+    out, _ = dataset
+    grown = tmp_path / "grown"
+    generate(grown, load_config(tiny_config, overrides={"cases": 1}))
+    summary = generate(grown, load_config(tiny_config))
+    assert summary == {**summary, "generated": 1, "skipped": 1}
+    assert (grown / "cases" / "case-0001" / "ct.nii.gz").read_bytes() == (
+        out / "cases" / "case-0001" / "ct.nii.gz"
+    ).read_bytes()
+
+
+def test_folder_of_another_config_is_refused(dataset, tiny_config):
+    out, _ = dataset
+    other = load_config(tiny_config, overrides={"seed": 12})
+    with pytest.raises(OutputError, match="different configuration.*--overwrite"):
+        generate(out, other)

@@ -34,6 +34,15 @@ class Panel:
 _AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
 
 
+def _label_colormap(n: int):
+    """Background (label 0) black, structures in the cycling tab20 colours."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    tab = colormaps["tab20"].colors
+    return ListedColormap([(0.0, 0.0, 0.0)] + [tab[(i - 1) % len(tab)] for i in range(1, n)])
+
+
 def radiological_slice(volume: Volume | LabeledVolume, plane: str, index: int | None = None):
     """A 2-D slice oriented for display in radiological convention.
 
@@ -82,12 +91,12 @@ def save_montage(
             ax = axes[r, c]
             img, (w, h) = radiological_slice(panel.volume, panel.plane, panel.index)
             if isinstance(panel.volume, LabeledVolume):
-                n = max(len(panel.volume.structures), 2)
+                n = max(int(max(s.label for s in panel.volume.structures)) + 1, 2)
                 ax.imshow(
                     img,
-                    cmap="tab20",
-                    vmin=0,
-                    vmax=max(n - 1, 19),
+                    cmap=_label_colormap(n),
+                    vmin=-0.5,
+                    vmax=n - 0.5,
                     interpolation="nearest",
                     extent=(0, w, 0, h),
                 )

@@ -9,6 +9,12 @@ Public surface (see each subpackage's ``__init__`` for its own):
 - `medphys.io` — NIfTI and other formats; `medphys.pipelines` — dataset generation.
 """
 
+from . import io as io
+from . import materials as materials
+from . import phantoms as phantoms
+from . import pipelines as pipelines
+from . import simulators as simulators
+from . import viz as viz
 from ._errors import ConfigError as ConfigError
 from ._errors import UnknownNameError as UnknownNameError
 from ._version import __version__ as __version__

@@ -57,7 +57,9 @@ def _find_line(text: str, loc: Sequence[str | int]) -> int | None:
     if not names:
         return None
     key = re.escape(names[-1])
-    pattern = re.compile(rf"^\s*(?:{key}\s*=|\[+\s*(?:[\w.\-\"]*\.)?{key}\s*\]+)", re.MULTILINE)
+    pattern = re.compile(
+        rf"^[ \t]*(?:{key}[ \t]*=|\[+[ \t]*(?:[\w.\-\"]*\.)?{key}[ \t]*\]+)", re.MULTILINE
+    )
     match = pattern.search(text)
     if match is None:
         return None

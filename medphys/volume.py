@@ -360,13 +360,16 @@ class LabeledVolume(_Grid):
         simulators consume: CT projects each material map once, MR mixes tissue properties.
         """
         mats = self.material_names
-        index = jnp.asarray([mats.index(s.material) for s in self.structures])
+        index = np.asarray([mats.index(s.material) for s in self.structures])
         if self.fractions is not None:
-            f = jnp.asarray(self.fractions, dtype=dtype)
             out = jnp.zeros((len(mats), *self.shape), dtype=dtype)
-            return out.at[index].add(f)
+            return out.at[index].add(jnp.asarray(self.fractions, dtype=dtype))
         labels = jnp.asarray(self.labels)
-        out = jnp.zeros((len(mats), *self.shape), dtype=dtype)
-        for s, m in zip(self.structures, index.tolist(), strict=True):
-            out = out.at[m].add((labels == s.label).astype(dtype))
-        return out
+        rows = []
+        for m in range(len(mats)):
+            members = [s.label for s, i in zip(self.structures, index, strict=True) if i == m]
+            hit = labels == members[0]
+            for label in members[1:]:
+                hit = hit | (labels == label)
+            rows.append(hit.astype(dtype))
+        return jnp.stack(rows)

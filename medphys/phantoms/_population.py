@@ -28,8 +28,8 @@ from ._phantom import Phantom, load
 class PhantomParams:
     """One individual: body scale per world axis and a size factor per structure."""
 
-    body_scale: Float[Array, 3]
-    organ_scale: Float[Array, structures]
+    body_scale: Float[Array, "3"]
+    organ_scale: Float[Array, " structures"]
 
     def to_dict(self) -> dict[str, list[float]]:
         return {

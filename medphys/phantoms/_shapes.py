@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 
-def _rotation(angles_rad: Float[Array, 3]) -> Float[Array, "3 3"]:
+def _rotation(angles_rad: Float[Array, "3"]) -> Float[Array, "3 3"]:
     """Rotation matrix R = Rz(c) @ Ry(b) @ Rx(a) for angles (a, b, c) about x, y, z."""
     a, b, c = angles_rad[0], angles_rad[1], angles_rad[2]
     ca, sa, cb, sb, cc, sc = jnp.cos(a), jnp.sin(a), jnp.cos(b), jnp.sin(b), jnp.cos(c), jnp.sin(c)
@@ -62,9 +62,9 @@ class Ellipsoid:
         rotation_rad: (3,) rotation angles about x, y, z (applied x, then y, then z).
     """
 
-    center_mm: Float[Array, 3]
-    semi_axes_mm: Float[Array, 3]
-    rotation_rad: Float[Array, 3]
+    center_mm: Float[Array, "3"]
+    semi_axes_mm: Float[Array, "3"]
+    rotation_rad: Float[Array, "3"]
 
     def level(self, points: Float[Array, "*batch 3"]) -> Float[Array, "*batch"]:
         q = _local(points, self.center_mm, self.rotation_rad)
@@ -75,7 +75,7 @@ class Ellipsoid:
     def volume_mm3(self) -> Array:
         return 4.0 / 3.0 * jnp.pi * jnp.prod(self.semi_axes_mm)
 
-    def scaled(self, factor: Float[Array, 3], about: Float[Array, 3]) -> Ellipsoid:
+    def scaled(self, factor: Float[Array, "3"], about: Float[Array, "3"]) -> Ellipsoid:
         """Scale the position about ``about`` and the size by ``factor`` (world axes, mm)."""
         return Ellipsoid(
             about + (self.center_mm - about) * factor, self.semi_axes_mm * factor, self.rotation_rad
@@ -94,10 +94,10 @@ class EllipticCylinder:
         rotation_rad: (3,) rotation angles about x, y, z.
     """
 
-    center_mm: Float[Array, 3]
-    semi_axes_mm: Float[Array, 2]
+    center_mm: Float[Array, "3"]
+    semi_axes_mm: Float[Array, "2"]
     half_length_mm: Float[Array, ""]
-    rotation_rad: Float[Array, 3]
+    rotation_rad: Float[Array, "3"]
 
     def level(self, points: Float[Array, "*batch 3"]) -> Float[Array, "*batch"]:
         q = _local(points, self.center_mm, self.rotation_rad)
@@ -109,7 +109,7 @@ class EllipticCylinder:
     def volume_mm3(self) -> Array:
         return jnp.pi * jnp.prod(self.semi_axes_mm) * 2.0 * self.half_length_mm
 
-    def scaled(self, factor: Float[Array, 3], about: Float[Array, 3]) -> EllipticCylinder:
+    def scaled(self, factor: Float[Array, "3"], about: Float[Array, "3"]) -> EllipticCylinder:
         """Scale position and size by ``factor`` (world axes; exact for unrotated cylinders)."""
         return EllipticCylinder(
             about + (self.center_mm - about) * factor,

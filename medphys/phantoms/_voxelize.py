@@ -125,7 +125,13 @@ def voxelize(
             f"no part of phantom {phantom.name!r}; move `center_mm` or enlarge `shape`/`spacing_mm`"
         )
     dtype = np.uint8 if out.shape[0] <= 256 else np.int16
-    rows = (Structure(0, "background", phantom.background_material), *tuple(Structure(i + 1, n, m) for i, (n, m) in enumerate(zip(phantom.structure_names, phantom.materials, strict=True))))
+    rows = (
+        Structure(0, "background", phantom.background_material),
+        *tuple(
+            Structure(i + 1, n, m)
+            for i, (n, m) in enumerate(zip(phantom.structure_names, phantom.materials, strict=True))
+        ),
+    )
     return LabeledVolume(
         labels=labels.astype(dtype),
         affine=affine,

@@ -28,9 +28,21 @@ def test_catalog_lists_and_loads():
 
 def test_anatomical_relations_in_ras(torso_labels):
     """RAS+: +x patient right, +y anterior, +z superior."""
-    c = {n: _centroid(torso_labels, n) for n in ("liver", "heart", "lung_left", "lung_right",
-                                                  "kidney_left", "kidney_right", "spine", "aorta",
-                                                  "spleen", "sternum")}
+    c = {
+        n: _centroid(torso_labels, n)
+        for n in (
+            "liver",
+            "heart",
+            "lung_left",
+            "lung_right",
+            "kidney_left",
+            "kidney_right",
+            "spine",
+            "aorta",
+            "spleen",
+            "sternum",
+        )
+    }
     assert c["liver"][0] > c["heart"][0]  # liver right of the heart
     assert c["liver"][2] < c["heart"][2]  # and below it
     assert c["lung_right"][0] > c["heart"][0] > c["lung_left"][0]  # lungs either side of the heart
@@ -53,6 +65,7 @@ def test_same_key_same_individual_and_draws_vary():
     a, pa = phantoms.sample(jax.random.PRNGKey(3), ph)
     b, pb = phantoms.sample(jax.random.PRNGKey(3), ph)
     c, pc = phantoms.sample(jax.random.PRNGKey(4), ph)
+    assert c.name == ph.name
     np.testing.assert_array_equal(pa.body_scale, pb.body_scale)
     np.testing.assert_array_equal(pa.organ_scale, pb.organ_scale)
     assert not np.allclose(pa.body_scale, pc.body_scale)
@@ -92,7 +105,10 @@ def test_user_phantom_errors_name_file_line_and_alternatives(tmp_path):
         'name = "mine"\ndescription = "x"\n\n[[structures]]\nname = "blob"\nmaterial = "liver"\n'
         'shape = { type = "ellipsoid", center_mm = [0, 0, 0], semi_axes_mm = [1, -2, 3] }\n'
     )
-    with pytest.raises(ConfigError, match=r"structures\[0\]\.shape\.ellipsoid\.semi_axes_mm: every size must be positive"):
+    with pytest.raises(
+        ConfigError,
+        match=r"structures\[0\]\.shape\.ellipsoid\.semi_axes_mm: every size must be positive",
+    ):
         phantoms.load(path)
-    with pytest.raises(UnknownNameError, match="Available: .*torso-basic"):
+    with pytest.raises(UnknownNameError, match=r"Available: .*torso-basic"):
         phantoms.load("adult-mail")

@@ -92,7 +92,10 @@ def test_images_carry_the_physics(dataset):
     assert np.median(ct[region("visceral_fat")]) < np.median(ct[region("muscle")])
     # MR: air dark, tissues bright, T1-weighting makes fat brighter than liver... at least distinct
     assert np.median(mr[air]) < 0.2 * np.median(mr[region("liver")])
-    assert abs(np.median(mr[region("visceral_fat")]) - np.median(mr[region("liver")])) > 0.05 * mr.max()
+    assert (
+        abs(np.median(mr[region("visceral_fat")]) - np.median(mr[region("liver")]))
+        > 0.05 * mr.max()
+    )
 
 
 def test_manifest_and_sidecars_are_consistent(dataset):
@@ -117,7 +120,16 @@ def test_same_seed_same_bytes_across_processes(dataset, tiny_config, tmp_path):
     out, _ = dataset
     again = tmp_path / "again"
     proc = subprocess.run(
-        [sys.executable, "-m", "medphys.cli", "generate", "--out", str(again), "--config", str(tiny_config)],
+        [
+            sys.executable,
+            "-m",
+            "medphys.cli",
+            "generate",
+            "--out",
+            str(again),
+            "--config",
+            str(tiny_config),
+        ],
         capture_output=True,
         text=True,
     )
@@ -162,5 +174,5 @@ def test_more_cases_extend_a_finished_run(dataset, tiny_config, tmp_path):
 def test_folder_of_another_config_is_refused(dataset, tiny_config):
     out, _ = dataset
     other = load_config(tiny_config, overrides={"seed": 12})
-    with pytest.raises(OutputError, match="different configuration.*--overwrite"):
+    with pytest.raises(OutputError, match=r"different configuration.*--overwrite"):
         generate(out, other)

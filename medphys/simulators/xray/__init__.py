@@ -1,1 +1,24 @@
-"""(being written)"""
+"""X-ray / CT acquisition: projector pair, tube spectra, detector, protocols, simulation.
+
+- `project` / `backproject`: line integrals through a `Volume` along a geometry's rays and the
+  exact adjoint (``jax.grad`` through `project` runs `backproject`).
+- `Spectrum`: tube spectra from SpekPy; `EnergyIntegratingDetector`; `CTProtocol`.
+- `simulate` = `expected_scan` (deterministic) + `add_noise` (random): a polychromatic, noisy scan
+  of a `LabeledVolume` → `XrayScan`.
+- `protocol_from_config`: the ``modality = "ct"`` protocol files of the ``simulators/`` catalog.
+"""
+
+from ..geometry import FanBeam as FanBeam
+from ..geometry import ParallelBeam as ParallelBeam
+from ._projector import backproject as backproject
+from ._projector import project as project
+from ._protocol import CTProtocol as CTProtocol
+from ._protocol import EnergyIntegratingDetector as EnergyIntegratingDetector
+from ._protocol import protocol_from_config as protocol_from_config
+from ._simulate import MIN_COUNTS as MIN_COUNTS
+from ._simulate import XrayScan as XrayScan
+from ._simulate import add_noise as add_noise
+from ._simulate import expected_scan as expected_scan
+from ._simulate import simulate as simulate
+from ._spectrum import KVP_RANGE as KVP_RANGE
+from ._spectrum import Spectrum as Spectrum

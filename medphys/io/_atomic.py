@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +22,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     suffix = "".join(path.suffixes)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # A fresh exclusive name (not mkstemp, whose files are 0600): the final file gets the
+    # permissions the user's umask gives any new file.
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp{suffix}"
+        try:
+            with open(tmp, "xb"):
+                break
+        except FileExistsError:  # pragma: no cover (48 random bits)
+            continue
     try:
         yield tmp
         os.replace(tmp, path)

@@ -106,3 +106,14 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
         assert tmp.name.endswith(".nii.gz")
         tmp.write_bytes(b"done")
     assert [p.name for p in tmp_path.iterdir()] == ["out.nii.gz"]
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        save_nifti(Volume.create(np.zeros((2, 2, 2), np.float32)), tmp_path / "v.nii.gz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "v.nii.gz").stat().st_mode & 0o777 == 0o644

@@ -146,6 +146,7 @@ class Phantom:
         background_material: material outside every structure.
         population: how individuals vary (used by `medphys.phantoms.sample`).
         description: one line for humans.
+        warp: deformation of the reference anatomy at this instant (``None``: at rest).
     """
 
     name: str = dataclasses.field(metadata={"static": True})
@@ -155,6 +156,15 @@ class Phantom:
     background_material: str = dataclasses.field(metadata={"static": True}, default="air")
     population: Population | None = None
     description: str = dataclasses.field(metadata={"static": True}, default="")
+    #: optional deformation (a PyTree with ``backward(points) -> points``, mapping world points at
+    #: this instant to the reference anatomy); set by `Phantom.at`, applied by `voxelize`.
+    warp: Any = None
+
+    def at(self, **kwargs: Any) -> Phantom:
+        """The phantom at one instant of its motion (see `medphys.phantoms.at`)."""
+        from ._motion import at
+
+        return at(self, **kwargs)
 
     def shape_of(self, name: str) -> Shape:
         """The shape of structure ``name``."""

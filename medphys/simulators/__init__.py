@@ -8,3 +8,5 @@ from ._load import load as load
 from ._load import names as names
 from .geometry import FanBeam as FanBeam
 from .geometry import ParallelBeam as ParallelBeam
+from .geometry import ConeBeam as ConeBeam
+from .geometry import ProjectionGeometry as ProjectionGeometry

@@ -40,7 +40,15 @@ from jaxtyping import Array, Float
 
 from .._checks import number as _finite
 
-__all__ = ["AbstractGeometry", "FanBeam", "ParallelBeam", "Rays", "z_aligned"]
+__all__ = [
+    "AbstractGeometry",
+    "ConeBeam",
+    "FanBeam",
+    "ParallelBeam",
+    "ProjectionGeometry",
+    "Rays",
+    "z_aligned",
+]
 
 
 @jax.tree_util.register_dataclass
@@ -88,7 +96,13 @@ def _count(where: str, field: str, value: Any, *, allow_none: bool = False) -> i
 
 
 def _angles(
-    where: str, n_views: Any, angles_rad: Any, start_rad: Any, arc_rad: Any, default_arc: float
+    where: str,
+    n_views: Any,
+    angles_rad: Any,
+    start_rad: Any,
+    arc_rad: Any,
+    default_arc: float,
+    max_turns: float = 1.0,
 ) -> np.ndarray:
     if angles_rad is not None:
         a = np.asarray(angles_rad, dtype=np.float64)
@@ -110,8 +124,9 @@ def _angles(
     n = _count(where, "n_views", n_views)
     start = _finite(where, "start_rad", start_rad)
     arc = default_arc if arc_rad is None else _finite(where, "arc_rad", arc_rad)
-    if arc <= 0 or arc > 2 * math.pi + 1e-9:
-        raise ValueError(f"{where}: `arc_rad` must be in (0, 2π] (got {arc_rad!r})")
+    if arc <= 0 or arc > max_turns * 2 * math.pi + 1e-9:
+        allowed = "(0, 2π]" if max_turns == 1.0 else "> 0"
+        raise ValueError(f"{where}: `arc_rad` must be in {allowed} (got {arc_rad!r})")
     return start + arc * np.arange(n, dtype=np.float64) / n
 
 
@@ -126,6 +141,12 @@ def _rows(where: str, n_rows: Any, dv_mm: Any, z_mm: Any) -> tuple[int | None, f
         return None, 0.0, 0.0
     dv = 1.0 if dv_mm is None else _positive(where, "dv_mm", dv_mm)
     return rows, dv, _finite(where, "z_mm", z_mm)
+
+
+def _flag(where: str, field: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: `{field}` must be True or False (got {value!r})")
+    return bool(value)
 
 
 def _isocenter(where: str, isocenter_mm: Any) -> np.ndarray:
@@ -421,6 +442,7 @@ class FanBeam(_Planar):
     isocenter_mm: Float[Array, " 2"]
     n_u: int = dataclasses.field(metadata={"static": True})
     n_rows: int | None = dataclasses.field(default=None, metadata={"static": True})
+    curved: bool = dataclasses.field(default=False, metadata={"static": True})
 
     @classmethod
     def create(
@@ -439,6 +461,7 @@ class FanBeam(_Planar):
         dv_mm: float | None = None,
         z_mm: float = 0.0,
         isocenter_mm: tuple[float, float] = (0.0, 0.0),
+        curved: bool = False,
     ) -> FanBeam:
         """Validated constructor.
 
@@ -450,6 +473,10 @@ class FanBeam(_Planar):
             n_views: views spread uniformly over ``arc_rad`` (default 2π) from ``start_rad``; or
                 give ``angles_rad``.
             u_offset_mm, n_rows, dv_mm, z_mm, isocenter_mm: as in `ParallelBeam.create`.
+            curved: False (default) for a flat detector with equispaced pixels; True for an
+                equiangular detector on the arc of radius ``sdd_mm`` about the source (third
+                generation CT), where ``du_mm`` and ``u_offset_mm`` are arc lengths at that radius
+                (fan angle of a pixel ``gamma = u / sdd_mm``).
 
         Raises:
             ValueError, TypeError: as `ParallelBeam.create`, and ``sdd_mm <= sod_mm``.
@@ -480,6 +507,7 @@ class FanBeam(_Planar):
             isocenter_mm=_isocenter(where, isocenter_mm),
             n_u=_count(where, "n_u", n_u),
             n_rows=rows,
+            curved=_flag(where, "curved", curved),
         )
 
     def source_xy(self, view: int | Array, dtype: Any = jnp.float32) -> Float[Array, " 2"]:
@@ -491,8 +519,14 @@ class FanBeam(_Planar):
         e_u, d = self.frame(view, dtype)
         src = self.source_xy(view, dtype)
         sdd = jnp.asarray(self.sdd_mm, dtype)
-        pix = src[None, :] + sdd * d[None, :] + self.u_mm(dtype)[:, None] * e_u[None, :]
-        delta = pix - src[None, :]
+        u = self.u_mm(dtype)
+        if self.curved:
+            gamma = u / sdd
+            delta = sdd * (
+                jnp.cos(gamma)[:, None] * d[None, :] + jnp.sin(gamma)[:, None] * e_u[None, :]
+            )
+        else:
+            delta = sdd * d[None, :] + u[:, None] * e_u[None, :]
         length = jnp.sqrt(jnp.sum(delta * delta, axis=-1))
         return Rays(
             jnp.broadcast_to(src[None, :], (self.n_u, 2)),
@@ -506,6 +540,8 @@ class FanBeam(_Planar):
         rel = xy - self._iso_like(xy, dtype)
         x_u, x_d = rel @ e_u, rel @ d
         sod, sdd = jnp.asarray(self.sod_mm, dtype), jnp.asarray(self.sdd_mm, dtype)
+        if self.curved:
+            return sdd * jnp.arctan2(x_u, sod + x_d), x_d
         return sdd * x_u / (sod + x_d), x_d
 
     @property
@@ -516,10 +552,20 @@ class FanBeam(_Planar):
         """Full fan angle spanned by the detector's outer pixel edges (rad)."""
         lo, hi = self._edges_mm()
         sdd = float(self.sdd_mm)
+        if self.curved:
+            return (hi - lo) / sdd
         return math.atan(hi / sdd) - math.atan(lo / sdd)
 
     def fov_radius_mm(self) -> float:
         """Radius (mm) about the rotation axis that every view's fan covers."""
         w = self._half_width_mm()
         sdd, sod = float(self.sdd_mm), float(self.sod_mm)
+        if self.curved:
+            return sod * math.sin(min(w / sdd, math.pi / 2)) if w > 0 else 0.0
         return sod * w / math.hypot(sdd, w) if w > 0 else 0.0
+
+
+# the 3-D geometries live in their own module; re-exported here (defined after the shared helpers)
+from ._projective import ConeBeam as ConeBeam  # noqa: E402
+from ._projective import ProjectionGeometry as ProjectionGeometry  # noqa: E402
+from ._projective import _Projective as _Projective  # noqa: E402

@@ -3,13 +3,24 @@ calibration and Hounsfield units.
 
 - `fbp(projections, geometry, *, like, filter=...)` → `Volume` (1/mm for post-log data);
 - `water_mu(protocol)`, `to_hu(mu, mu_water, mu_air=0)`;
-- `reconstruct(scan, protocol, *, like)` → `Volume` in HU on the phantom's grid.
+- `reconstruct(scan, protocol, *, like)` → `Volume` in HU on the phantom's grid;
+- `correct_beam_hardening(projections, protocol)`: water linearisation;
+- iterative: `sirt`, `cgls`, `tv` → `IterativeReconstructor` (``init``/``step``/``run``/``image``).
 """
 
 from ._fbp import FILTERS as FILTERS
 from ._fbp import FilterName as FilterName
 from ._fbp import fbp as fbp
 from ._fbp import ramp_response as ramp_response
+from ._fdk import fdk as fdk
+from ._hu import correct_beam_hardening as correct_beam_hardening
 from ._hu import reconstruct as reconstruct
 from ._hu import to_hu as to_hu
 from ._hu import water_mu as water_mu
+from ._iterative import CGLSState as CGLSState
+from ._iterative import IterativeReconstructor as IterativeReconstructor
+from ._iterative import SIRTState as SIRTState
+from ._iterative import TVState as TVState
+from ._iterative import cgls as cgls
+from ._iterative import sirt as sirt
+from ._iterative import tv as tv

@@ -1,4 +1,4 @@
-"""Filtered backprojection for parallel-beam and flat-detector fan-beam data.
+"""Filtered backprojection for parallel-beam and fan-beam (flat or curved detector) data.
 
 Filtering
     Each detector row is convolved with the band-limited ramp kernel sampled in the spatial domain
@@ -17,9 +17,12 @@ Fan beam, flat detector (equispaced)
     ``tau = du sod/sdd``): pre-weight ``R'(s) = R(s) sod / sqrt(sod^2 + s^2)`` (the cosine of the
     ray's fan angle), ramp-filter, and backproject with the distance weight ``sod^2 / (sod + x_d)^2``
     where ``x_d`` is the pixel's depth along the central ray: ``f = (pi / n_views) sum U^-2 Q``.
-    This is the weighting for equispaced samples; an equiangular (curved) detector would pre-weight
-    by ``cos(gamma)`` and backproject with ``1/L^2`` and ``gamma/sin(gamma)``-scaled kernels
-    instead. Views must cover a full rotation (short scans need Parker weights).
+    Views must cover a full rotation (short scans need Parker weights).
+
+Fan beam, curved (equiangular) detector
+    Kak & Slaney §3.4.1 with fan angle ``gamma = u / sdd`` and pitch ``alpha = du / sdd``:
+    pre-weight ``cos(gamma)``, filter with ``h(n) (n alpha / sin(n alpha))^2`` (the same ramp,
+    pitch ``tau = sod alpha``), backproject with ``(sod / L)^2``, ``L`` the source–point distance.
 
 Backprojection is voxel-driven with linear interpolation along u; with z-aligned output grids all
 slices (rows) are processed at once as a batch axis, then interpolated linearly from the detector
@@ -27,7 +30,7 @@ rows to the output slices.
 
 References:
     A. C. Kak and M. Slaney, Principles of Computerized Tomographic Imaging, IEEE Press, 1988,
-    ch. 3 (eqs. 3.61, 3.117–3.122 for the equispaced fan).
+    ch. 3 (eqs. 3.61, 3.117–3.122 for the equispaced fan, 3.85–3.96 for the equiangular fan).
 """
 
 from __future__ import annotations
@@ -74,11 +77,20 @@ def ramp_response(n_u: int, filter: FilterName = "ram-lak") -> tuple[int, np.nda
         ``(P, H)``: the FFT length (power of two ≥ 2·n_u) and ``H`` of shape ``(P // 2 + 1,)``,
         the response for a unit pixel pitch (divide the filtered result by the pitch).
     """
+    return _response(n_u, filter, None)
+
+
+def _response(n_u: int, filter: str, alpha: float | None) -> tuple[int, np.ndarray]:
+    """`ramp_response`; with ``alpha`` (rad per pixel) the equiangular fan kernel
+    ``h(n) (n alpha / sin(n alpha))^2`` (Kak & Slaney eq. 3.93)."""
     size = max(64, 1 << math.ceil(math.log2(2 * n_u)))
     n = np.concatenate([np.arange(1, size // 2 + 1, 2), np.arange(size // 2 - 1, 0, -2)])
     kernel = np.zeros(size)
     kernel[0] = 0.25
     kernel[1::2] = -1.0 / (np.pi * n) ** 2
+    if alpha is not None:
+        g = n * alpha
+        kernel[1::2] *= (g / np.sin(g)) ** 2
     response = np.real(np.fft.rfft(kernel))
     f = np.fft.rfftfreq(size)
     if filter == "shepp-logan":
@@ -90,10 +102,11 @@ def ramp_response(n_u: int, filter: FilterName = "ram-lak") -> tuple[int, np.nda
     return size, response
 
 
-def _filter_rows(proj: Array, tau: Array, filter: FilterName) -> Array:
-    """Ramp-filter ``(views, u, v)`` along u; ``tau`` is the sample pitch in the filter's plane."""
+def _filter_rows(proj: Array, tau: Array, filter: FilterName, alpha: float | None = None) -> Array:
+    """Ramp-filter ``(views, u, v)`` along u; ``tau`` is the sample pitch in the filter's plane;
+    ``alpha`` (rad per pixel) selects the equiangular fan kernel."""
     n_u = proj.shape[1]
-    size, response = ramp_response(n_u, filter)
+    size, response = _response(n_u, filter, alpha)
     spectrum = jnp.fft.rfft(proj, n=size, axis=1)
     h = jnp.asarray(response, proj.dtype)[None, :, None]
     out = jnp.fft.irfft(spectrum * h, n=size, axis=1)[:, :n_u, :]
@@ -119,6 +132,8 @@ def _view_weight(geometry: _Planar, view: Array, xy: Array, dtype: Any) -> tuple
     if isinstance(geometry, FanBeam):
         sod = jnp.asarray(geometry.sod_mm, dtype)
         w = (sod / (sod + depth)) ** 2
+        if geometry.curved:  # (sod / L)^2, L the source–point distance
+            w = w * jnp.cos(u / jnp.asarray(geometry.sdd_mm, dtype)) ** 2
     else:
         w = jnp.ones_like(u)
     return c, w
@@ -148,7 +163,7 @@ def _backproject_views(q: Array, geometry: _Planar, xy: Array, gather: Any) -> A
     return acc * (math.pi / n_views)
 
 
-@partial(jax.jit, static_argnames=("filter", "shape", "rows_are_slices", "aligned"))
+@partial(jax.jit, static_argnames=("filter", "shape", "rows_are_slices", "aligned", "alpha"))
 def _fbp_kernel(
     proj: Array,
     geometry: _Planar,
@@ -158,6 +173,7 @@ def _fbp_kernel(
     shape: tuple[int, int, int],
     rows_are_slices: bool,
     aligned: bool,
+    alpha: float | None,
 ) -> Array:
     dtype = proj.dtype
     n_u = geometry.n_u
@@ -165,12 +181,15 @@ def _fbp_kernel(
     du = jnp.asarray(geometry.du_mm, dtype)
     if isinstance(geometry, FanBeam):
         sod, sdd = jnp.asarray(geometry.sod_mm, dtype), jnp.asarray(geometry.sdd_mm, dtype)
-        pre = sdd / jnp.sqrt(sdd * sdd + u * u)  # cos of the fan angle = sod / sqrt(sod^2 + s^2)
+        if geometry.curved:
+            pre = jnp.cos(u / sdd)
+        else:  # cos of the fan angle = sod / sqrt(sod^2 + s^2)
+            pre = sdd / jnp.sqrt(sdd * sdd + u * u)
         proj = proj * pre[None, :, None]
         tau = du * sod / sdd
     else:
         tau = du
-    q = _filter_rows(proj, tau, filter)
+    q = _filter_rows(proj, tau, filter, alpha)
     a = jnp.asarray(affine, dtype)
     n1, n2, nz = shape
 
@@ -312,5 +331,10 @@ def fbp(
         shape=shape,
         rows_are_slices=rows_are_slices,
         aligned=aligned,
+        alpha=(
+            float(geometry.du_mm) / float(geometry.sdd_mm)
+            if isinstance(geometry, FanBeam) and geometry.curved
+            else None
+        ),
     )
     return Volume(data=data, affine=like.affine)

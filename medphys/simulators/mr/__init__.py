@@ -1,19 +1,37 @@
-"""MR simulation: tissue maps, steady-state signal equations, coils, k-space, noise.
+"""MR simulation: tissue maps, signal equations, EPG, Bloch isochromats, coils, k-space, noise.
 
 Tier 1: closed-form steady-state signals (`SpinEcho`, `GradientEcho`, `InversionRecovery`,
 `BSSFP`) evaluated per tissue compartment with partial volume and B0/B1 maps. Tier 2: extended
-phase graphs for CPMG echo trains (`FastSpinEcho`, `echo_train`). Acquisition: multi-coil Cartesian
-2-D multi-slice encoding, undersampling masks, complex Gaussian noise at a stated SNR, and
-root-sum-of-squares reconstruction. Everything is a pure JAX function of immutable PyTrees:
-jit-compiled, differentiable, batchable with ``jax.vmap``.
+phase graphs for CPMG echo trains (`FastSpinEcho`, `echo_train`). Tier 3: Bloch simulation of
+isochromats (`Spins`, `bloch`) under arbitrary RF and gradient waveforms, written as `Block` values
+(`RFPulse`, `Trapezoid`, `ArbitraryGradient`, `ADC`; builders `spin_echo`, `turbo_spin_echo`,
+`gradient_echo`, `selective`; Pulseq files via `read_pulseq` / `write_pulseq`) and lowered to time
+steps (`lower`). Acquisition: multi-coil Cartesian 2-D multi-slice encoding, undersampling masks
+(including `PartialFourier`), complex Gaussian noise at a stated SNR; reconstruction by
+root-sum-of-squares, `sense` (CG-SENSE) and `pocs` (partial Fourier); `cine` frames over the
+phantom's cardiac cycle. Everything is a pure JAX function of immutable PyTrees: jit-compiled,
+differentiable, batchable with ``jax.vmap``.
 
 Typical use::
 
     protocol = medphys.simulators.load("mr-t1-se")
     result = medphys.simulators.mr.simulate(phantom, protocol, jax.random.key(0))
     result.image        # medphys.Volume, magnitude image on the phantom's grid
+
+    blocks = medphys.simulators.mr.read_pulseq("my_sequence.seq")
+    signal = medphys.simulators.mr.bloch(medphys.simulators.mr.lower(blocks), spins)
 """
 
+from ._bloch import Spins as Spins
+from ._bloch import bloch as bloch
+from ._bloch import lorentzian_offsets as lorentzian_offsets
+from ._builders import Cartesian2D as Cartesian2D
+from ._builders import gradient_echo as gradient_echo
+from ._builders import selective as selective
+from ._builders import spin_echo as spin_echo
+from ._builders import turbo_spin_echo as turbo_spin_echo
+from ._cine import CineResult as CineResult
+from ._cine import cine as cine
 from ._coils import AbstractCoils as AbstractCoils
 from ._coils import LoopCoils as LoopCoils
 from ._coils import UniformCoils as UniformCoils
@@ -24,6 +42,12 @@ from ._from_config import protocol_from_config as protocol_from_config
 from ._kspace import fft2c as fft2c
 from ._kspace import ifft2c as ifft2c
 from ._kspace import rss as rss
+from ._pulseq import PulseqError as PulseqError
+from ._pulseq import read_pulseq as read_pulseq
+from ._pulseq import write_pulseq as write_pulseq
+from ._recon import PartialFourier as PartialFourier
+from ._recon import pocs as pocs
+from ._recon import sense as sense
 from ._sampling import AbstractSampling as AbstractSampling
 from ._sampling import EquispacedMask as EquispacedMask
 from ._sampling import FullSampling as FullSampling
@@ -45,3 +69,14 @@ from ._tissue import TissueMaps as TissueMaps
 from ._tissue import apply_field_params as apply_field_params
 from ._tissue import sample_field_params as sample_field_params
 from ._tissue import tissue_maps as tissue_maps
+from ._waveforms import ADC as ADC
+from ._waveforms import GAMMA_HZ_PER_T as GAMMA_HZ_PER_T
+from ._waveforms import ArbitraryGradient as ArbitraryGradient
+from ._waveforms import Block as Block
+from ._waveforms import RFPulse as RFPulse
+from ._waveforms import StepSequence as StepSequence
+from ._waveforms import Trapezoid as Trapezoid
+from ._waveforms import gaussian_pulse as gaussian_pulse
+from ._waveforms import hard_pulse as hard_pulse
+from ._waveforms import lower as lower
+from ._waveforms import sinc_pulse as sinc_pulse

@@ -2,19 +2,30 @@
 
 - `project` / `backproject`: line integrals through a `Volume` along a geometry's rays and the
   exact adjoint (``jax.grad`` through `project` runs `backproject`).
-- `Spectrum`: tube spectra from SpekPy; `EnergyIntegratingDetector`; `CTProtocol`.
+- `Spectrum`: tube spectra from SpekPy; `Bowtie` filters; detectors (`EnergyIntegratingDetector`,
+  `PhotonCountingDetector`, with blur); `KernelScatter`; `CTProtocol`.
 - `simulate` = `expected_scan` (deterministic) + `add_noise` (random): a polychromatic, noisy scan
   of a `LabeledVolume` → `XrayScan`.
+- `drr(ct_volume_hu, geometry, spectrum=...)`: DRRs from a CT in HU (volume or NIfTI path).
 - `protocol_from_config`: the ``modality = "ct"`` protocol files of the ``simulators/`` catalog.
 """
 
+from ..geometry import ConeBeam as ConeBeam
 from ..geometry import FanBeam as FanBeam
 from ..geometry import ParallelBeam as ParallelBeam
+from ..geometry import ProjectionGeometry as ProjectionGeometry
+from ._bowtie import Bowtie as Bowtie
+from ._detector import EnergyIntegratingDetector as EnergyIntegratingDetector
+from ._detector import PhotonCountingDetector as PhotonCountingDetector
+from ._drr import drr as drr
+from ._drr import hu_to_fractions as hu_to_fractions
+from ._projector import Joseph as Joseph
+from ._projector import Trilinear as Trilinear
 from ._projector import backproject as backproject
 from ._projector import project as project
 from ._protocol import CTProtocol as CTProtocol
-from ._protocol import EnergyIntegratingDetector as EnergyIntegratingDetector
 from ._protocol import protocol_from_config as protocol_from_config
+from ._scatter import KernelScatter as KernelScatter
 from ._simulate import MIN_COUNTS as MIN_COUNTS
 from ._simulate import XrayScan as XrayScan
 from ._simulate import add_noise as add_noise

@@ -1,6 +1,6 @@
 """Ray-driven projector and its matched adjoint (backprojector).
 
-Two discretisations share one interface:
+Four kernels share one interface:
 
 Planar (Joseph's method, z as a batch axis)
     For `ParallelBeam` and `FanBeam` (rays in z planes) on a volume whose third axis is the world z
@@ -10,13 +10,21 @@ Planar (Joseph's method, z as a batch axis)
     sinograms are then interpolated linearly along z to the detector rows (exact trilinear
     sampling for rays that lie in z planes); when the rows are the slices this step is skipped.
 
-Generic (trilinear, fixed step)
-    For any geometry that lowers to `Rays`, and for volumes with an oblique affine: samples every
+Parallel beam, thin axis-aligned volumes (``_parallel_shift``)
+    2-D and thin stacks (≤ 8 slices × batch) under a `ParallelBeam`: Joseph's method on a virtual
+    detector with two rays per voxel, whose column interpolation is one contiguous slice per view
+    (no per-sample gathers), then linear interpolation to the detector pixels.
+
+Cone beam and arbitrary poses (3-D Joseph, ``_joseph3d``; the default for non-planar geometries)
+    One sample per slice of each ray's dominant index axis, bilinear across it.
+
+Generic (trilinear, fixed step; ``sampling=Trilinear()``)
+    For any geometry that lowers to `Rays`: samples every
     ``t`` step of at most half a voxel along every index axis, trilinear interpolation with zeros
     outside the volume, clipped to the volume's box.
 
-Both are linear in the volume. The backprojector is their exact transpose (the same gathers,
-transposed into scatter-adds by `jax.linear_transpose`), so ``<A x, y> = <x, A^T y>`` to rounding;
+All are linear in the volume. The backprojector is their exact transpose (the same gathers,
+transposed into scatter-adds or slice updates by `jax.linear_transpose`), so ``<A x, y> = <x, A^T y>`` to rounding;
 `project` and `backproject` carry `jax.custom_vjp` rules that call each other, so ``jax.grad``
 through `project` runs the backprojector. Geometry leaves (angles, offsets, distances) and the
 affine are differentiable too.
@@ -43,12 +51,28 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ...volume import Volume
-from ..geometry import AbstractGeometry, _Planar, z_aligned
+from ..geometry import AbstractGeometry, ParallelBeam, _Planar, _Projective, z_aligned
+from ._joseph3d import joseph3d_rays, joseph3d_samples, pad_volume
+from ._parallel_shift import shift_forward
 
-__all__ = ["backproject", "project"]
+__all__ = ["Joseph", "Trilinear", "backproject", "project"]
 
 # Elements (rays × samples × batch) gathered at once per chunk of views: ~64 MB of float32.
 _CHUNK_ELEMENTS = 1 << 24
+# Parallel beams on volumes with at most this many slices × batch use the virtual-detector path.
+_SHIFT_MAX_SLICES = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Joseph:
+    """Exact-path sampling (the default): one sample per voxel slice along each ray's dominant
+    axis, linear (planar) or bilinear (3-D) interpolation across it (Joseph 1982)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Trilinear:
+    """Trilinear sampling every half voxel (of the ray's dominant axis) between the volume's
+    faces; zeros outside."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +85,8 @@ class _Plan:
     rows_are_slices: bool
     views_per_batch: int
     rays_per_batch: int
+    trilinear: bool = False  # generic path: trilinear half-voxel marching instead of 3-D Joseph
+    shift: bool = False  # parallel beam on an axis-aligned thin volume: `_parallel_shift`
 
 
 def _is_z_aligned(affine: Any) -> bool | None:
@@ -78,8 +104,17 @@ def _make_plan(
     batch: int = 1,
     views_per_batch: int | None,
     where: str,
+    sampling: Any = None,
 ) -> _Plan:
-    planar = bool(geometry.planar) and bool(_is_z_aligned(affine))
+    if sampling is None:
+        sampling = Joseph()
+    if not isinstance(sampling, (Joseph, Trilinear)):
+        raise TypeError(
+            f"{where}: `sampling` must be medphys.simulators.xray.Joseph() or Trilinear() "
+            f"(got {sampling!r})"
+        )
+    trilinear = isinstance(sampling, Trilinear)
+    planar = bool(geometry.planar) and bool(_is_z_aligned(affine)) and not trilinear
     rows_are_slices = geometry.n_rows is None
     if rows_are_slices and not planar:
         raise ValueError(
@@ -93,7 +128,7 @@ def _make_plan(
         rays_per_batch = n_u
     else:
         n_rows = geometry.n_rows or 1
-        per_ray = 8 * _generic_samples(shape)
+        per_ray = 8 * _generic_samples(shape) if trilinear else 6 * joseph3d_samples(tuple(shape))
         rays_per_batch = int(max(1, min(n_u * n_rows, _CHUNK_ELEMENTS // per_ray)))
         per_view = per_ray * n_u * n_rows
     if views_per_batch is None:
@@ -108,6 +143,13 @@ def _make_plan(
         raise ValueError(
             f"{where}: `views_per_batch` must be an integer ≥ 1 (got {views_per_batch!r})"
         )
+    shift = (
+        planar
+        and isinstance(geometry, ParallelBeam)
+        and shape[2] * batch <= _SHIFT_MAX_SLICES
+        and not isinstance(affine, jax.core.Tracer)
+        and _in_plane_diagonal(affine)
+    )
     return _Plan(
         planar,
         tuple(int(n) for n in shape),
@@ -115,7 +157,14 @@ def _make_plan(
         rows_are_slices,
         int(views_per_batch),
         int(rays_per_batch),
+        trilinear,
+        bool(shift),
     )
+
+
+def _in_plane_diagonal(affine: Any) -> bool:
+    a = np.asarray(affine, dtype=np.float64)[:2, :2]
+    return bool(abs(a[0, 1]) <= 1e-9 * abs(a[0, 0]) and abs(a[1, 0]) <= 1e-9 * abs(a[1, 1]))
 
 
 def _generic_samples(shape: tuple[int, int, int]) -> int:
@@ -304,7 +353,12 @@ def _generic_forward(plan: _Plan, data: Array, affine: Array, geometry: Abstract
     a = jnp.asarray(affine, dtype)
     ainv = jnp.linalg.inv(a[:3, :3])
     offset = a[:3, 3]
-    flat = data.reshape(-1)
+    if plan.trilinear:
+        flat = data.reshape(-1)
+        kernel = _trilinear_rays
+    else:
+        flat = pad_volume(data)
+        kernel = joseph3d_rays
     n_u, n_rows = geometry.n_u, geometry.n_rows
 
     n_rays = n_u * n_rows
@@ -326,7 +380,7 @@ def _generic_forward(plan: _Plan, data: Array, affine: Array, geometry: Abstract
             chunked(r.t_min, 1.0)[..., 0],
             chunked(r.t_max, 0.0)[..., 0],
         )
-        out = jax.lax.map(lambda b: _trilinear_rays(flat, plan.shape, ainv, offset, *b), bundle)
+        out = jax.lax.map(lambda b: kernel(flat, plan.shape, ainv, offset, *b), bundle)
         return out.reshape(-1)[:n_rays].reshape(n_u, n_rows)
 
     return jax.lax.map(one_view, jnp.arange(geometry.n_views), batch_size=plan.views_per_batch)
@@ -336,7 +390,21 @@ def _generic_forward(plan: _Plan, data: Array, affine: Array, geometry: Abstract
 # Operator pair with custom VJPs
 
 
+def _shift_forward(plan: _Plan, data: Array, affine: Array, geometry: ParallelBeam) -> Array:
+    dtype = data.dtype
+    nz = plan.shape[2]
+    batch_shape = tuple(data.shape[3:])
+    sums = shift_forward(data, affine, geometry, plan.shape)
+    sums = sums.reshape(sums.shape[0], sums.shape[1], nz, *batch_shape)
+    if plan.rows_are_slices:
+        return sums
+    wz = _z_weights(nz, affine, geometry.row_z_mm(dtype))
+    return jnp.einsum("kuz...,rz->kur...", sums, wz)
+
+
 def _forward(plan: _Plan, data: Array, affine: Array, geometry: AbstractGeometry) -> Array:
+    if plan.shift:
+        return _shift_forward(plan, data, affine, geometry)
     if plan.planar:
         return _planar_forward(plan, data, affine, geometry)
     return _generic_forward(plan, data, affine, geometry)
@@ -423,15 +491,52 @@ def _as_arrays(tree: Any) -> Any:
     return jax.tree_util.tree_map(jnp.asarray, tree)
 
 
+def _check_projective(where: str, box: np.ndarray, geometry: _Projective) -> None:
+    """Source outside the volume's box in every view; the box seen by some view's detector."""
+    src, centre, e_u, e_v = geometry.poses()
+    lo, hi = box[0], box[1]
+    inside = np.all((src > lo[None, :]) & (src < hi[None, :]), axis=1)
+    if np.any(inside):
+        k = int(np.argmax(inside))
+        raise ValueError(
+            f"{where}: the source of view {k} (at {np.round(src[k], 1).tolist()} mm) lies inside "
+            f"the volume (box {np.round(lo, 1).tolist()} to {np.round(hi, 1).tolist()} mm); "
+            "increase `sod_mm` or move the source"
+        )
+    corners = np.array([[x, y, z] for x in box[:, 0] for y in box[:, 1] for z in box[:, 2]])
+    normal = np.cross(e_u, e_v)
+    half_u = 0.5 * geometry.n_u * float(geometry.du_mm)
+    half_v = 0.5 * geometry.n_v * float(geometry.dv_mm)
+    for k in range(src.shape[0]):
+        n = normal[k] * np.sign(np.dot(centre[k] - src[k], normal[k]))
+        dist = float(np.dot(centre[k] - src[k], n))
+        rel = corners - src[k]
+        depth = rel @ n
+        if np.any(depth <= 0):  # part of the box behind the source: assume it is seen
+            return
+        hit = src[k] + rel * (dist / depth)[:, None] - centre[k]
+        u, v = hit @ e_u[k], hit @ e_v[k]
+        if u.max() >= -half_u and u.min() <= half_u and v.max() >= -half_v and v.min() <= half_v:
+            return
+    raise ValueError(
+        f"{where}: the detector misses the volume in every view (the volume's box, projected "
+        "from the source, falls outside the detector); check the poses, `isocenter_mm`, `z_mm` "
+        "and the detector size"
+    )
+
+
 def check_geometry(where: str, volume: Any, geometry: AbstractGeometry) -> None:
     """Checks that need both the volume and the geometry (skipped for traced values)."""
     if not isinstance(geometry, AbstractGeometry):
         raise TypeError(
-            f"{where}: `geometry` must be a ParallelBeam or FanBeam from "
+            f"{where}: `geometry` must be a ParallelBeam, FanBeam, ConeBeam or ProjectionGeometry from "
             f"medphys.simulators.geometry (got {type(geometry).__name__})"
         )
     leaves = [volume.affine, *jax.tree_util.tree_leaves(geometry)]
     if any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return
+    if isinstance(geometry, _Projective):
+        _check_projective(where, np.asarray(volume.bounds_mm(), dtype=np.float64), geometry)
         return
     if not isinstance(geometry, _Planar):
         return
@@ -456,7 +561,9 @@ def check_geometry(where: str, volume: Any, geometry: AbstractGeometry) -> None:
     )
     lo, hi = geometry._edges_mm()
     widest = max(abs(lo), abs(hi))
-    if sod is not None:
+    if sod is not None and getattr(geometry, "curved", False):
+        widest = float(sod) * math.sin(min(widest / float(geometry.sdd_mm), math.pi / 2))
+    elif sod is not None:
         widest = float(sod) * widest / float(np.hypot(float(geometry.sdd_mm), widest))
     if near > widest:
         raise ValueError(
@@ -477,7 +584,11 @@ def check_geometry(where: str, volume: Any, geometry: AbstractGeometry) -> None:
 
 
 def project(
-    volume: Volume, geometry: AbstractGeometry, *, views_per_batch: int | None = None
+    volume: Volume,
+    geometry: AbstractGeometry,
+    *,
+    views_per_batch: int | None = None,
+    sampling: Joseph | Trilinear | None = None,
 ) -> Float[Array, "views u v"]:
     """Line integrals of a volume along the geometry's rays.
 
@@ -486,6 +597,7 @@ def project(
             world millimetres, so attenuation in 1/mm gives dimensionless line integrals.
         geometry: a `ParallelBeam` or `FanBeam` (``n_rows=None``: one row per slice).
         views_per_batch: views computed together (memory ∝ this); default from a ~64 MB budget.
+        sampling: `Joseph()` (default) or `Trilinear()`.
 
     Returns:
         ``(views, u, v)`` line integrals (volume units × mm), in the volume's dtype.
@@ -513,7 +625,12 @@ def project(
     if not jnp.issubdtype(data.dtype, jnp.floating):
         data = data.astype(jnp.float32)
     plan = _make_plan(
-        tuple(data.shape), volume.affine, geometry, views_per_batch=views_per_batch, where=where
+        tuple(data.shape),
+        volume.affine,
+        geometry,
+        views_per_batch=views_per_batch,
+        where=where,
+        sampling=sampling,
     )
     return _project_jit(plan, data, jnp.asarray(volume.affine), _as_arrays(geometry))
 
@@ -524,6 +641,7 @@ def backproject(
     *,
     like: Any,
     views_per_batch: int | None = None,
+    sampling: Joseph | Trilinear | None = None,
 ) -> Volume:
     """The exact adjoint of `project`: ``<project(x), y> == <x, backproject(y)>``.
 
@@ -531,7 +649,7 @@ def backproject(
         projections: ``(views, u, v)``, as returned by `project` for this geometry.
         geometry: the geometry used to project.
         like: a `Volume` or `LabeledVolume` giving the output grid (shape and affine).
-        views_per_batch: as in `project`.
+        views_per_batch, sampling: as in `project`.
 
     Returns:
         `Volume` on ``like``'s grid, in the projections' dtype. This is the matched (unfiltered)
@@ -553,7 +671,14 @@ def backproject(
         raise ValueError(
             f"{where}: `projections` must have shape {expected} (got {tuple(proj.shape)})"
         )
-    plan = _make_plan(shape, like.affine, geometry, views_per_batch=views_per_batch, where=where)
+    plan = _make_plan(
+        shape,
+        like.affine,
+        geometry,
+        views_per_batch=views_per_batch,
+        where=where,
+        sampling=sampling,
+    )
     affine = (
         np.asarray(like.affine) if not isinstance(like.affine, jax.core.Tracer) else like.affine
     )

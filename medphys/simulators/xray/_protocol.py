@@ -1,8 +1,11 @@
-"""CT protocols: geometry + spectrum + detector + dose + reconstruction settings, and their TOML form.
+"""X-ray protocols (CT and radiography): geometry + spectrum + detector + dose + reconstruction settings, and their TOML form.
 
-A protocol file in the ``simulators/`` catalog (``modality = "ct"``) has the sections
-``[geometry]`` (``kind = "parallel"`` or ``"fan"``), ``[spectrum]``, ``[dose]``, ``[detector]`` and
-``[reconstruction]``; `protocol_from_config` validates it with pydantic and builds a `CTProtocol`.
+A protocol file in the ``simulators/`` catalog (``modality = "ct"`` or ``"radiograph"``) has the
+sections ``[geometry]`` (``kind = "parallel"``, ``"fan"``, ``"cone"`` or ``"tomosynthesis"``),
+``[spectrum]``, ``[dose]``, ``[detector]``
+(``kind = "energy-integrating"``, the default, or ``"photon-counting"`` with ``thresholds_kev``),
+optional ``[bowtie]`` and ``[scatter]``, and ``[reconstruction]``; `protocol_from_config` validates
+it with pydantic and builds a `CTProtocol`.
 When ``n_u`` is not given, the detector is sized to cover the reconstruction field of view
 ``fov_mm`` (a circle of that diameter about the rotation axis).
 """
@@ -10,6 +13,7 @@ When ``n_u`` is not given, the detector is sized to cover the reconstruction fie
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,43 +26,16 @@ from jaxtyping import Array, Float
 from ..._checks import number as _number
 from ..._config import Strict, validate
 from ..._errors import ConfigError
-from ..geometry import FanBeam, ParallelBeam
+from ...materials import ENERGY_RANGE_KEV
+from ..geometry import ConeBeam, FanBeam, ParallelBeam, ProjectionGeometry
+from ._bowtie import Bowtie
+from ._detector import EnergyIntegratingDetector, PhotonCountingDetector
+from ._scatter import KernelScatter
 from ._spectrum import KVP_RANGE, Spectrum
 
-__all__ = ["CTProtocol", "EnergyIntegratingDetector", "protocol_from_config"]
+__all__ = ["CTProtocol", "protocol_from_config"]
 
 _FILTERS = ("ram-lak", "shepp-logan", "cosine", "hann")
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class EnergyIntegratingDetector:
-    """An ideal energy-integrating detector (every photon absorbed, signal ∝ its energy).
-
-    The signal is reported in *photon equivalents*: deposited energy divided by the mean energy of
-    the unattenuated spectrum, so a monoenergetic beam reads in photons.
-
-    Attributes:
-        electronic_noise: standard deviation of the additive Gaussian readout noise, in photon
-            equivalents per reading.
-    """
-
-    electronic_noise: Float[Array, ""]
-
-    @classmethod
-    def create(cls, *, electronic_noise: float = 0.0) -> EnergyIntegratingDetector:
-        """Validated constructor.
-
-        Raises:
-            ValueError: negative or non-finite ``electronic_noise``.
-        """
-        where = "medphys.simulators.xray.EnergyIntegratingDetector.create"
-        v = _number(where, "electronic_noise", electronic_noise)
-        if v < 0:
-            raise ValueError(
-                f"{where}: `electronic_noise` must be ≥ 0 photon equivalents (got {electronic_noise!r})"
-            )
-        return cls(electronic_noise=np.asarray(v, np.float64))
 
 
 @jax.tree_util.register_dataclass
@@ -70,35 +47,48 @@ class CTProtocol:
         geometry: `ParallelBeam` or `FanBeam` (``n_rows=None``: one row per slice of the phantom).
             The detector pixel pitch (``du_mm``, ``dv_mm``) lives in the geometry.
         spectrum: the tube `Spectrum`.
-        detector: the `EnergyIntegratingDetector`.
+        detector: an `EnergyIntegratingDetector` or a `PhotonCountingDetector`.
         mas_per_view: tube current–time product per view (mAs).
+        bowtie: an optional `Bowtie` filter (per-ray extra filtration).
+        scatter: an optional `KernelScatter` estimate added to the signal.
         filter: FBP filter name (static).
+        beam_hardening_correction: linearise the projections to water before reconstruction
+            (`medphys.simulators.ct.correct_beam_hardening`) (static).
         water_diameter_mm: diameter of the water cylinder that defines 0 HU (static).
         name, description: from the catalog file (static).
+        modality: ``"ct"`` or ``"radiograph"`` (static).
     """
 
-    geometry: ParallelBeam | FanBeam
+    geometry: ParallelBeam | FanBeam | ConeBeam | ProjectionGeometry
     spectrum: Spectrum
-    detector: EnergyIntegratingDetector
+    detector: EnergyIntegratingDetector | PhotonCountingDetector
     mas_per_view: Float[Array, ""]
+    bowtie: Bowtie | None = None
+    scatter: KernelScatter | None = None
     filter: str = dataclasses.field(default="hann", metadata={"static": True})
+    beam_hardening_correction: bool = dataclasses.field(default=False, metadata={"static": True})
     water_diameter_mm: float = dataclasses.field(default=200.0, metadata={"static": True})
     name: str = dataclasses.field(default="", metadata={"static": True})
     description: str = dataclasses.field(default="", metadata={"static": True})
+    modality: str = dataclasses.field(default="ct", metadata={"static": True})
 
     @classmethod
     def create(
         cls,
         *,
-        geometry: ParallelBeam | FanBeam,
+        geometry: ParallelBeam | FanBeam | ConeBeam | ProjectionGeometry,
         spectrum: Spectrum,
         mas_per_view: float | None = None,
         mas: float | None = None,
-        detector: EnergyIntegratingDetector | None = None,
+        detector: EnergyIntegratingDetector | PhotonCountingDetector | None = None,
+        bowtie: Bowtie | None = None,
+        scatter: KernelScatter | None = None,
         filter: str = "hann",
+        beam_hardening_correction: bool = False,
         water_diameter_mm: float = 200.0,
         name: str = "",
         description: str = "",
+        modality: Literal["ct", "radiograph"] = "ct",
     ) -> CTProtocol:
         """Validated constructor.
 
@@ -106,17 +96,31 @@ class CTProtocol:
             geometry: the scan geometry.
             spectrum: the tube spectrum.
             mas_per_view: mAs per view; or give ``mas``, the total over all views (per rotation).
-            detector: default: no electronic noise.
+            detector: `EnergyIntegratingDetector` (default: no electronic noise, no blur) or
+                `PhotonCountingDetector`.
+            bowtie: optional `Bowtie` filter.
+            scatter: optional `KernelScatter`.
             filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
+            beam_hardening_correction: water linearisation before reconstruction.
             water_diameter_mm: reference water cylinder for the HU calibration (mm).
+            modality: ``"ct"`` (reconstructed) or ``"radiograph"`` (projections only).
 
         Raises:
-            ValueError, TypeError: wrong types, non-positive mAs, unknown filter.
+            ValueError, TypeError: wrong types, non-positive mAs, unknown filter, a photon-counting
+                detector whose lowest threshold is above the spectrum's highest energy.
         """
         where = "medphys.simulators.xray.CTProtocol.create"
-        if not isinstance(geometry, (ParallelBeam, FanBeam)):
+        if not isinstance(geometry, (ParallelBeam, FanBeam, ConeBeam, ProjectionGeometry)):
             raise TypeError(
-                f"{where}: `geometry` must be a ParallelBeam or FanBeam (got {type(geometry).__name__})"
+                f"{where}: `geometry` must be a ParallelBeam, FanBeam, ConeBeam or "
+                f"ProjectionGeometry (got {type(geometry).__name__})"
+            )
+        if modality not in ("ct", "radiograph"):
+            raise ValueError(f"{where}: `modality` must be 'ct' or 'radiograph' (got {modality!r})")
+        if bowtie is not None and not isinstance(geometry, (ParallelBeam, FanBeam)):
+            raise ValueError(
+                f"{where}: a `bowtie` needs a ParallelBeam or FanBeam geometry (got "
+                f"{type(geometry).__name__})"
             )
         if not isinstance(spectrum, Spectrum):
             raise TypeError(
@@ -145,15 +149,45 @@ class CTProtocol:
                 f"{where}: `water_diameter_mm` must be > 0 (got {water_diameter_mm!r})"
             )
         detector = EnergyIntegratingDetector.create() if detector is None else detector
+        if not isinstance(detector, (EnergyIntegratingDetector, PhotonCountingDetector)):
+            raise TypeError(
+                f"{where}: `detector` must be an EnergyIntegratingDetector or PhotonCountingDetector "
+                f"(got {type(detector).__name__})"
+            )
+        if isinstance(detector, PhotonCountingDetector):
+            lowest = float(np.min(detector.thresholds_kev))
+            top = float(np.max(spectrum.energies_kev)) + 0.5 * float(spectrum.bin_kev)
+            if lowest >= top:
+                raise ValueError(
+                    f"{where}: the detector's lowest threshold ({lowest:g} keV) is above every "
+                    f"photon of the spectrum (up to {top:g} keV): no counts"
+                )
+        if bowtie is not None and not isinstance(bowtie, Bowtie):
+            raise TypeError(
+                f"{where}: `bowtie` must be a Bowtie or None (got {type(bowtie).__name__})"
+            )
+        if scatter is not None and not isinstance(scatter, KernelScatter):
+            raise TypeError(
+                f"{where}: `scatter` must be a KernelScatter or None (got {type(scatter).__name__})"
+            )
+        if not isinstance(beam_hardening_correction, bool):
+            raise TypeError(
+                f"{where}: `beam_hardening_correction` must be True or False "
+                f"(got {beam_hardening_correction!r})"
+            )
         return cls(
             geometry=geometry,
             spectrum=spectrum,
             detector=detector,
             mas_per_view=np.asarray(per_view, np.float64),
+            bowtie=bowtie,
+            scatter=scatter,
             filter=filter,
+            beam_hardening_correction=beam_hardening_correction,
             water_diameter_mm=diameter,
             name=name,
             description=description,
+            modality=modality,
         )
 
     @property
@@ -219,6 +253,55 @@ class _FanConfig(_GeometryBase):
         return sdd
 
 
+class _ConeConfig(Strict):
+    kind: Literal["cone"]
+    n_views: Annotated[int, pydantic.Field(ge=1)]
+    start_deg: float = 0.0
+    arc_deg: Annotated[float, pydantic.Field(gt=0, le=3600)] = 360.0
+    sod_mm: Positive
+    sdd_mm: Positive
+    n_u: Annotated[int, pydantic.Field(ge=1)]
+    n_v: Annotated[int, pydantic.Field(ge=1)]
+    du_mm: Positive
+    dv_mm: Positive
+    u_offset_mm: float = 0.0
+    v_offset_mm: float = 0.0
+    pitch_mm: float = 0.0
+    z_mm: float = 0.0
+
+    @pydantic.field_validator("sdd_mm")
+    @classmethod
+    def _detector_beyond_isocentre(cls, sdd: float, info: pydantic.ValidationInfo) -> float:
+        sod = info.data.get("sod_mm")
+        if sod is not None and sdd <= sod:
+            raise ValueError(f"must exceed sod_mm (= {sod:g})")
+        return sdd
+
+
+class _TomoConfig(Strict):
+    """A tomosynthesis sweep: the source moves on an arc about the isocentre in the y–z plane,
+    the detector stays put behind the patient (normal along +y, rows along z)."""
+
+    kind: Literal["tomosynthesis"]
+    n_views: Annotated[int, pydantic.Field(ge=2)]
+    sweep_deg: Annotated[float, pydantic.Field(gt=0, lt=90)]
+    sod_mm: Positive
+    sdd_mm: Positive
+    n_u: Annotated[int, pydantic.Field(ge=1)]
+    n_v: Annotated[int, pydantic.Field(ge=1)]
+    du_mm: Positive
+    dv_mm: Positive
+    z_mm: float = 0.0
+
+    @pydantic.field_validator("sdd_mm")
+    @classmethod
+    def _detector_beyond_isocentre(cls, sdd: float, info: pydantic.ValidationInfo) -> float:
+        sod = info.data.get("sod_mm")
+        if sod is not None and sdd <= sod:
+            raise ValueError(f"must exceed sod_mm (= {sod:g})")
+        return sdd
+
+
 class _Filter(Strict):
     material: str
     mm: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]
@@ -242,22 +325,71 @@ class _DoseConfig(Strict):
         return self
 
 
+NonNegative = Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]
+Energy = Annotated[float, pydantic.Field(ge=ENERGY_RANGE_KEV[0], le=ENERGY_RANGE_KEV[1])]
+
+
 class _DetectorConfig(Strict):
-    electronic_noise: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)] = 0.0
+    kind: Literal["energy-integrating", "photon-counting"] = "energy-integrating"
+    electronic_noise: NonNegative = 0.0
+    blur_fwhm_mm: NonNegative = 0.0
+    thresholds_kev: tuple[Energy, ...] | None = None
+    energy_resolution_kev: NonNegative = 0.0
+
+    @pydantic.field_validator("thresholds_kev")
+    @classmethod
+    def _increasing(cls, t: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if t is not None:
+            if len(t) < 1:
+                raise ValueError("give at least one threshold (keV)")
+            if any(b <= a for a, b in itertools.pairwise(t)):
+                raise ValueError(f"must be strictly increasing (got {list(t)})")
+        return t
+
+    @pydantic.model_validator(mode="after")
+    def _kind_fields(self) -> _DetectorConfig:
+        if self.kind == "photon-counting":
+            if self.thresholds_kev is None:
+                raise ValueError("kind = 'photon-counting' needs `thresholds_kev`")
+            if self.electronic_noise != 0:
+                raise ValueError("a photon-counting detector has no `electronic_noise`")
+        elif self.thresholds_kev is not None or self.energy_resolution_kev != 0:
+            raise ValueError(
+                "`thresholds_kev` and `energy_resolution_kev` need kind = 'photon-counting'"
+            )
+        return self
+
+
+class _BowtieConfig(Strict):
+    material: str = "aluminium"
+    center_mm: NonNegative = 0.0
+    edge_mm: NonNegative
+    radius_mm: Positive = 250.0
+
+
+class _ScatterConfig(Strict):
+    spr: NonNegative
+    fwhm_mm: Positive = 100.0
 
 
 class _ReconConfig(Strict):
     filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "hann"
     water_diameter_mm: Positive = 200.0
+    beam_hardening_correction: bool = False
+
+
+_AnyGeometry = _ParallelConfig | _FanConfig | _ConeConfig | _TomoConfig
 
 
 class _CTConfig(Strict):
-    modality: Literal["ct"]
+    modality: Literal["ct", "radiograph"]
     description: str
-    geometry: Annotated[_ParallelConfig | _FanConfig, pydantic.Field(discriminator="kind")]
+    geometry: Annotated[_AnyGeometry, pydantic.Field(discriminator="kind")]
     spectrum: _SpectrumConfig
     dose: _DoseConfig
     detector: _DetectorConfig = _DetectorConfig()
+    bowtie: _BowtieConfig | None = None
+    scatter: _ScatterConfig | None = None
     reconstruction: _ReconConfig = _ReconConfig()
 
 
@@ -272,7 +404,59 @@ def detector_pixels_for_fov(geometry: _ParallelConfig | _FanConfig) -> int:
     return max(1, math.ceil(2 * half / geometry.du_mm))
 
 
-def _geometry(g: _ParallelConfig | _FanConfig) -> ParallelBeam | FanBeam:
+def tomosynthesis_geometry(
+    *,
+    n_views: int,
+    sweep_deg: float,
+    sod_mm: float,
+    sdd_mm: float,
+    n_u: int,
+    n_v: int,
+    du_mm: float,
+    dv_mm: float,
+    z_mm: float = 0.0,
+) -> ProjectionGeometry:
+    """Linear-detector tomosynthesis: ``n_views`` source positions on an arc of ``sweep_deg``
+    about the isocentre ``(0, 0, z_mm)`` in the y–z plane (view ``k`` at elevation
+    ``phi_k``, from ``-sweep/2`` to ``+sweep/2``; ``phi = 0``: source posterior at ``-sod`` along
+    y), a fixed detector centred at ``(0, sdd - sod, z_mm)`` with ``u`` along +x and ``v`` along +z.
+    """
+    phi = np.radians(np.linspace(-sweep_deg / 2, sweep_deg / 2, n_views))
+    sources = np.stack(
+        [np.zeros_like(phi), -sod_mm * np.cos(phi), z_mm + sod_mm * np.sin(phi)], axis=1
+    )
+    centre = np.broadcast_to(np.array([0.0, sdd_mm - sod_mm, z_mm]), (n_views, 3))
+    return ProjectionGeometry.create(
+        sources_mm=sources,
+        detector_centers_mm=centre,
+        u_axes=np.broadcast_to(np.array([1.0, 0.0, 0.0]), (n_views, 3)),
+        v_axes=np.broadcast_to(np.array([0.0, 0.0, 1.0]), (n_views, 3)),
+        n_u=n_u,
+        n_v=n_v,
+        du_mm=du_mm,
+        dv_mm=dv_mm,
+    )
+
+
+def _geometry(g: _AnyGeometry) -> ParallelBeam | FanBeam | ConeBeam | ProjectionGeometry:
+    if isinstance(g, _ConeConfig):
+        return ConeBeam.create(
+            n_u=g.n_u,
+            n_v=g.n_v,
+            du_mm=g.du_mm,
+            dv_mm=g.dv_mm,
+            sod_mm=g.sod_mm,
+            sdd_mm=g.sdd_mm,
+            n_views=g.n_views,
+            start_rad=math.radians(g.start_deg),
+            arc_rad=math.radians(g.arc_deg),
+            pitch_mm=g.pitch_mm,
+            z_mm=g.z_mm,
+            u_offset_mm=g.u_offset_mm,
+            v_offset_mm=g.v_offset_mm,
+        )
+    if isinstance(g, _TomoConfig):
+        return tomosynthesis_geometry(**g.model_dump(exclude={"kind"}))
     common = dict(
         n_u=g.n_u if g.n_u is not None else detector_pixels_for_fov(g),
         du_mm=g.du_mm,
@@ -289,6 +473,18 @@ def _geometry(g: _ParallelConfig | _FanConfig) -> ParallelBeam | FanBeam:
     return ParallelBeam.create(sdd_mm=g.sdd_mm, **common)
 
 
+def _detector(d: _DetectorConfig) -> EnergyIntegratingDetector | PhotonCountingDetector:
+    if d.kind == "photon-counting":
+        return PhotonCountingDetector.create(
+            thresholds_kev=d.thresholds_kev or (),
+            energy_resolution_kev=d.energy_resolution_kev,
+            blur_fwhm_mm=d.blur_fwhm_mm,
+        )
+    return EnergyIntegratingDetector.create(
+        electronic_noise=d.electronic_noise, blur_fwhm_mm=d.blur_fwhm_mm
+    )
+
+
 def protocol_from_config(
     data: dict[str, Any], *, source: str, text: str | None = None
 ) -> CTProtocol:
@@ -303,10 +499,6 @@ def protocol_from_config(
         ConfigError: invalid content; the message names the file, line, key path, value and what
             is allowed.
     """
-    if data.get("modality") == "radiograph":
-        raise ConfigError(
-            f"{source}: modality: 'radiograph' protocols are not supported yet (use 'ct')"
-        )
     cfg = validate(_CTConfig, data, source=source, text=text)
     try:
         geometry = _geometry(cfg.geometry)
@@ -322,13 +514,17 @@ def protocol_from_config(
             spectrum=spectrum,
             mas=cfg.dose.mas,
             mas_per_view=cfg.dose.mas_per_view,
-            detector=EnergyIntegratingDetector.create(
-                electronic_noise=cfg.detector.electronic_noise
-            ),
+            detector=_detector(cfg.detector),
+            bowtie=None if cfg.bowtie is None else Bowtie.create(**cfg.bowtie.model_dump()),
+            scatter=None
+            if cfg.scatter is None
+            else KernelScatter.create(**cfg.scatter.model_dump()),
             filter=cfg.reconstruction.filter,
+            beam_hardening_correction=cfg.reconstruction.beam_hardening_correction,
             water_diameter_mm=cfg.reconstruction.water_diameter_mm,
             name=Path(source).stem,
             description=cfg.description,
+            modality=cfg.modality,
         )
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{source}: {exc}") from None

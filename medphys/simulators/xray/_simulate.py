@@ -16,11 +16,19 @@ Physics
     mAs per mm² at 1 m × mAs per view × (1000 mm / sdd)² × the pixel area, times cos³γ on a flat
     fan-beam detector (inverse square of the longer path and obliquity, γ the fan angle).
 
+    A `Bowtie` multiplies ``N_E`` of each detector column by ``exp(-mu_bowtie(E) t(u))``; the flat
+    field sees it too. A `PhotonCountingDetector` replaces the weights ``E/E0``, ``(E/E0)^2`` by
+    the bin response ``P(bin | E)`` (one channel per bin, see `medphys.simulators.xray`'s
+    ``_detector``). The detector blur then smooths the expected signal along ``u``, and a
+    `KernelScatter` adds its low-frequency scatter estimate (``_scatter``), both before noise.
+
 Noise
     The energy-weighted sum of Poisson counts (compound Poisson) is drawn as a scaled Poisson
     variable with the exact mean and variance: ``S = (Var/S) · Poisson(S²/Var)`` (Whiting 2002).
     The Poisson draw is exact (inversion) for effective counts below 16 and Gaussian with the same
     mean and variance above, where the two agree to within the skewness ``1/sqrt(N)`` (≤ 0.25).
+    Photon-counting bins are independent Poisson variables (variance = mean); their sum gives the
+    scan's total counts.
     Gaussian electronic noise (``detector.electronic_noise`` photon equivalents) is added; the
     flat field is the noise-free expected air scan (as after averaging many air scans). Readings
     below ``MIN_COUNTS`` are clamped before the log.
@@ -47,10 +55,13 @@ from jaxtyping import Array, Float
 
 from ... import materials
 from ..._types import PRNGKey
-from ...volume import LabeledVolume
-from ..geometry import FanBeam, ParallelBeam, _Planar
-from ._projector import _planar_forward, check_geometry, planar_plan
+from ...volume import LabeledVolume, Volume
+from ..geometry import FanBeam, _Planar
+from ._bowtie import Bowtie
+from ._detector import Detector, PhotonCountingDetector, channel_weights, smooth
+from ._projector import _planar_forward, check_geometry, planar_plan, project
 from ._protocol import CTProtocol
+from ._scatter import scatter_signal
 
 __all__ = ["MIN_COUNTS", "XrayScan", "add_noise", "expected_scan", "simulate"]
 
@@ -75,36 +86,71 @@ class XrayScan:
         expected_counts: ``(views, u, v)`` noise-free readings.
         expected_variance: ``(views, u, v)`` quantum variance of the readings (photon
             equivalents², electronic noise excluded): statistical weights for iterative methods.
-        flat_counts: ``(u, v)`` expected air-scan reading of each pixel.
+        flat_counts: ``(u, v)`` expected air-scan reading of each pixel (``(views, u, v)`` for
+            point-source, flat-panel geometries, whose flat field may change from view to view).
         geometry: the geometry with its rows resolved against the phantom.
+        bin_counts, bin_expected_counts, bin_expected_variance: ``(bins, views, u, v)`` per
+            energy bin of a `PhotonCountingDetector` (None for an energy-integrating one); the
+            fields above then hold the totals over the bins.
+        bin_flat_counts: ``(bins, u, v)`` air-scan counts per bin (or None).
     """
 
     projections: Float[Array, "views u v"]
     counts: Float[Array, "views u v"]
     expected_counts: Float[Array, "views u v"]
     expected_variance: Float[Array, "views u v"]
-    flat_counts: Float[Array, "u v"]
-    geometry: ParallelBeam | FanBeam
+    flat_counts: Float[Array, "*views u v"]
+    geometry: Any
+    bin_counts: Float[Array, "bins views u v"] | None = None
+    bin_expected_counts: Float[Array, "bins views u v"] | None = None
+    bin_expected_variance: Float[Array, "bins views u v"] | None = None
+    bin_flat_counts: Float[Array, "bins u v"] | None = None
+
+    @property
+    def bin_projections(self) -> Float[Array, "bins views u v"] | None:
+        """Post-log line integrals per energy bin (photon-counting detectors), else None."""
+        if self.bin_counts is None or self.bin_flat_counts is None:
+            return None
+        floor = jnp.maximum(self.bin_counts, MIN_COUNTS)
+        flat = self.bin_flat_counts
+        return -jnp.log(floor / (flat if flat.ndim == floor.ndim else flat[:, None]))
+
+
+def ray_radius_mm(geometry: _Planar, dtype: Any) -> Float[Array, " u"]:
+    """Distance of each detector column's ray from the rotation axis (mm)."""
+    u = geometry.u_mm(dtype)
+    if isinstance(geometry, FanBeam):
+        sdd = jnp.asarray(geometry.sdd_mm, dtype)
+        return jnp.asarray(geometry.sod_mm, dtype) * jnp.abs(u) / jnp.sqrt(sdd * sdd + u * u)
+    return jnp.abs(u)
 
 
 def detector_weights(
-    energies_kev: Array, photons: Array, mas_per_view: Array, geometry: _Planar, dtype: Any
-) -> tuple[Array, Array, Array]:
-    """Per-energy signal and variance weights at the central pixel, and the pixel gain along u.
+    energies_kev: Array,
+    photons: Array,
+    mas_per_view: Array,
+    geometry: _Planar,
+    dtype: Any,
+    detector: Detector | None = None,
+    bowtie: Bowtie | None = None,
+    mu_bowtie_mm: Array | None = None,
+) -> tuple[Array, Array]:
+    """Per-pixel, per-energy signal and variance weights of each detector channel.
 
     Args:
         energies_kev, photons: the `Spectrum`'s leaves.
         mas_per_view: the protocol's mAs per view.
         geometry: the resolved geometry (pixel size, distances).
         dtype: computation dtype.
+        detector: default an ideal energy-integrating detector.
+        bowtie, mu_bowtie_mm: optional bowtie filter and its μ (1/mm) on the energy grid.
 
     Returns:
-        ``(w1, w2, gain)``: ``w1 = N_E E/E0`` and ``w2 = N_E (E/E0)^2`` ``(energies,)`` for the
-        central pixel of one view; ``gain (u,)`` the relative photon flux of each pixel.
+        ``(w1, w2)`` each ``(u, energies, channels)``: the expected reading of column ``u`` is
+        ``sum_E w1[u, E] exp(-line integral at E)``; ``w2`` likewise gives its quantum variance.
     """
     e = jnp.asarray(energies_kev, dtype)
     n = jnp.asarray(photons, dtype)
-    e0 = jnp.sum(e * n) / jnp.sum(n)
     distance = jnp.asarray(geometry.flux_distance_mm, dtype)
     height = jnp.asarray(geometry.dv_mm, dtype)
     if isinstance(geometry, FanBeam):
@@ -117,29 +163,137 @@ def detector_weights(
         gain = (sdd / jnp.sqrt(sdd * sdd + u * u)) ** 3
     else:
         gain = jnp.ones((geometry.n_u,), dtype)
-    return per_pixel * (e / e0), per_pixel * (e / e0) ** 2, gain
+    fluence = gain[:, None] * per_pixel[None, :]  # (u, E)
+    if bowtie is not None and mu_bowtie_mm is not None:
+        t = bowtie.thickness_mm(ray_radius_mm(geometry, dtype))
+        fluence = fluence * jnp.exp(-t[:, None] * jnp.asarray(mu_bowtie_mm, dtype)[None, :])
+    if detector is None:
+        e0 = jnp.sum(e * n) / jnp.sum(n)
+        r1, r2 = (e / e0)[:, None], ((e / e0) ** 2)[:, None]
+    else:
+        r1, r2 = channel_weights(detector, e, n)
+        r1, r2 = r1.astype(dtype), r2.astype(dtype)
+    return fluence[:, :, None] * r1[None], fluence[:, :, None] * r2[None]
+
+
+def detector_pitch_mm(geometry: _Planar, dtype: Any) -> tuple[Array, Array]:
+    """Pixel pitch along u and rows, measured on the detector (mm)."""
+    dv = jnp.asarray(geometry.dv_mm, dtype)
+    if isinstance(geometry, FanBeam):
+        dv = dv * jnp.asarray(geometry.sdd_mm, dtype) / jnp.asarray(geometry.sod_mm, dtype)
+    return jnp.asarray(geometry.du_mm, dtype), dv
 
 
 @partial(jax.jit, static_argnames=("plan", "keep"))
-def _expected(plan, keep, fractions, affine, geometry, mu_mm, energies, photons, mas_per_view):
-    """Expected readings, their variance, the flat field and the post-log projections."""
+def _expected(
+    plan,
+    keep,
+    fractions,
+    affine,
+    geometry,
+    mu_mm,
+    energies,
+    photons,
+    mas_per_view,
+    detector=None,
+    bowtie=None,
+    mu_bowtie_mm=None,
+    scatter=None,
+):
+    """Expected readings and variance per channel ``(views, u, v, c)``, flat field ``(u, v, c)``."""
     dtype = fractions.dtype
     if keep:
         maps = jnp.moveaxis(fractions[jnp.asarray(keep)], 0, -1)
     else:  # nothing but air: a zero map keeps the shapes static
         maps = jnp.zeros((*fractions.shape[1:], 1), dtype)
-    w1, w2, gain = detector_weights(energies, photons, mas_per_view, geometry, dtype)
+    w1, w2 = detector_weights(
+        energies, photons, mas_per_view, geometry, dtype, detector, bowtie, mu_bowtie_mm
+    )
     mu_mm = mu_mm.astype(dtype)
 
     def epilogue(view: Array, lengths: Array) -> tuple[Array, Array]:
         line = jnp.einsum("uvm,me->uve", lengths, mu_mm)
         t = jnp.exp(-line)
-        return (t @ w1) * gain[:, None], (t @ w2) * gain[:, None]
+        return jnp.einsum("uve,uec->uvc", t, w1), jnp.einsum("uve,uec->uvc", t, w2)
 
     mean, var = _planar_forward(plan, maps, affine, geometry, epilogue)
-    flat = jnp.broadcast_to((jnp.sum(w1) * gain)[:, None], mean.shape[1:])
-    projections = -jnp.log(jnp.maximum(mean, MIN_COUNTS) / flat[None])
-    return mean, var, flat, projections
+    n_rows = mean.shape[2]
+    flat = jnp.broadcast_to(jnp.sum(w1, axis=1)[:, None, :], (geometry.n_u, n_rows, w1.shape[2]))
+    flat_var = jnp.broadcast_to(
+        jnp.sum(w2, axis=1)[:, None, :], (geometry.n_u, n_rows, w2.shape[2])
+    )
+    du, dv = detector_pitch_mm(geometry, dtype)
+    return _blur_and_scatter(mean, var, flat, flat_var, du, dv, detector, scatter)
+
+
+def _blur_and_scatter(mean, var, flat, flat_var, du, dv, detector, scatter):
+    """Detector blur along u, then the kernel scatter estimate; ``flat`` is ``(u, v, c)`` or
+    ``(views, u, v, c)``."""
+    u_axis = 1 if flat.ndim == mean.ndim else 0
+    if detector is not None:
+        fwhm = jnp.asarray(detector.blur_fwhm_mm, mean.dtype)
+
+        def blur(x: Array, axis: int) -> Array:
+            return jax.lax.cond(fwhm > 0, lambda y: smooth(y, axis, du, fwhm), lambda y: y, x)
+
+        mean, var, flat = blur(mean, 1), blur(var, 1), blur(flat, u_axis)
+    if scatter is not None:
+        s = scatter_signal(scatter, mean, flat, du, dv)
+        ratio = flat_var / flat
+        mean = mean + s
+        var = var + s * (ratio if ratio.ndim == s.ndim else ratio[None])
+    return mean, var, flat
+
+
+def _post_log(mean, flat):
+    flat = flat if flat.ndim == mean.ndim else flat[None]
+    return -jnp.log(jnp.maximum(mean, MIN_COUNTS) / flat)
+
+
+def _projective_weights(geometry, view, energies, photons, mas_per_view, dtype, detector):
+    """``(w1, w2)`` each ``(u, v, E, c)`` for one view of a point-source, flat-panel geometry:
+    photons per mAs per mm² at 1 m × mAs × (1000 mm / ray length)² × pixel area × obliquity."""
+    _, _, e_u, e_v = geometry.pose(view, dtype)
+    rays = geometry.rays(view, dtype)
+    normal = jnp.cross(e_u, e_v)
+    normal = normal / jnp.sqrt(jnp.sum(normal * normal))
+    cos = jnp.abs(jnp.sum(rays.directions * normal[None, None, :], axis=-1))
+    area = jnp.asarray(geometry.du_mm, dtype) * jnp.asarray(geometry.dv_mm, dtype)
+    geom = (1000.0 / rays.t_max) ** 2 * area * cos  # (u, v)
+    e = jnp.asarray(energies, dtype)
+    n = jnp.asarray(photons, dtype)
+    r1, r2 = channel_weights(detector, e, n)
+    per = n * jnp.asarray(mas_per_view, dtype)
+    w1 = geom[:, :, None, None] * (per[:, None] * r1.astype(dtype))[None, None]
+    w2 = geom[:, :, None, None] * (per[:, None] * r2.astype(dtype))[None, None]
+    return w1, w2
+
+
+@jax.jit
+def _expected_projective(
+    lengths, geometry, mu_mm, energies, photons, mas_per_view, detector, scatter=None
+):
+    """Per-material path lengths ``(views, u, v, m)`` → readings, variance and flat field per
+    channel, each ``(views, u, v, c)``."""
+    dtype = lengths.dtype
+
+    def one(args):
+        view, lv = args
+        w1, w2 = _projective_weights(
+            geometry, view, energies, photons, mas_per_view, dtype, detector
+        )
+        t = jnp.exp(-jnp.einsum("uvm,me->uve", lv, mu_mm.astype(dtype)))
+        return (
+            jnp.einsum("uve,uvec->uvc", t, w1),
+            jnp.einsum("uve,uvec->uvc", t, w2),
+            jnp.sum(w1, axis=2),
+            jnp.sum(w2, axis=2),
+        )
+
+    views = jnp.arange(lengths.shape[0])
+    mean, var, flat, flat_var = jax.lax.map(one, (views, lengths))
+    du, dv = jnp.asarray(geometry.du_mm, dtype), jnp.asarray(geometry.dv_mm, dtype)
+    return _blur_and_scatter(mean, var, flat, flat_var, du, dv, detector, scatter)
 
 
 def _check_object_covered(
@@ -182,7 +336,11 @@ def expected_scan(
     Raises:
         TypeError: wrong argument types.
         ValueError: the source passes through the phantom, the detector does not cover the
-            object, or the phantom's third axis is not the world z axis.
+            object, or (fan/parallel beam) the phantom's third axis is not the world z axis.
+
+    Fan- and parallel-beam geometries use the planar projector (all materials in one pass);
+    `ConeBeam` and `ProjectionGeometry` (radiographs, C-arms, tomosynthesis) project each
+    material's map once with the generic projector, and their flat field is per view.
     """
     where = "medphys.simulators.xray.simulate"
     if not isinstance(labeled_volume, LabeledVolume):
@@ -200,7 +358,8 @@ def expected_scan(
     names = labeled_volume.material_names
     keep = [i for i, m in enumerate(names) if m not in _BACKGROUND]
     fractions = labeled_volume.material_fractions(dtype)
-    if not isinstance(fractions, jax.core.Tracer):
+    planar = isinstance(geometry, _Planar)
+    if planar and not isinstance(fractions, jax.core.Tracer):
         _check_object_covered(where, labeled_volume, np.asarray(fractions)[keep], geometry)
     spectrum = protocol.spectrum
     energies = np.asarray(spectrum.energies_kev, np.float64)
@@ -209,6 +368,25 @@ def expected_scan(
         mu = materials.attenuation_table([names[i] for i in keep], energies) - mu_air[None, :]
     else:
         mu = np.zeros((1, energies.size))
+    arrays = partial(jax.tree_util.tree_map, jnp.asarray)
+    if not planar:
+        # point source and flat panel (cone beam, C-arm, radiographs): one projection per material
+        maps = [fractions[i] for i in keep] or [jnp.zeros(fractions.shape[1:], dtype)]
+        lengths = jnp.stack(
+            [project(Volume(data=m, affine=labeled_volume.affine), geometry) for m in maps],
+            axis=-1,
+        )
+        mean, var, flat = _expected_projective(
+            lengths,
+            arrays(geometry),
+            jnp.asarray(mu / 10.0),
+            jnp.asarray(spectrum.energies_kev),
+            jnp.asarray(spectrum.photons),
+            jnp.asarray(protocol.mas_per_view),
+            arrays(protocol.detector),
+            None if protocol.scatter is None else arrays(protocol.scatter),
+        )
+        return _scan(mean, var, flat, geometry, protocol)
     plan = planar_plan(
         labeled_volume.shape,
         labeled_volume.affine,
@@ -216,20 +394,47 @@ def expected_scan(
         batch=max(len(keep), 1),
         where=where,
     )
+    bowtie = protocol.bowtie
+    mu_bowtie = None if bowtie is None else jnp.asarray(bowtie.mu_per_mm(energies))
     # the plan follows the protocol's geometry: n_rows=None → the rows are the slices
-    mean, var, flat, projections = _expected(
+    mean, var, flat = _expected(
         plan,
         tuple(keep),
         fractions,
         jnp.asarray(labeled_volume.affine),
-        jax.tree_util.tree_map(jnp.asarray, geometry),
+        arrays(geometry),
         jnp.asarray(mu / 10.0),  # 1/cm → 1/mm
         jnp.asarray(spectrum.energies_kev),
         jnp.asarray(spectrum.photons),
         jnp.asarray(protocol.mas_per_view),
+        arrays(protocol.detector),
+        None if bowtie is None else arrays(bowtie),
+        mu_bowtie,
+        None if protocol.scatter is None else arrays(protocol.scatter),
     )
+    return _scan(mean, var, flat, geometry, protocol)
+
+
+def _scan(mean: Array, var: Array, flat: Array, geometry: Any, protocol: CTProtocol) -> XrayScan:
+    """Channel arrays → `XrayScan` (totals plus bins for a photon-counting detector)."""
+    if isinstance(protocol.detector, PhotonCountingDetector):
+        bins = (jnp.moveaxis(mean, -1, 0), jnp.moveaxis(var, -1, 0), jnp.moveaxis(flat, -1, 0))
+        total, total_var, total_flat = (jnp.sum(b, axis=0) for b in bins)
+        return XrayScan(
+            projections=_post_log(total, total_flat),
+            counts=total,
+            expected_counts=total,
+            expected_variance=total_var,
+            flat_counts=total_flat,
+            geometry=geometry,
+            bin_counts=bins[0],
+            bin_expected_counts=bins[0],
+            bin_expected_variance=bins[1],
+            bin_flat_counts=bins[2],
+        )
+    mean, var, flat = mean[..., 0], var[..., 0], flat[..., 0]
     return XrayScan(
-        projections=projections,
+        projections=_post_log(mean, flat),
         counts=mean,
         expected_counts=mean,
         expected_variance=var,
@@ -267,8 +472,15 @@ def _noisy(key, mean, var, flat, sigma):
     counts = scale * _poisson(k_q, n_eff) + jnp.asarray(sigma, dtype) * jax.random.normal(
         k_e, mean.shape, dtype
     )
-    projections = -jnp.log(jnp.maximum(counts, MIN_COUNTS) / flat[None])
-    return counts, projections
+    return counts, _post_log(counts, flat)
+
+
+@jax.jit
+def _noisy_bins(key, mean, flat):
+    """Independent Poisson counts per bin ``(bins, views, u, v)`` and their totals."""
+    counts = _poisson(key, mean)
+    total = jnp.sum(counts, axis=0)
+    return counts, total, _post_log(total, jnp.sum(flat, axis=0))
 
 
 def add_noise(key: PRNGKey, scan: XrayScan, protocol: CTProtocol) -> XrayScan:
@@ -280,8 +492,12 @@ def add_noise(key: PRNGKey, scan: XrayScan, protocol: CTProtocol) -> XrayScan:
         protocol: supplies the detector's electronic noise.
 
     Returns:
-        the scan with noisy ``counts`` and their ``projections``.
+        the scan with noisy ``counts`` and their ``projections`` (and ``bin_counts`` for a
+        photon-counting detector: independent Poisson counts per bin, summed for ``counts``).
     """
+    if scan.bin_expected_counts is not None and scan.bin_flat_counts is not None:
+        bins, total, projections = _noisy_bins(key, scan.bin_expected_counts, scan.bin_flat_counts)
+        return dataclasses.replace(scan, counts=total, projections=projections, bin_counts=bins)
     counts, projections = _noisy(
         key,
         scan.expected_counts,
@@ -293,12 +509,12 @@ def add_noise(key: PRNGKey, scan: XrayScan, protocol: CTProtocol) -> XrayScan:
 
 
 def simulate(labeled_volume: LabeledVolume, protocol: CTProtocol, key: PRNGKey) -> XrayScan:
-    """A noisy polychromatic CT acquisition of a labelled phantom.
+    """A noisy polychromatic CT scan or radiograph of a labelled phantom.
 
     Args:
         labeled_volume: the phantom (labels, material table, optional partial-volume fractions).
-        protocol: geometry, spectrum, dose and detector (`CTProtocol`, e.g.
-            ``medphys.simulators.load("ct-chest-120kvp")``).
+        protocol: geometry, spectrum, dose, detector, optional bowtie and scatter (`CTProtocol`,
+            e.g. ``medphys.simulators.load("ct-chest-120kvp")`` or ``load("xray-chest-pa")``).
         key: `jax.random` key for the noise.
 
     Returns:

@@ -1,0 +1,352 @@
+"""Tier 3: Bloch simulation of isochromats under arbitrary RF and gradient waveforms.
+
+Each isochromat (spin packet) has a position (mm), PD (its equilibrium magnetisation), T1, T2,
+an off-resonance (Hz) and a relative transmit B1. Over each step of a `StepSequence` the fields are
+constant: the rotation about the effective field ``B = (b1·rf_x, b1·rf_y, Δf + g·r)`` (Hz) by the
+angle ``2π |B| dt`` is exact (Rodrigues' formula; left-handed precession: ``dM/dt = γ M × B``), and so
+is the relaxation ``Mxy·E2``, ``Mz·E1 + M0 (1 - E1)``. Without RF they commute and the step is
+exact (a cheaper rotation about z); under RF the step is the symmetric (Strang) splitting
+relax(dt/2)·rotate(dt)·relax(dt/2), whose error per step is of order ``(dt/T2)·(2π|B|dt)²``
+(below 1e-6 for a 90° pulse sampled on 10 µs and T2 = 10 ms).
+
+The signal is ``-i Σ_s c_s (Mx + i My)_s``: the -90° rotation makes an on-resonance excitation
+about +x real and positive, as the tier-1 signal equations; ``c_s`` are optional receive weights
+(coil sensitivities). Time runs as a `jax.lax.scan` over blocks of steps, each block under
+`jax.checkpoint`, so reverse-mode memory is ``O(n_blocks + block_steps)`` states, not
+``O(n_steps)``. Everything is differentiable with respect to the tissue (PD, T1, T2, Δf, B1,
+positions) and the sequence (step durations, RF, gradients).
+
+Intra-voxel dephasing (T2*) is modelled by several isochromats per voxel whose off-resonances
+follow a Lorentzian (Cauchy) distribution of half-width ``1 / (2π T2')`` at deterministic
+quantiles (`lorentzian_offsets`): their sum decays as ``exp(-t/T2')`` and refocuses at spin echoes.
+
+References:
+    Bloch F. Nuclear induction. Phys Rev 70:460-474 (1946).
+    Stöcker T, Vahedipour K, Pflugfelder D, Shah NJ. High-performance computing MRI simulations
+    (JEMRIS). Magn Reson Med 64:186-193 (2010).
+    Castillo-Passi C, Coronado R, Varela-Mattatall G, Alberola-López C, Botnar R, Irarrazaval P.
+    KomaMRI.jl: an open-source framework for general MRI simulations with GPU acceleration.
+    Magn Reson Med 89:329-342 (2023) (per-step exact rotations of isochromats).
+    Yablonskiy DA, Haacke EM. Theory of NMR signal behavior in magnetically inhomogeneous tissues:
+    the static dephasing regime. Magn Reson Med 32:749-763 (1994) (Lorentzian line, T2').
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Complex, Float
+
+from . import _checks as chk
+from ._waveforms import StepSequence
+
+__all__ = ["Spins", "bloch", "lorentzian_offsets"]
+
+_TWO_PI = 2.0 * math.pi
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Spins:
+    """Isochromats: one entry per spin packet (all leaves, all differentiable).
+
+    Attributes:
+        position_mm: ``(spins, 3)`` world position (mm).
+        pd: equilibrium magnetisation (proton density).
+        t1_s, t2_s: relaxation times (s).
+        b0_hz: off-resonance (Hz), including any intra-voxel spread.
+        b1: relative transmit field (1 = nominal).
+    """
+
+    position_mm: Float[Array, "spins 3"]
+    pd: Float[Array, " spins"]
+    t1_s: Float[Array, " spins"]
+    t2_s: Float[Array, " spins"]
+    b0_hz: Float[Array, " spins"]
+    b1: Float[Array, " spins"]
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        pd: Float[ArrayLike, " spins"],
+        t1_s: Float[ArrayLike, " spins"],
+        t2_s: Float[ArrayLike, " spins"],
+        position_mm: Float[ArrayLike, "spins 3"] | None = None,
+        b0_hz: Float[ArrayLike, " spins"] | None = None,
+        b1: Float[ArrayLike, " spins"] | None = None,
+        dtype: Any = None,
+    ) -> Spins:
+        """Validated constructor; scalars broadcast to the number of spins.
+
+        Raises:
+            ValueError: non-positive or non-finite T1 or T2, negative PD, a position array that
+                is not ``(spins, 3)``, or arrays of different lengths.
+
+        Example:
+            >>> Spins.create(pd=1.0, t1_s=[0.9, 1.2], t2_s=0.08).t1_s.shape
+            (2,)
+        """
+        where = f"{chk.PREFIX}Spins.create"
+        chk.positive_array(where, "t1_s", t1_s, " (seconds)")
+        chk.positive_array(where, "t2_s", t2_s, " (seconds)")
+        f = jnp.zeros(()).dtype if dtype is None else dtype
+        vals = {
+            "pd": pd,
+            "t1_s": t1_s,
+            "t2_s": t2_s,
+            "b0_hz": 0.0 if b0_hz is None else b0_hz,
+            "b1": 1.0 if b1 is None else b1,
+        }
+        arrays = {k: jnp.atleast_1d(jnp.asarray(v, f)) for k, v in vals.items()}
+        if chk.is_concrete(arrays["pd"]) and bool(jnp.any(arrays["pd"] < 0)):
+            raise chk.FieldError(where, "pd", "`pd` must be >= 0")
+        n = 1
+        if position_mm is not None:
+            pos = jnp.asarray(position_mm, f)
+            if pos.ndim != 2 or pos.shape[1] != 3:
+                raise chk.FieldError(
+                    where,
+                    "position_mm",
+                    f"`position_mm` must have shape (spins, 3) (got {pos.shape})",
+                )
+            n = pos.shape[0]
+        for k, a in arrays.items():
+            if a.ndim != 1 or (a.shape[0] not in (1, n) and n != 1):
+                raise chk.FieldError(
+                    where, k, f"`{k}` must be a scalar or have {n} entries (got shape {a.shape})"
+                )
+            n = max(n, a.shape[0])
+        for k, a in arrays.items():
+            if a.shape[0] not in (1, n):
+                raise chk.FieldError(
+                    where, k, f"`{k}` must be a scalar or have {n} entries (got shape {a.shape})"
+                )
+        arrays = {k: jnp.broadcast_to(a, (n,)) for k, a in arrays.items()}
+        pos = jnp.zeros((n, 3), f) if position_mm is None else jnp.broadcast_to(pos, (n, 3))
+        return cls(position_mm=pos, **arrays)
+
+    @property
+    def n_spins(self) -> int:
+        return int(self.pd.shape[0])
+
+
+def lorentzian_offsets(n: int, t2prime_s: float, *, dtype: Any = None) -> Float[Array, " n"]:
+    """Deterministic quantiles of a Lorentzian line whose free-induction decay is ``exp(-t/T2')``.
+
+    ``Δf_j = Γ tan(π (u_j - 1/2))`` with ``u_j = (j + 1/2) / n`` and half-width ``Γ = 1/(2π T2')``
+    (Hz); ``1/T2* = 1/T2 + 1/T2'``. With ``n`` isochromats the mean of ``exp(-i 2π Δf t)`` follows
+    ``exp(-t/T2')`` for ``t`` up to about ``n T2' / 10`` and then revives (a finite sample).
+
+    Raises:
+        ValueError: ``n < 1`` or ``t2prime_s <= 0``.
+
+    Example:
+        >>> [round(float(f), 3) for f in lorentzian_offsets(2, 0.05)]
+        [-3.183, 3.183]
+    """
+    where = f"{chk.PREFIX}lorentzian_offsets"
+    n = chk.integer(where, "n", n, minimum=1)
+    t2p = chk.positive(where, "t2prime_s", t2prime_s, " (seconds)")
+    u = (np.arange(n) + 0.5) / n
+    f = jnp.zeros(()).dtype if dtype is None else dtype
+    return jnp.asarray(np.tan(math.pi * (u - 0.5)) / (_TWO_PI * t2p), f)
+
+
+def _relax(spins: Spins, m: tuple[Array, Array, Array], dt: Array):
+    # `spins.t1_s` / `t2_s` hold the rates 1/T1, 1/T2 inside `_run` (no division per step)
+    e2 = jnp.exp(-dt * spins.t2_s)
+    e1 = jnp.exp(-dt * spins.t1_s)
+    return m[0] * e2, m[1] * e2, m[2] * e1 + spins.pd * (1.0 - e1)
+
+
+def _step(spins: Spins, m: tuple[Array, Array, Array], x: tuple[Array, ...]):
+    """One step: exact free precession and relaxation, or (under RF) a symmetric splitting
+    relax(dt/2) · rotate(dt) · relax(dt/2), exact rotation, error O(dt³/T2) per step."""
+    dt, rf, g, spoil = x
+    bz = spins.b0_hz + spins.position_mm @ g
+
+    def precess(m):
+        mx, my, mz = _relax(spins, m, dt)  # commutes with a rotation about z
+        phi = -_TWO_PI * bz * dt
+        c, s = jnp.cos(phi), jnp.sin(phi)
+        return mx * c - my * s, mx * s + my * c, mz
+
+    def rotate(m):
+        mx, my, mz = _relax(spins, m, 0.5 * dt)
+        bx = spins.b1 * rf[0]
+        by = spins.b1 * rf[1]
+        n2 = bx * bx + by * by + bz * bz
+        pos = n2 > 0
+        norm = jnp.sqrt(jnp.where(pos, n2, 1.0))
+        ux = jnp.where(pos, bx / norm, 0.0)
+        uy = jnp.where(pos, by / norm, 0.0)
+        uz = jnp.where(pos, bz / norm, 1.0)
+        theta = -_TWO_PI * jnp.where(pos, norm, 0.0) * dt
+        c, s = jnp.cos(theta), jnp.sin(theta)
+        dot = (ux * mx + uy * my + uz * mz) * (1.0 - c)
+        cx = uy * mz - uz * my
+        cy = uz * mx - ux * mz
+        cz = ux * my - uy * mx
+        m = (mx * c + cx * s + ux * dot, my * c + cy * s + uy * dot, mz * c + cz * s + uz * dot)
+        return _relax(spins, m, 0.5 * dt)
+
+    has_rf = (rf[0] != 0) | (rf[1] != 0)
+    mx, my, mz = jax.lax.cond(has_rf, rotate, precess, m)
+    keep = 1.0 - spoil
+    return mx * keep, my * keep, mz
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return max(-(-n // multiple), 1) * multiple
+
+
+def _bucketed(seq: StepSequence, spins: Spins, weights: Array | None, block_steps: int):
+    """Pad steps, ADC samples and spins to coarse sizes with no-op entries, so that sequences and
+    spin sets of similar size share one compiled program (zero-length steps, zero-PD spins)."""
+    n_steps = _round_up(seq.n_steps, 8 * block_steps)
+    n_adc = _round_up(seq.n_adc, 64)
+    n_spins = _round_up(spins.n_spins, 16)
+    ps, pn = n_steps - seq.n_steps, n_spins - spins.n_spins
+
+    def pad(a, k, fill=0.0):
+        return jnp.pad(a, [(0, k)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
+
+    slot = jnp.where(seq.adc_slot >= seq.n_adc, n_adc, seq.adc_slot)
+    seq = StepSequence(
+        dt_s=pad(seq.dt_s, ps),
+        rf_hz=pad(seq.rf_hz, ps),
+        grad_hz_per_mm=pad(seq.grad_hz_per_mm, ps),
+        adc_slot=pad(slot, ps, n_adc),
+        adc_phase_rad=pad(seq.adc_phase_rad, ps),
+        spoil=pad(seq.spoil, ps),
+        n_adc=n_adc,
+    )
+    if pn:
+        spins = Spins(
+            position_mm=pad(spins.position_mm, pn),
+            pd=pad(spins.pd, pn),
+            t1_s=pad(spins.t1_s, pn, 1.0),
+            t2_s=pad(spins.t2_s, pn, 1.0),
+            b0_hz=pad(spins.b0_hz, pn),
+            b1=pad(spins.b1, pn, 1.0),
+        )
+        if weights is not None:
+            weights = jnp.pad(weights, [(0, 0), (0, pn)])
+    return seq, spins, weights
+
+
+@functools.partial(jax.jit, static_argnames=("block_steps",))
+def _run(seq: StepSequence, spins: Spins, weights: Array | None, block_steps: int):
+    dtype = spins.pd.dtype
+    cdtype = jnp.result_type(dtype, jnp.complex64)
+    n = seq.n_steps
+    pad = (-n) % block_steps
+
+    def padded(a, fill):
+        a = jnp.asarray(a)
+        cfg = [(0, pad)] + [(0, 0)] * (a.ndim - 1)
+        return jnp.pad(a, cfg, constant_values=fill)
+
+    xs = (
+        padded(seq.dt_s.astype(dtype), 0.0),
+        padded(seq.rf_hz.astype(dtype), 0.0),
+        padded(seq.grad_hz_per_mm.astype(dtype), 0.0),
+        padded(seq.spoil.astype(dtype), 0.0),
+        padded(seq.adc_slot, seq.n_adc),
+        padded(seq.adc_phase_rad.astype(dtype), 0.0),
+    )
+    xs = jax.tree_util.tree_map(lambda a: a.reshape((-1, block_steps, *a.shape[1:])), xs)
+    n_out = () if weights is None else (weights.shape[0],)
+    out0 = jnp.zeros((seq.n_adc + 1, *n_out), cdtype)
+    m0 = (jnp.zeros_like(spins.pd), jnp.zeros_like(spins.pd), spins.pd)
+    spins = dataclasses.replace(spins, t1_s=1.0 / spins.t1_s, t2_s=1.0 / spins.t2_s)  # rates
+
+    def inner(carry, x):
+        m, out = carry
+        dt, rf, g, spoil, slot, phase = x
+        m = _step(spins, m, (dt, rf, g, spoil))
+
+        def record(out):
+            mxy = jax.lax.complex(m[1], -m[0])  # -i (Mx + i My)
+            val = jnp.sum(mxy) if weights is None else weights @ mxy
+            rx = jax.lax.complex(jnp.cos(phase), -jnp.sin(phase))
+            return out.at[slot].add(val * rx)
+
+        out = jax.lax.cond(slot < seq.n_adc, record, lambda o: o, out)
+        return (m, out), None
+
+    @jax.checkpoint
+    def outer(carry, xb):
+        carry, _ = jax.lax.scan(inner, carry, xb)
+        return carry, None
+
+    (m, out), _ = jax.lax.scan(outer, (m0, out0), xs)
+    return out[: seq.n_adc], jnp.stack(m, axis=-1)
+
+
+def bloch(
+    sequence: StepSequence,
+    spins: Spins,
+    *,
+    receive: Complex[ArrayLike, "coils spins"] | None = None,
+    block_steps: int = 64,
+    return_magnetization: bool = False,
+) -> Complex[Array, "*coils adc"] | tuple[Complex[Array, "*coils adc"], Float[Array, "spins 3"]]:
+    """Simulate the signal of isochromats under a lowered sequence (tier 3).
+
+    Args:
+        sequence: the lowered sequence (`lower`, the builders, or `read_pulseq`).
+        spins: the isochromats, starting at equilibrium ``M = (0, 0, PD)``.
+        receive: optional ``(coils, spins)`` complex receive weights; ``None``: a uniform coil.
+        block_steps: steps per checkpointed block (memory of the backward pass vs recompute).
+        return_magnetization: also return the final ``(spins, 3)`` magnetisation.
+
+    Returns:
+        ``(adc,)`` complex samples (``(coils, adc)`` with ``receive``), in units of PD, ordered as
+        the ADC events of the sequence; optionally the final magnetisation.
+
+    Raises:
+        TypeError: wrong argument types.
+        ValueError: ``block_steps < 1``, ``receive`` not ``(coils, spins)``.
+
+    Example:
+        >>> from medphys.simulators import mr
+        >>> seq = mr.lower([mr.Block(rf=mr.hard_pulse(90.0, 1e-4)),
+        ...                 mr.Block(adc=mr.ADC(1, 1e-3))])
+        >>> s = mr.bloch(seq, mr.Spins.create(pd=1.0, t1_s=1.0, t2_s=0.1))
+        >>> round(float(s[0].real), 2)  # exp(-0.55 ms / 100 ms) = 0.9945
+        0.99
+    """
+    where = f"{chk.PREFIX}bloch"
+    if not isinstance(sequence, StepSequence):
+        raise TypeError(
+            f"{where}: `sequence` must be a StepSequence (from `lower`, a builder or "
+            f"`read_pulseq`; got {type(sequence).__name__})"
+        )
+    if not isinstance(spins, Spins):
+        raise TypeError(f"{where}: `spins` must be Spins (got {type(spins).__name__})")
+    block_steps = chk.integer(where, "block_steps", block_steps, minimum=1)
+    weights = None
+    if receive is not None:
+        weights = jnp.asarray(receive)
+        weights = weights.astype(jnp.result_type(spins.pd.dtype, jnp.complex64))
+        if weights.ndim != 2 or weights.shape[1] != spins.n_spins:
+            raise chk.FieldError(
+                where,
+                "receive",
+                f"`receive` must have shape (coils, {spins.n_spins}) (got {weights.shape})",
+            )
+    n_adc, n_spins = sequence.n_adc, spins.n_spins
+    seq, spins, weights = _bucketed(sequence, spins, weights, block_steps)
+    out, m = _run(seq, spins, weights, block_steps)
+    out, m = out[:n_adc], m[:n_spins]
+    if weights is not None:
+        out = out.T
+    return (out, m) if return_magnetization else out

@@ -121,18 +121,48 @@ def phantom_show(
     spacing_mm: Annotated[float, typer.Option(help="Voxel size (mm).")] = 3.0,
     size: Annotated[int, typer.Option(help="Voxels along x and y.")] = 128,
     slices: Annotated[int, typer.Option(help="Voxels along z.")] = 112,
+    render: Annotated[
+        bool, typer.Option("--render", help="A 3-D surface render instead of slices.")
+    ] = False,
+    view: Annotated[
+        str, typer.Option(help="Render view: anterior, posterior, left, right, superior.")
+    ] = "anterior",
+    respiratory_phase: Annotated[
+        float | None, typer.Option(help="Breathing phase in [0, 1) (0.5 end-inspiration).")
+    ] = None,
+    cardiac_phase: Annotated[
+        float | None, typer.Option(help="Heartbeat phase in [0, 1) (0.4 end-systole).")
+    ] = None,
 ) -> None:
-    """Voxelize a phantom and write axial, coronal and sagittal slices as PNG."""
+    """Voxelize a phantom and write axial, coronal and sagittal slices (or a 3-D render) as PNG."""
     from . import phantoms
-    from .viz import Panel, save_montage
+    from .viz import Panel, render_labels, save_montage
 
+    if spacing_mm <= 0 or size < 1 or slices < 1:
+        raise UserError(
+            f"phantom show: --spacing-mm, --size and --slices must be positive "
+            f"(got {spacing_mm}, {size}, {slices})"
+        )
     phantom = phantoms.load(name)
-    labels = phantoms.voxelize(phantom, shape=(size, size, slices), spacing_mm=spacing_mm)
-    panels = [
-        Panel(labels, f"{phantom.name} {plane}", plane=plane)
-        for plane in ("axial", "coronal", "sagittal")
-    ]
-    save_montage([panels], out)
+    if respiratory_phase is not None or cardiac_phase is not None:
+        try:
+            phantom = phantom.at(respiratory_phase=respiratory_phase, cardiac_phase=cardiac_phase)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    labels = phantoms.voxelize(
+        phantom, shape=(size, size, slices), spacing_mm=spacing_mm, fractions=False
+    )
+    if render:
+        try:
+            render_labels(labels, out, view=view, title=phantom.name)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    else:
+        panels = [
+            Panel(labels, f"{phantom.name} {plane}", plane=plane)
+            for plane in ("axial", "coronal", "sagittal")
+        ]
+        save_montage([panels], out)
     _out.print(f"wrote {out}")
 
 

@@ -34,7 +34,9 @@ def test_runtime_requirements_carry_no_cuda():
     assert gpu and all("cuda" in r for r in gpu)
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a GPU install is expected to carry CUDA")
+@pytest.mark.skipif(
+    jax.default_backend() != "cpu", reason="a GPU install is expected to carry CUDA"
+)
 def test_cpu_environment_has_no_cuda_packages():
     cuda = sorted(
         d.metadata["Name"]

@@ -1,5 +1,25 @@
 """Digital phantoms: analytic shapes, the phantom catalog, populations, voxelization."""
 
+from ._labelmap import load_labelmap as load_labelmap
+from ._lesions import ARTERIAL as ARTERIAL
+from ._lesions import PORTAL_VENOUS as PORTAL_VENOUS
+from ._lesions import ContrastPhase as ContrastPhase
+from ._lesions import EllipsoidalLesion as EllipsoidalLesion
+from ._lesions import SphericalLesion as SphericalLesion
+from ._lesions import Spiculated as Spiculated
+from ._lesions import SpiculatedLesion as SpiculatedLesion
+from ._lesions import enhance as enhance
+from ._lesions import insert_lesion as insert_lesion
+from ._mesh import MeshShape as MeshShape
+from ._mesh import add_mesh_structure as add_mesh_structure
+from ._mesh import export_mesh as export_mesh
+from ._mesh import shape_from_mesh as shape_from_mesh
+from ._mesh import structure_mesh as structure_mesh
+from ._motion import MotionModel as MotionModel
+from ._motion import RespiratoryWarp as RespiratoryWarp
+from ._motion import at as at
+from ._motion import ventricular_volume_ratio as ventricular_volume_ratio
+from ._phantom import MRValues as MRValues
 from ._phantom import Phantom as Phantom
 from ._phantom import Population as Population
 from ._phantom import from_config as from_config
@@ -9,6 +29,15 @@ from ._population import PhantomParams as PhantomParams
 from ._population import apply as apply
 from ._population import sample as sample
 from ._population import sample_params as sample_params
+from ._shapes import Box as Box
+from ._shapes import Difference as Difference
 from ._shapes import Ellipsoid as Ellipsoid
 from ._shapes import EllipticCylinder as EllipticCylinder
+from ._shapes import Intersection as Intersection
+from ._shapes import SmoothUnion as SmoothUnion
+from ._shapes import Superquadric as Superquadric
+from ._shapes import Torus as Torus
+from ._shapes import Tube as Tube
+from ._shapes import Union as Union
+from ._shapes import catmull_rom as catmull_rom
 from ._voxelize import voxelize as voxelize

@@ -25,7 +25,20 @@ from .._catalog import names as _catalog_names
 from .._catalog import resolve
 from .._config import Strict, read_toml, validate
 from .._errors import UnknownNameError, unknown_name
-from ._shapes import Ellipsoid, EllipticCylinder, Shape
+from ._shapes import (
+    Box,
+    Difference,
+    Ellipsoid,
+    EllipticCylinder,
+    Intersection,
+    Shape,
+    SmoothUnion,
+    Superquadric,
+    Torus,
+    Tube,
+    Union,
+    catmull_rom,
+)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -39,19 +52,162 @@ def _positive(values: tuple[float, ...]) -> tuple[float, ...]:
     return values
 
 
+_Exponent = Annotated[float, pydantic.Field(ge=0.1, le=1.0)]
+_PositiveVec3 = Annotated[Vec3, pydantic.AfterValidator(_positive)]
+_PositiveVec2 = Annotated[Vec2, pydantic.AfterValidator(_positive)]
+_MAX_SEGMENTS = 32
+
+
 class _EllipsoidSpec(Strict):
     type: Literal["ellipsoid"]
     center_mm: Vec3
-    semi_axes_mm: Annotated[Vec3, pydantic.AfterValidator(_positive)]
+    semi_axes_mm: _PositiveVec3
     rotation_deg: Vec3 = (0.0, 0.0, 0.0)
 
 
 class _CylinderSpec(Strict):
     type: Literal["elliptic_cylinder"]
     center_mm: Vec3
-    semi_axes_mm: Annotated[Vec2, pydantic.AfterValidator(_positive)]
+    semi_axes_mm: _PositiveVec2
     half_length_mm: pydantic.PositiveFloat
     rotation_deg: Vec3 = (0.0, 0.0, 0.0)
+
+
+class _BoxSpec(Strict):
+    type: Literal["box"]
+    center_mm: Vec3
+    half_size_mm: _PositiveVec3
+    rotation_deg: Vec3 = (0.0, 0.0, 0.0)
+
+
+class _SuperquadricSpec(Strict):
+    type: Literal["superquadric"]
+    center_mm: Vec3
+    semi_axes_mm: _PositiveVec3
+    #: squareness (e1 along local z, e2 in the x-y plane), each in [0.1, 1] (convex shapes whose
+    #: level is a lower bound of the distance); 1, 1 = ellipsoid
+    exponents: tuple[_Exponent, _Exponent] = (1.0, 1.0)
+    rotation_deg: Vec3 = (0.0, 0.0, 0.0)
+
+
+class _TorusSpec(Strict):
+    type: Literal["torus"]
+    center_mm: Vec3
+    #: semi-axes of the centre-line ellipse in the local x-y plane (equal: a circular torus)
+    major_radii_mm: _PositiveVec2
+    minor_radius_mm: pydantic.PositiveFloat
+    rotation_deg: Vec3 = (0.0, 0.0, 0.0)
+
+    @pydantic.field_validator("minor_radius_mm")
+    @classmethod
+    def _ring(cls, value: float, info: pydantic.ValidationInfo) -> float:
+        major = info.data.get("major_radii_mm")
+        if major is not None and value >= min(major):
+            raise ValueError(
+                f"must be smaller than the smallest of major_radii_mm {list(major)} "
+                "(the ring would close its hole)"
+            )
+        return value
+
+
+def _radii_for(r: float | list[float], n: int) -> list[float]:
+    radii = [float(r)] * n if isinstance(r, float) else list(r)
+    if len(radii) != n:
+        raise ValueError(
+            f"has {len(radii)} values for {n} points_mm (give one radius, or one per point)"
+        )
+    _positive(tuple(radii))
+    return radii
+
+
+def _radii(spec: _TubeSpec | _SplineTubeSpec) -> list[float]:
+    return _radii_for(spec.radius_mm, len(spec.points_mm))
+
+
+def _check_radius(value: float | list[float], info: pydantic.ValidationInfo) -> float | list[float]:
+    points = info.data.get("points_mm")
+    if points is not None:
+        _radii_for(value, len(points))
+    return value
+
+
+class _TubeSpec(Strict):
+    type: Literal["tube"]
+    #: centre-line vertices (a polyline), 2 to 17 points
+    points_mm: Annotated[list[Vec3], pydantic.Field(min_length=2, max_length=17)]
+    #: one radius, or one per vertex (linearly tapered in between)
+    radius_mm: pydantic.PositiveFloat | list[float]
+
+    _radius = pydantic.field_validator("radius_mm")(_check_radius)
+
+
+class _SplineTubeSpec(Strict):
+    type: Literal["spline_tube"]
+    #: Catmull-Rom control points (the curve passes through each), 2 to 33 points
+    points_mm: Annotated[list[Vec3], pydantic.Field(min_length=2, max_length=33)]
+    radius_mm: pydantic.PositiveFloat | list[float]
+    #: straight segments of the sampled centre line (cost of `level` grows with it)
+    segments: Annotated[int, pydantic.Field(ge=1, le=_MAX_SEGMENTS)] = 12
+
+    _radius = pydantic.field_validator("radius_mm")(_check_radius)
+
+
+class _UnionSpec(Strict):
+    type: Literal["union"]
+    children: Annotated[list[ShapeSpec], pydantic.Field(min_length=1)]
+
+
+class _IntersectionSpec(Strict):
+    type: Literal["intersection"]
+    children: Annotated[list[ShapeSpec], pydantic.Field(min_length=1)]
+
+
+class _DifferenceSpec(Strict):
+    type: Literal["difference"]
+    base: ShapeSpec
+    cuts: Annotated[list[ShapeSpec], pydantic.Field(min_length=1)]
+
+
+class _SmoothUnionSpec(Strict):
+    type: Literal["smooth_union"]
+    children: Annotated[list[ShapeSpec], pydantic.Field(min_length=2)]
+    #: blend radius (mm)
+    radius_mm: pydantic.PositiveFloat
+
+
+ShapeSpec = Annotated[
+    _EllipsoidSpec
+    | _CylinderSpec
+    | _BoxSpec
+    | _SuperquadricSpec
+    | _TorusSpec
+    | _TubeSpec
+    | _SplineTubeSpec
+    | _UnionSpec
+    | _IntersectionSpec
+    | _DifferenceSpec
+    | _SmoothUnionSpec,
+    pydantic.Field(discriminator="type"),
+]
+for _model in (_UnionSpec, _IntersectionSpec, _DifferenceSpec, _SmoothUnionSpec):
+    _model.model_rebuild()
+
+
+class _MRSpec(Strict):
+    """MR properties that override the material's (test objects with published T1/T2 values)."""
+
+    pd: Annotated[float, pydantic.Field(ge=0.0, le=1.5)]
+    t1_s: pydantic.PositiveFloat
+    t2_s: pydantic.PositiveFloat
+    source: str = ""
+
+    @pydantic.field_validator("t2_s")
+    @classmethod
+    def _t2_below_t1(cls, value: float, info: pydantic.ValidationInfo) -> float:
+        t1 = info.data.get("t1_s")
+        if t1 is not None and value > t1:
+            raise ValueError(f"must not exceed t1_s ({t1})")
+        return value
 
 
 def _known_material(name: str) -> str:
@@ -71,9 +227,16 @@ def _snake(name: str) -> str:
 class _StructureSpec(Strict):
     name: Annotated[str, pydantic.AfterValidator(_snake)]
     material: Annotated[str, pydantic.AfterValidator(_known_material)]
-    shape: Annotated[_EllipsoidSpec | _CylinderSpec, pydantic.Field(discriminator="type")]
+    shape: ShapeSpec
     #: relative standard deviation of this organ's size across a population (overrides the default)
     size_sd: Annotated[float, pydantic.Field(ge=0.0, le=0.3)] | None = None
+    #: the outer surface of this structure moves with the subcutaneous fat layer (body, skin, fat)
+    fat_layer: bool = False
+    #: MR properties overriding the material's (test objects with published values)
+    mr: _MRSpec | None = None
+
+
+_Sd = Annotated[float, pydantic.Field(ge=0.0)]
 
 
 class _PopulationSpec(Strict):
@@ -87,6 +250,15 @@ class _PopulationSpec(Strict):
     organ_size_sd: Annotated[float, pydantic.Field(ge=0.0, le=0.3)] = 0.0
     #: draws are truncated at this many standard deviations
     truncate_sd: Annotated[float, pydantic.Field(gt=0.0, le=5.0)] = 2.5
+    #: body height (cm): mean (the reference individual) and standard deviation; height scales z
+    height_cm: tuple[Annotated[float, pydantic.Field(ge=100.0, le=230.0)], _Sd] | None = None
+    #: body-mass index (kg/m^2): mean (the reference individual) and standard deviation
+    bmi: tuple[Annotated[float, pydantic.Field(ge=12.0, le=60.0)], _Sd] | None = None
+    #: subcutaneous fat thickness of the reference individual (mm) and its change per BMI unit
+    fat_mm: pydantic.PositiveFloat = 15.0
+    fat_mm_per_bmi: Annotated[float, pydantic.Field(ge=0.0, le=10.0)] = 0.0
+    #: lateral and antero-posterior half-size of the trunk (mm): fat growth becomes a scale factor
+    trunk_semi_axes_mm: _PositiveVec2 = (170.0, 110.0)
     source: str = ""
 
 
@@ -109,17 +281,55 @@ class _PhantomSpec(Strict):
         return self
 
 
-def _shape_from_spec(spec: _EllipsoidSpec | _CylinderSpec) -> Shape:
-    rot = jnp.deg2rad(jnp.asarray(spec.rotation_deg, dtype=jnp.float32))
-    center = jnp.asarray(spec.center_mm, dtype=jnp.float32)
+def _f32(values: Any) -> jax.Array:
+    return jnp.asarray(values, dtype=jnp.float32)
+
+
+def _shape_from_spec(spec: Any) -> Shape:
+    """Build the shape PyTree of a validated shape table (recursively for CSG nodes)."""
+    if isinstance(spec, _UnionSpec | _IntersectionSpec):
+        kind = Union if isinstance(spec, _UnionSpec) else Intersection
+        return kind(tuple(_shape_from_spec(c) for c in spec.children))
+    if isinstance(spec, _DifferenceSpec):
+        return Difference(
+            _shape_from_spec(spec.base), tuple(_shape_from_spec(c) for c in spec.cuts)
+        )
+    if isinstance(spec, _SmoothUnionSpec):
+        return SmoothUnion(tuple(_shape_from_spec(c) for c in spec.children), _f32(spec.radius_mm))
+    if isinstance(spec, _TubeSpec | _SplineTubeSpec):
+        points, radii = np.asarray(spec.points_mm, float), np.asarray(_radii(spec), float)
+        if isinstance(spec, _SplineTubeSpec):
+            points = catmull_rom(points, spec.segments)
+            radii = np.maximum(catmull_rom(radii[:, None], spec.segments)[:, 0], 0.05 * radii.min())
+        return Tube(_f32(points), _f32(radii))
+    center = _f32(spec.center_mm)
+    rot = _f32(np.deg2rad(np.asarray(spec.rotation_deg, float)))
     if isinstance(spec, _EllipsoidSpec):
-        return Ellipsoid(center, jnp.asarray(spec.semi_axes_mm, dtype=jnp.float32), rot)
-    return EllipticCylinder(
-        center,
-        jnp.asarray(spec.semi_axes_mm, dtype=jnp.float32),
-        jnp.asarray(spec.half_length_mm, dtype=jnp.float32),
-        rot,
-    )
+        return Ellipsoid(center, _f32(spec.semi_axes_mm), rot)
+    if isinstance(spec, _CylinderSpec):
+        return EllipticCylinder(center, _f32(spec.semi_axes_mm), _f32(spec.half_length_mm), rot)
+    if isinstance(spec, _BoxSpec):
+        return Box(center, _f32(spec.half_size_mm), rot)
+    if isinstance(spec, _SuperquadricSpec):
+        return Superquadric(center, _f32(spec.semi_axes_mm), _f32(spec.exponents), rot)
+    return Torus(center, _f32(spec.major_radii_mm), _f32(spec.minor_radius_mm), rot)
+
+
+@dataclasses.dataclass(frozen=True)
+class MRValues:
+    """MR properties of one structure that override its material's (static, hashable).
+
+    Attributes:
+        pd: proton density relative to water.
+        t1_s: longitudinal relaxation time (s).
+        t2_s: transverse relaxation time (s).
+        source: where the values come from.
+    """
+
+    pd: float
+    t1_s: float
+    t2_s: float
+    source: str = ""
 
 
 @jax.tree_util.register_dataclass
@@ -131,6 +341,18 @@ class Population:
     organ_size_sd: tuple[float, ...] = dataclasses.field(metadata={"static": True})
     truncate_sd: float = dataclasses.field(metadata={"static": True})
     source: str = dataclasses.field(metadata={"static": True}, default="")
+    #: (mean, sd) of height in cm and of BMI in kg/m^2; ``None``: the family has no such covariate
+    height_cm: tuple[float, float] | None = dataclasses.field(
+        metadata={"static": True}, default=None
+    )
+    bmi: tuple[float, float] | None = dataclasses.field(metadata={"static": True}, default=None)
+    fat_mm: float = dataclasses.field(metadata={"static": True}, default=15.0)
+    fat_mm_per_bmi: float = dataclasses.field(metadata={"static": True}, default=0.0)
+    trunk_semi_axes_mm: tuple[float, float] = dataclasses.field(
+        metadata={"static": True}, default=(170.0, 110.0)
+    )
+    #: per structure: does its outer surface move with the subcutaneous fat layer
+    fat_layer: tuple[bool, ...] = dataclasses.field(metadata={"static": True}, default=())
 
 
 @jax.tree_util.register_dataclass
@@ -159,6 +381,8 @@ class Phantom:
     #: optional deformation (a PyTree with ``backward(points) -> points``, mapping world points at
     #: this instant to the reference anatomy); set by `Phantom.at`, applied by `voxelize`.
     warp: Any = None
+    #: per structure: MR values overriding the material's, or ``None`` (use the material's)
+    mr: tuple[MRValues | None, ...] = dataclasses.field(metadata={"static": True}, default=())
 
     def at(self, **kwargs: Any) -> Phantom:
         """The phantom at one instant of its motion (see `medphys.phantoms.at`)."""
@@ -190,8 +414,23 @@ def from_config(data: dict[str, Any], *, source: str, text: str | None = None) -
         materials=tuple(s.material for s in spec.structures),
         shapes=tuple(_shape_from_spec(s.shape) for s in spec.structures),
         background_material=spec.background_material,
-        population=Population(tuple(pop.body_scale_sd), organ_sd, pop.truncate_sd, pop.source),
+        population=Population(
+            tuple(pop.body_scale_sd),
+            organ_sd,
+            pop.truncate_sd,
+            pop.source,
+            height_cm=pop.height_cm,
+            bmi=pop.bmi,
+            fat_mm=pop.fat_mm,
+            fat_mm_per_bmi=pop.fat_mm_per_bmi,
+            trunk_semi_axes_mm=tuple(pop.trunk_semi_axes_mm),
+            fat_layer=tuple(s.fat_layer for s in spec.structures),
+        ),
         description=spec.description,
+        mr=tuple(
+            None if s.mr is None else MRValues(s.mr.pd, s.mr.t1_s, s.mr.t2_s, s.mr.source)
+            for s in spec.structures
+        ),
     )
 
 

@@ -4,10 +4,16 @@ Sampling is split in two (STYLE.md): `sample_params(key, phantom)` draws the par
 individual, `apply(params, phantom)` builds it deterministically. The parameters are recorded with
 every generated case, so each case can be rebuilt exactly.
 
-Model (per family, in its TOML ``[population]`` table): the whole body is scaled about the origin
-by ``1 + body_scale_sd * z`` per axis (lateral, antero-posterior, length); each structure is then
-scaled about its own centre by ``1 + size_sd * z``; every ``z`` is a standard normal truncated at
-``± truncate_sd``.
+Model (per family, in its TOML ``[population]`` table):
+
+- covariates (families that define them): height and body-mass index, each drawn from a normal
+  distribution truncated at ``± truncate_sd`` unless given. Height scales the body length (z)
+  by ``height / reference height``; BMI sets the subcutaneous fat thickness
+  ``fat_mm + fat_mm_per_bmi * (BMI - reference BMI)`` (floored at 20% of the reference), applied
+  by moving the outer surface of the ``fat_layer`` structures (skin, subcutaneous fat);
+- the whole body is then scaled about the origin by ``1 + body_scale_sd * z`` per axis (lateral,
+  antero-posterior, length); each structure is scaled about its own centre by
+  ``1 + size_sd * z``; every ``z`` is a standard normal truncated at ``± truncate_sd``.
 """
 
 from __future__ import annotations
@@ -19,29 +25,85 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._checks import FieldError, number
 from .._types import PRNGKey
 from ._phantom import Phantom, load
+
+_HEIGHT_CM = (120.0, 220.0)
+_WEIGHT_KG = (30.0, 250.0)
+_BMI = (14.0, 50.0)
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class PhantomParams:
-    """One individual: body scale per world axis and a size factor per structure."""
+    """One individual.
+
+    Attributes:
+        body_scale: (3,) body scale per world axis (height is in the z factor).
+        organ_scale: (structures,) size factor per structure.
+        fat_mm: () change of the subcutaneous fat thickness from the reference (mm).
+        height_cm: () height of the individual (cm; 0 when the family has no height model).
+        bmi: () body-mass index (kg/m^2; 0 when the family has no BMI model).
+    """
 
     body_scale: Float[Array, "3"]
     organ_scale: Float[Array, " structures"]
+    fat_mm: Float[Array, ""] | float = 0.0
+    height_cm: Float[Array, ""] | float = 0.0
+    bmi: Float[Array, ""] | float = 0.0
 
-    def to_dict(self) -> dict[str, list[float]]:
+    def to_dict(self) -> dict[str, list[float] | float]:
         return {
             "body_scale": [float(v) for v in self.body_scale],
             "organ_scale": [float(v) for v in self.organ_scale],
+            "fat_mm": float(self.fat_mm),
+            "height_cm": float(self.height_cm),
+            "bmi": float(self.bmi),
         }
 
 
-def sample_params(key: PRNGKey, phantom: Phantom) -> PhantomParams:
-    """Draw one individual's parameters from the family's population model."""
+def _covariate(where: str, name: str, value: float | None, bounds: tuple[float, float]) -> float:
+    out = number(where, name, value)
+    if not bounds[0] <= out <= bounds[1]:
+        raise FieldError(where, name, f"`{name}` must be in [{bounds[0]}, {bounds[1]}] (got {out})")
+    return out
+
+
+def sample_params(
+    key: PRNGKey,
+    phantom: Phantom,
+    *,
+    height_cm: float | None = None,
+    weight_kg: float | None = None,
+    bmi: float | None = None,
+) -> PhantomParams:
+    """Draw one individual's parameters from the family's population model.
+
+    Args:
+        key: `jax.random` key; the same key (and covariates) gives the same parameters.
+        phantom: the family's reference phantom.
+        height_cm: fix the height (cm) instead of drawing it.
+        weight_kg: fix the weight (kg); with the height it gives the BMI.
+        bmi: fix the body-mass index (kg/m^2) instead of drawing it (not with ``weight_kg``).
+
+    Raises:
+        ValueError: a covariate out of range, both ``weight_kg`` and ``bmi``, or a covariate for a
+            family without a height/BMI model.
+    """
+    where = "medphys.phantoms.sample"
     pop = phantom.population
     n = len(phantom.shapes)
+    given = {"height_cm": height_cm, "weight_kg": weight_kg, "bmi": bmi}
+    if weight_kg is not None and bmi is not None:
+        raise ValueError(f"{where}: give `weight_kg` or `bmi`, not both")
+    if pop is None or pop.height_cm is None or pop.bmi is None:
+        named = [k for k, v in given.items() if v is not None]
+        if named:
+            raise ValueError(
+                f"{where}: phantom {phantom.name!r} has no height/BMI model, so `{named[0]}` "
+                "cannot be set (families with one: adult-male, adult-female)"
+            )
     if pop is None:
         return PhantomParams(jnp.ones(3, jnp.float32), jnp.ones(n, jnp.float32))
     k_body, k_organ = jax.random.split(key)
@@ -50,29 +112,68 @@ def sample_params(key: PRNGKey, phantom: Phantom) -> PhantomParams:
     z_organ = jax.random.truncated_normal(k_organ, -t, t, (n,), dtype=jnp.float32)
     body = 1.0 + jnp.asarray(pop.body_scale_sd, jnp.float32) * z_body
     organ = 1.0 + jnp.asarray(pop.organ_size_sd, jnp.float32) * z_organ
-    return PhantomParams(body, organ)
+    if pop.height_cm is None or pop.bmi is None:
+        return PhantomParams(body, organ)
+    z_h, z_b = jax.random.truncated_normal(jax.random.fold_in(key, 2), -t, t, (2,), jnp.float32)
+    if height_cm is None:
+        h = pop.height_cm[0] + pop.height_cm[1] * z_h
+    else:
+        h = jnp.float32(_covariate(where, "height_cm", height_cm, _HEIGHT_CM))
+    if weight_kg is not None:
+        w = _covariate(where, "weight_kg", weight_kg, _WEIGHT_KG)
+        b = jnp.float32(w / (float(h) / 100.0) ** 2)
+        _covariate(where, "bmi (from weight_kg and height_cm)", float(b), _BMI)
+    elif bmi is not None:
+        b = jnp.float32(_covariate(where, "bmi", bmi, _BMI))
+    else:
+        b = pop.bmi[0] + pop.bmi[1] * z_b
+    fat = jnp.maximum(pop.fat_mm_per_bmi * (b - pop.bmi[0]), -0.8 * pop.fat_mm)
+    body = body * jnp.stack([jnp.float32(1.0), jnp.float32(1.0), h / pop.height_cm[0]])
+    return PhantomParams(body, organ, jnp.float32(fat), jnp.float32(h), jnp.float32(b))
 
 
 def apply(params: PhantomParams, phantom: Phantom) -> Phantom:
     """Build the individual described by ``params`` (deterministic, differentiable)."""
     origin = jnp.zeros(3, jnp.float32)
+    pop = phantom.population
+    fat_layer = (
+        pop.fat_layer if pop is not None and pop.fat_layer else (False,) * len(phantom.shapes)
+    )
+    if pop is not None:
+        half = jnp.asarray(pop.trunk_semi_axes_mm, jnp.float32)
+        grow = jnp.concatenate([1.0 + params.fat_mm / half, jnp.ones(1, jnp.float32)])
     shapes = []
     for i, shape in enumerate(phantom.shapes):
+        if fat_layer[i]:
+            shape = shape.scaled(grow, origin)
         body_scaled = shape.scaled(params.body_scale, origin)
         shapes.append(body_scaled.scaled(jnp.full(3, params.organ_scale[i]), body_scaled.center_mm))
     return dataclasses.replace(phantom, shapes=tuple(shapes))
 
 
-def sample(key: PRNGKey, phantom: str | Path | Phantom) -> tuple[Phantom, PhantomParams]:
+def sample(
+    key: PRNGKey,
+    phantom: str | Path | Phantom,
+    *,
+    height_cm: float | None = None,
+    weight_kg: float | None = None,
+    bmi: float | None = None,
+) -> tuple[Phantom, PhantomParams]:
     """Draw one individual of a phantom family.
 
     Args:
         key: `jax.random` key; the same key gives the same individual.
         phantom: a catalog name, a TOML path, or a loaded `Phantom`.
+        height_cm, weight_kg, bmi: fix covariates instead of drawing them (families with a
+            height/BMI model: ``adult-male``, ``adult-female``).
 
     Returns:
         the individual and the parameters that made it (record them to rebuild it).
+
+    Example:
+        >>> import jax
+        >>> person, params = sample(jax.random.PRNGKey(0), "adult-female", height_cm=170, bmi=30)
     """
     base = phantom if isinstance(phantom, Phantom) else load(phantom)
-    params = sample_params(key, base)
+    params = sample_params(key, base, height_cm=height_cm, weight_kg=weight_kg, bmi=bmi)
     return apply(params, base), params

@@ -6,7 +6,7 @@ from . import mr as mr
 from . import xray as xray
 from ._load import load as load
 from ._load import names as names
+from .geometry import ConeBeam as ConeBeam
 from .geometry import FanBeam as FanBeam
 from .geometry import ParallelBeam as ParallelBeam
-from .geometry import ConeBeam as ConeBeam
 from .geometry import ProjectionGeometry as ProjectionGeometry

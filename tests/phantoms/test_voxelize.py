@@ -81,12 +81,12 @@ def test_affine_places_the_structure_in_world_coordinates():
     np.testing.assert_allclose(world, [30.0, -20.0, 10.0], atol=0.5)
 
 
-def test_slabs_give_the_same_answer_as_one_block(monkeypatch):
+def test_chunked_calls_give_the_same_answer_as_one_call(monkeypatch):
     from medphys.phantoms import _voxelize
 
     ph = _phantom(_ellipsoid((0, 0, 0), (9.0, 7.0, 11.0), (0.2, 0.1, 0.4)))
     whole = voxelize(ph, shape=(20, 20, 26), spacing_mm=1.0)
-    monkeypatch.setattr(_voxelize, "_MAX_POINTS_PER_SLAB", 20 * 20 * 8 * 3)  # 3 slices per slab
+    monkeypatch.setattr(_voxelize, "_MAX_POINTS_PER_CALL", 64 * 8 * 3)  # 3 blocks per call
     sliced = voxelize(ph, shape=(20, 20, 26), spacing_mm=1.0)
     np.testing.assert_array_equal(whole.labels, sliced.labels)
     np.testing.assert_array_equal(whole.fractions, sliced.fractions)

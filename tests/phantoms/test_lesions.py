@@ -1,0 +1,110 @@
+"""Lesions: own label and mask, volume, fit check; contrast presets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medphys import materials, phantoms
+from medphys.phantoms import (
+    ARTERIAL,
+    PORTAL_VENOUS,
+    ContrastPhase,
+    EllipsoidalLesion,
+    SphericalLesion,
+    SpiculatedLesion,
+    enhance,
+    insert_lesion,
+)
+
+LIVER = (55.0, 10.0, -35.0)
+
+
+@pytest.fixture(scope="module")
+def torso():
+    return phantoms.load("torso-basic")
+
+
+@pytest.mark.parametrize(
+    ("lesion", "exact"),
+    [
+        (SphericalLesion(12.0), 4 / 3 * np.pi * 12.0**3),
+        (EllipsoidalLesion((14.0, 9.0, 11.0), (10.0, 20.0, 30.0)), 4 / 3 * np.pi * 14 * 9 * 11),
+        (SpiculatedLesion(10.0, spike_mm=6.0, n_spikes=10), None),
+    ],
+)
+def test_lesion_is_its_own_structure_with_the_right_volume(torso, lesion, exact):
+    ph = insert_lesion(torso, organ="liver", shape=lesion, material="soft_tissue", center_mm=LIVER)
+    assert ph.structure_names[-1] == "lesion"
+    assert ph.materials[-1] == "soft_tissue"
+    lv = ph.voxelize(shape=(32, 32, 32), spacing_mm=1.5, center_mm=LIVER, supersample=2)
+    if exact is None:  # spiculated: quadrature of R(u)^3 over the sphere
+        exact = ph.shape_of("lesion").volume_mm3()
+        assert exact > 1.2 * 4 / 3 * np.pi * 10.0**3  # the spikes add volume
+    assert lv.structure_volume_mm3("lesion") == pytest.approx(exact, rel=0.02)
+    mask = np.asarray(lv.mask("lesion"))
+    assert mask.any() and np.asarray(lv.labels)[mask].min() == lv.structure("lesion").label
+    # the organ lost what the lesion took
+    base = torso.voxelize(shape=(32, 32, 32), spacing_mm=1.5, center_mm=LIVER, supersample=2)
+    lost = base.structure_volume_mm3("liver") - lv.structure_volume_mm3("liver")
+    assert lost == pytest.approx(lv.structure_volume_mm3("lesion"), rel=1e-4)
+
+
+def test_two_lesions_get_two_names_and_move_with_the_organ(torso):
+    ph = insert_lesion(
+        torso, organ="liver", shape=SphericalLesion(8.0), material="soft_tissue", center_mm=LIVER
+    )
+    ph = insert_lesion(
+        ph,
+        organ="liver",
+        shape=SphericalLesion(6.0),
+        material="blood",
+        center_mm=(80.0, 10.0, -20.0),
+    )
+    assert ph.structure_names[-2:] == ("lesion", "lesion_2")
+    moved = ph.at(respiratory_phase=0.5)
+    lv = moved.voxelize(shape=(24, 24, 40), spacing_mm=2.0, center_mm=LIVER, fractions=False)
+    z = np.argwhere(np.asarray(lv.mask("lesion")))[:, 2].mean()
+    world_z = float((lv.affine @ np.array([0, 0, z, 1.0]))[2])
+    assert world_z == pytest.approx(LIVER[2] - 20.0, abs=1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"center_mm": (130.0, 10.0, -35.0)}, ValueError, "does not fit inside 'liver'"),
+        ({"shape": SphericalLesion(-2.0)}, ValueError, "`lesion.radius_mm` must be positive"),
+        ({"organ": "livr"}, KeyError, "livr"),
+        ({"material": "unobtainium"}, KeyError, "unobtainium"),
+        ({"name": "liver"}, ValueError, "already exists"),
+        ({"shape": "sphere"}, TypeError, "must be a SphericalLesion"),
+    ],
+)
+def test_bad_lesions(torso, kwargs, err, match):
+    args = {
+        "organ": "liver",
+        "shape": SphericalLesion(10.0),
+        "material": "soft_tissue",
+        "center_mm": LIVER,
+        **kwargs,
+    }
+    with pytest.raises(err, match=match):
+        insert_lesion(torso, **args)
+
+
+def test_contrast_presets_swap_materials_for_known_mixtures(torso):
+    art, pv = enhance(torso, ARTERIAL), enhance(torso, PORTAL_VENOUS)
+    i = torso.structure_names.index("liver")
+    assert art.materials[i] == "liver+iodine_0.5mg_ml"
+    assert pv.materials[i] == "liver+iodine_2mg_ml"
+    assert art.materials[torso.structure_names.index("aorta")] == "blood+iodine_12mg_ml"
+    assert art.materials[torso.structure_names.index("spine")] == "cortical_bone"
+    for m in set(art.materials) | set(pv.materials):
+        materials.get(m)  # every mixture is a usable material
+    # enhancement raises attenuation at 70 keV: liver more in portal-venous than arterial
+    mu = {p: materials.get(ph.materials[i]).mu(70.0) for p, ph in (("a", art), ("p", pv))}
+    assert float(mu["p"]) > float(mu["a"]) > float(materials.get("liver").mu(70.0))
+    with pytest.raises(ValueError, match=r"must be in \[0, 50\]"):
+        ContrastPhase.create("x", blood_mg_ml=80.0, organs_mg_ml={})
+    with pytest.raises(TypeError, match="must be a ContrastPhase"):
+        enhance(torso, "arterial")

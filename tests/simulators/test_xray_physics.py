@@ -390,3 +390,27 @@ def test_protocol_file_errors_for_the_new_sections(fields, message):
     text = _TOML.format(**values)
     with pytest.raises(ConfigError, match=message):
         xray.protocol_from_config(tomllib.loads(text), source="x.toml", text=text)
+
+
+def test_curved_fan_detector_has_uniform_flat_field():
+    """Every pixel of an equiangular detector sits at sdd facing the source: a flat air scan."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from medphys.simulators.geometry import FanBeam
+    from medphys.simulators.xray._simulate import detector_weights, ray_radius_mm
+
+    kwargs = dict(n_u=64, du_mm=8.0, sod_mm=600.0, sdd_mm=1000.0, n_views=4, n_rows=1, dv_mm=1.0)
+    curved = FanBeam.create(**kwargs, curved=True)
+    flat = FanBeam.create(**kwargs)
+    e, n = jnp.asarray([60.0]), jnp.asarray([1.0])
+    w_curved, _ = detector_weights(e, n, jnp.asarray(1.0), curved, jnp.float64)
+    w_flat, _ = detector_weights(e, n, jnp.asarray(1.0), flat, jnp.float64)
+    wc = np.asarray(w_curved)[:, 0, 0]
+    np.testing.assert_allclose(wc, wc[0], rtol=1e-12)
+    wf = np.asarray(w_flat)[:, 0, 0]
+    assert wf[0] < 0.97 * wf[len(wf) // 2]  # the flat detector's edges see fewer photons
+    gamma = np.asarray(curved.u_mm(jnp.float64)) / 1000.0
+    np.testing.assert_allclose(
+        np.asarray(ray_radius_mm(curved, jnp.float64)), 600.0 * np.abs(np.sin(gamma)), rtol=1e-12
+    )

@@ -14,7 +14,8 @@ Physics
     with ``E0`` the mean energy of the unattenuated spectrum (signals are in *photon
     equivalents*) and ``N_E`` the photons reaching one pixel per view: the spectrum's photons per
     mAs per mm² at 1 m × mAs per view × (1000 mm / sdd)² × the pixel area, times cos³γ on a flat
-    fan-beam detector (inverse square of the longer path and obliquity, γ the fan angle).
+    fan-beam detector (inverse square of the longer path and obliquity, γ the fan angle); a curved
+    (equiangular) detector has every pixel at sdd facing the source, so no such factor.
 
     A `Bowtie` multiplies ``N_E`` of each detector column by ``exp(-mu_bowtie(E) t(u))``; the flat
     field sees it too. A `PhotonCountingDetector` replaces the weights ``E/E0``, ``(E/E0)^2`` by
@@ -119,6 +120,9 @@ class XrayScan:
 def ray_radius_mm(geometry: _Planar, dtype: Any) -> Float[Array, " u"]:
     """Distance of each detector column's ray from the rotation axis (mm)."""
     u = geometry.u_mm(dtype)
+    if isinstance(geometry, FanBeam) and geometry.curved:  # u is arc length at sdd: gamma = u / sdd
+        sdd = jnp.asarray(geometry.sdd_mm, dtype)
+        return jnp.asarray(geometry.sod_mm, dtype) * jnp.abs(jnp.sin(u / sdd))
     if isinstance(geometry, FanBeam):
         sdd = jnp.asarray(geometry.sdd_mm, dtype)
         return jnp.asarray(geometry.sod_mm, dtype) * jnp.abs(u) / jnp.sqrt(sdd * sdd + u * u)
@@ -157,11 +161,12 @@ def detector_weights(
         height = height * jnp.asarray(geometry.sdd_mm, dtype) / jnp.asarray(geometry.sod_mm, dtype)
     area = jnp.asarray(geometry.du_mm, dtype) * height
     per_pixel = n * jnp.asarray(mas_per_view, dtype) * (1000.0 / distance) ** 2 * area
-    if isinstance(geometry, FanBeam):
+    if isinstance(geometry, FanBeam) and not geometry.curved:
+        # flat detector: longer path (inverse square) and oblique incidence, cos^3 of the fan angle
         u = geometry.u_mm(dtype)
         sdd = jnp.asarray(geometry.sdd_mm, dtype)
         gain = (sdd / jnp.sqrt(sdd * sdd + u * u)) ** 3
-    else:
+    else:  # parallel beam, or a curved detector whose pixels all sit at sdd facing the source
         gain = jnp.ones((geometry.n_u,), dtype)
     fluence = gain[:, None] * per_pixel[None, :]  # (u, E)
     if bowtie is not None and mu_bowtie_mm is not None:

@@ -11,6 +11,7 @@ can be differentiated), the structure table is static. Build them with ``Volume.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -103,14 +104,14 @@ def _resolve_affine(
     return make_affine(shape, spacing, center_mm=center)
 
 
-class _Grid:
+class _Grid(abc.ABC):
     """Geometry shared by `Volume` and `LabeledVolume` (expects ``self.affine`` and ``self.shape``)."""
 
     affine: Any
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def shape(self) -> tuple[int, int, int]: ...
 
     @property
     def spacing_mm(self) -> np.ndarray:

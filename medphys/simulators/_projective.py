@@ -6,6 +6,7 @@ projection matrices). Conventions as in `medphys.simulators.geometry`, which re-
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from typing import Any
@@ -58,9 +59,10 @@ class _Projective(AbstractGeometry):
     def with_rows_for(self, like: Any) -> _Projective:
         return self
 
+    @abc.abstractmethod
     def pose(self, view: int | Array, dtype: Any = jnp.float32) -> tuple[Array, ...]:
         """``(source, detector_centre, e_u, e_v)`` of one view, each ``(3,)`` (mm, unit)."""
-        raise NotImplementedError
+        ...
 
     def rays(self, view: int | Array, dtype: Any = jnp.float32) -> Rays:
         """Rays from the source to every pixel centre of one view, batch ``(n_u, n_v)``."""

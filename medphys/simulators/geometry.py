@@ -29,6 +29,7 @@ detector covering it) run in the projector and simulator.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from typing import Any, ClassVar
@@ -170,7 +171,7 @@ def z_aligned(affine: Any) -> bool:
     return bool(np.all(np.abs(a[2, :2]) <= tol) and np.all(np.abs(a[:2, 2]) <= tol))
 
 
-class AbstractGeometry:
+class AbstractGeometry(abc.ABC):
     """What every geometry provides: view count, detector size, and a lowering to rays.
 
     Planar geometries (``planar = True``) also provide `planar_rays` and `row_z_mm`: their rays
@@ -191,13 +192,15 @@ class AbstractGeometry:
         """``(n_u, n_rows)``; ``n_rows`` is None until resolved against a volume."""
         return (self.n_u, self.n_rows)
 
+    @abc.abstractmethod
     def rays(self, view: int | Array, dtype: Any = jnp.float32) -> Rays:
         """Rays of one view in world space, batch shape ``(n_u, n_rows)``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def with_rows_for(self, like: Any) -> AbstractGeometry:
         """This geometry with one detector row per slice of ``like`` (when ``n_rows`` is None)."""
-        raise NotImplementedError
+        ...
 
 
 class _Planar(AbstractGeometry):
@@ -242,10 +245,12 @@ class _Planar(AbstractGeometry):
         c, s = jnp.cos(theta), jnp.sin(theta)
         return jnp.stack([c, s]), jnp.stack([-s, c])
 
+    @abc.abstractmethod
     def planar_rays(self, view: int | Array, dtype: Any = jnp.float32) -> Rays:
         """The in-plane rays of one view (shared by all rows): batch ``(n_u,)``, 2-D vectors."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def detector_u(
         self, view: int | Array, xy: Float[Array, "*batch 2"], dtype: Any = jnp.float32
     ) -> tuple[Array, Array]:
@@ -255,7 +260,7 @@ class _Planar(AbstractGeometry):
             ``(u_mm, depth_mm)``: the detector coordinate and the point's distance along the
             central ray from the isocentre, positive toward the detector.
         """
-        raise NotImplementedError
+        ...
 
     def with_rows_for(self, like: Any) -> _Planar:
         """One detector row per slice of ``like`` (a `Volume`/`LabeledVolume` whose z axis is the

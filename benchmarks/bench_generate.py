@@ -25,14 +25,14 @@ from _harness import machine, peak_rss_mb
 
 from medphys import phantoms
 from medphys.pipelines import load_config
-from medphys.pipelines._generate import load_protocols
+from medphys.pipelines._generate import load_inputs
 from medphys.simulators import ct, mr, xray
 
 
 def stage_times(cases: int) -> list[dict[str, float]]:
     config = load_config()
-    protocols = load_protocols(config)
-    base = phantoms.load(config.phantom.name)
+    inputs = load_inputs(config)
+    base = inputs.phantom
     p = config.phantom
     out = []
     for index in range(cases):
@@ -48,12 +48,12 @@ def stage_times(cases: int) -> list[dict[str, float]]:
         )
         t["phantom_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scan = xray.simulate(labels, protocols.ct, k_ct)
-        image = ct.reconstruct(scan, protocols.ct, like=labels)
+        scan = xray.simulate(labels, inputs.ct, k_ct)
+        image = ct.reconstruct(scan, inputs.ct, like=labels)
         jax.block_until_ready(image.data)
         t["ct_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = mr.simulate(labels, protocols.mr, k_mr)
+        result = mr.simulate(labels, inputs.mr, k_mr)
         np.asarray(result.image.data)
         t["mr_s"] = time.perf_counter() - t0
         out.append(t)

@@ -76,17 +76,23 @@ def check_output_dir(out: Path) -> None:
 
 
 @dataclass(frozen=True)
-class Protocols:
-    """The protocols a job uses, loaded and validated once before any case runs."""
+class JobInputs:
+    """The phantom family and protocols a job uses, loaded and validated once before any case."""
 
+    phantom: phantoms.Phantom
     ct: Any
     mr: Any
 
 
-def load_protocols(config: GenerateConfig) -> Protocols:
+def load_inputs(config: GenerateConfig) -> JobInputs:
+    """Load (and so validate) every name in ``config``; raises before any simulation."""
     from .. import simulators
 
-    return Protocols(ct=simulators.load(config.ct.protocol), mr=simulators.load(config.mr.protocol))
+    return JobInputs(
+        phantom=phantoms.load(config.phantom.name),
+        ct=simulators.load(config.ct.protocol),
+        mr=simulators.load(config.mr.protocol),
+    )
 
 
 def case_name(index: int) -> str:
@@ -119,24 +125,24 @@ def _save_npy(array: np.ndarray, path: Path) -> None:
 
 
 def simulate_case(
-    key: jax.Array, config: GenerateConfig, protocols: Protocols
+    key: jax.Array, config: GenerateConfig, inputs: JobInputs
 ) -> tuple[LabeledVolume, Volume, Volume, np.ndarray, dict[str, Any]]:
     """One virtual patient: phantom → labels, CT (HU), MR image, CT projections, provenance."""
     # The job computes in float32 whatever the caller's `jax_enable_x64` setting, so the same
     # seed gives the same bytes from the command line and from a float64 session.
     with jax.enable_x64(False):
-        return _simulate_case(key, config, protocols)
+        return _simulate_case(key, config, inputs)
 
 
 def _simulate_case(
-    key: jax.Array, config: GenerateConfig, protocols: Protocols
+    key: jax.Array, config: GenerateConfig, inputs: JobInputs
 ) -> tuple[LabeledVolume, Volume, Volume, np.ndarray, dict[str, Any]]:
     from ..simulators import ct as ct_sim
     from ..simulators import mr as mr_sim
     from ..simulators import xray
 
     k_phantom, k_ct, k_mr = jax.random.split(key, 3)
-    base = phantoms.load(config.phantom.name)
+    base = inputs.phantom
     if config.phantom.vary:
         params = phantoms.sample_params(k_phantom, base)
         phantom = phantoms.apply(params, base)
@@ -151,9 +157,9 @@ def _simulate_case(
         center_mm=p.center_mm,
         supersample=p.supersample,
     )
-    scan = xray.simulate(labels, protocols.ct, k_ct)
-    ct_image = ct_sim.reconstruct(scan, protocols.ct, like=labels)
-    mr_result = mr_sim.simulate(labels, protocols.mr, k_mr)
+    scan = xray.simulate(labels, inputs.ct, k_ct)
+    ct_image = ct_sim.reconstruct(scan, inputs.ct, like=labels)
+    mr_result = mr_sim.simulate(labels, inputs.mr, k_mr)
     provenance = {"phantom_params": None if params is None else params.to_dict()}
     return labels, ct_image, mr_result.image, np.asarray(scan.projections, np.float32), provenance
 
@@ -196,8 +202,7 @@ def generate(
                 "(its dataset.json differs); choose a new --out folder, or pass --overwrite to regenerate"
             )
     # Validate every name before any work starts.
-    phantoms.load(config.phantom.name)
-    protocols = load_protocols(config)
+    inputs = load_inputs(config)
 
     write_text_atomic(
         dataset_file,
@@ -227,7 +232,7 @@ def generate(
         case_dir.mkdir(parents=True, exist_ok=True)
         (case_dir / "case.json").unlink(missing_ok=True)
         key = jax.random.fold_in(root, index)
-        labels, ct_image, mr_image, projections, provenance = simulate_case(key, config, protocols)
+        labels, ct_image, mr_image, projections, provenance = simulate_case(key, config, inputs)
         save_nifti(labels, case_dir / files["label"])
         save_nifti(
             ct_image.with_data(np.asarray(ct_image.data, np.float32)), case_dir / files["ct"]

@@ -212,6 +212,14 @@ class CTProtocol:
 Positive = Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]
 
 
+def _sdd_beyond_sod(cls: type, sdd: float, info: pydantic.ValidationInfo) -> float:
+    """Validator shared by the source–detector geometries: the detector lies beyond the isocentre."""
+    sod = info.data.get("sod_mm")
+    if sod is not None and sdd <= sod:
+        raise ValueError(f"must exceed sod_mm (= {sod:g})")
+    return sdd
+
+
 class _GeometryBase(Strict):
     n_views: Annotated[int, pydantic.Field(ge=1)]
     start_deg: float = 0.0
@@ -244,13 +252,7 @@ class _FanConfig(_GeometryBase):
             raise ValueError(f"must exceed half the field of view (fov_mm = {fov:g})")
         return sod
 
-    @pydantic.field_validator("sdd_mm")
-    @classmethod
-    def _detector_beyond_isocentre(cls, sdd: float, info: pydantic.ValidationInfo) -> float:
-        sod = info.data.get("sod_mm")
-        if sod is not None and sdd <= sod:
-            raise ValueError(f"must exceed sod_mm (= {sod:g})")
-        return sdd
+    _detector_beyond_isocentre = pydantic.field_validator("sdd_mm")(_sdd_beyond_sod)
 
 
 class _ConeConfig(Strict):
@@ -269,13 +271,7 @@ class _ConeConfig(Strict):
     pitch_mm: float = 0.0
     z_mm: float = 0.0
 
-    @pydantic.field_validator("sdd_mm")
-    @classmethod
-    def _detector_beyond_isocentre(cls, sdd: float, info: pydantic.ValidationInfo) -> float:
-        sod = info.data.get("sod_mm")
-        if sod is not None and sdd <= sod:
-            raise ValueError(f"must exceed sod_mm (= {sod:g})")
-        return sdd
+    _detector_beyond_isocentre = pydantic.field_validator("sdd_mm")(_sdd_beyond_sod)
 
 
 class _TomoConfig(Strict):
@@ -293,13 +289,7 @@ class _TomoConfig(Strict):
     dv_mm: Positive
     z_mm: float = 0.0
 
-    @pydantic.field_validator("sdd_mm")
-    @classmethod
-    def _detector_beyond_isocentre(cls, sdd: float, info: pydantic.ValidationInfo) -> float:
-        sod = info.data.get("sod_mm")
-        if sod is not None and sdd <= sod:
-            raise ValueError(f"must exceed sod_mm (= {sod:g})")
-        return sdd
+    _detector_beyond_isocentre = pydantic.field_validator("sdd_mm")(_sdd_beyond_sod)
 
 
 class _Filter(Strict):

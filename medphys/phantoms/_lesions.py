@@ -293,20 +293,26 @@ class ContrastPhase:
 
 
 _SOURCE = (
-    "Enhancement at 120 kVp from K. T. Bae, 'Intravenous contrast medium administration and "
-    "scan timing at CT: considerations and approaches', Radiology 256(1):32-61 (2010) (aorta "
-    "~250-300 HU arterial, ~150-180 HU portal-venous; liver ~+10-20 HU arterial, ~+50-60 HU "
-    "portal-venous), converted at ~25 HU per mg/mL of iodine; approximate values."
+    "Concentrations chosen so that the enhancement (HU above the unenhanced tissue) at 120 kVp "
+    "behind 20 cm of water (about 30 HU per mg/mL of iodine) matches bolus-tracked multiphasic "
+    "CT: S. Goshima et al., 'MDCT of the liver and hypervascular hepatocellular carcinomas: "
+    "optimizing scan delays for bolus-tracking techniques of hepatic arterial and portal venous "
+    "phases', AJR 187(1):W25-W32 (2006) (arterial: aorta 300-336 HU, spleen 97-108 HU, liver "
+    "15-25 HU; portal-venous: aorta 117-125 HU, spleen 73-82 HU, liver 59-63 HU); kidney: "
+    "renal MDCT with bolus tracking, Eur. J. Radiol. (2007), PMID 17367973 (cortex 195-217 HU "
+    "at 10-30 s, medulla 145 HU at 55 s; the kidney here is one structure, cortex and medulla "
+    "together). Pancreas, heart muscle and stomach wall are approximate (K. T. Bae, Radiology "
+    "256(1):32-61, 2010)."
 )
 
-#: late arterial phase (~35 s after injection): bright blood, kidney cortex and pancreas enhance,
-#: the liver barely.
+#: late arterial phase (about 10-15 s after a bolus-tracking trigger): bright blood, kidney cortex,
+#: spleen and pancreas enhance, the liver barely.
 ARTERIAL = ContrastPhase(
     "arterial",
-    blood_mg_ml=12.0,
+    blood_mg_ml=10.5,
     organs_mg_ml={
-        "liver": 0.5,
-        "spleen": 2.5,
+        "liver": 0.7,
+        "spleen": 3.4,
         "pancreas": 3.0,
         "kidney_left": 6.0,
         "kidney_right": 6.0,
@@ -317,13 +323,14 @@ ARTERIAL = ContrastPhase(
     source=_SOURCE,
 )
 
-#: portal-venous phase (~70 s): blood less bright, liver at its peak.
+#: portal-venous phase (about 45-55 s after the trigger, ~70 s after injection): blood less
+#: bright, liver at its peak.
 PORTAL_VENOUS = ContrastPhase(
     "portal_venous",
-    blood_mg_ml=6.0,
+    blood_mg_ml=4.0,
     organs_mg_ml={
         "liver": 2.0,
-        "spleen": 2.5,
+        "spleen": 2.6,
         "pancreas": 2.0,
         "kidney_left": 5.0,
         "kidney_right": 5.0,

@@ -114,13 +114,35 @@ def phantom_list() -> None:
         _out.print(f"{name:20s} {phantoms.load(name).description}")
 
 
+def _fit_grid(phantom, spacing_mm: float) -> tuple[tuple[int, int, int], tuple[float, ...]]:
+    """Grid shape and centre that hold the whole phantom (found on a coarse 10 mm grid)."""
+    import numpy as np
+
+    from . import phantoms
+
+    coarse_mm, coarse = 10.0, (96, 96, 128)
+    lv = phantoms.voxelize(phantom, shape=coarse, spacing_mm=coarse_mm, fractions=False)
+    idx = np.argwhere(np.asarray(lv.labels) > 0)
+    if idx.size == 0:
+        return (128, 128, 112), (0.0, 0.0, 0.0)
+    affine = np.asarray(lv.affine, dtype=np.float64)
+    lo = affine[:3, :3] @ (idx.min(0) - 1.0) + affine[:3, 3]
+    hi = affine[:3, :3] @ (idx.max(0) + 1.0) + affine[:3, 3]
+    n = np.ceil(np.abs(hi - lo) / spacing_mm).astype(int) + 1
+    return (int(max(n[0], n[1])), int(max(n[0], n[1])), int(n[2])), tuple((lo + hi) / 2)
+
+
 @phantom_app.command("show")
 def phantom_show(
     name: Annotated[str, typer.Argument(help="Catalog name or TOML path.")],
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
     spacing_mm: Annotated[float, typer.Option(help="Voxel size (mm).")] = 3.0,
-    size: Annotated[int, typer.Option(help="Voxels along x and y.")] = 128,
-    slices: Annotated[int, typer.Option(help="Voxels along z.")] = 112,
+    size: Annotated[
+        int | None, typer.Option(help="Voxels along x and y (default: fit the phantom).")
+    ] = None,
+    slices: Annotated[
+        int | None, typer.Option(help="Voxels along z (default: fit the phantom).")
+    ] = None,
     render: Annotated[
         bool, typer.Option("--render", help="A 3-D surface render instead of slices.")
     ] = False,
@@ -138,7 +160,7 @@ def phantom_show(
     from . import phantoms
     from .viz import Panel, render_labels, save_montage
 
-    if spacing_mm <= 0 or size < 1 or slices < 1:
+    if spacing_mm <= 0 or (size is not None and size < 1) or (slices is not None and slices < 1):
         raise UserError(
             f"phantom show: --spacing-mm, --size and --slices must be positive "
             f"(got {spacing_mm}, {size}, {slices})"
@@ -149,8 +171,10 @@ def phantom_show(
             phantom = phantom.at(respiratory_phase=respiratory_phase, cardiac_phase=cardiac_phase)
         except ValueError as exc:
             raise UserError(str(exc)) from None
+    shape, centre = _fit_grid(phantom, spacing_mm)
+    shape = (size or shape[0], size or shape[1], slices or shape[2])
     labels = phantoms.voxelize(
-        phantom, shape=(size, size, slices), spacing_mm=spacing_mm, fractions=False
+        phantom, shape=shape, spacing_mm=spacing_mm, center_mm=centre, fractions=False
     )
     if render:
         try:

@@ -79,3 +79,54 @@ def test_phantom_show_bad_phase(tmp_path, capsys):
     ]
     assert main(args) == 2
     assert "`cardiac_phase` must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_contents_of_a_thin_walled_organ_are_drawn_as_part_of_the_wall(tmp_path):
+    """A 1-voxel wall and its contents share a surface; drawn separately they would z-fight."""
+    from matplotlib import colormaps
+
+    from medphys.viz._render import _encloser
+
+    body = EllipticCylinder(
+        jnp.zeros(3), jnp.asarray([40.0, 30.0]), jnp.asarray(45.0), jnp.zeros(3)
+    )
+    wall = Ellipsoid(jnp.zeros(3), jnp.asarray([16.0, 14.0, 24.0]), jnp.zeros(3))
+    # a 1.8 mm wall on a 2 mm grid: closed but for a few voxels
+    contents = Ellipsoid(jnp.zeros(3), jnp.asarray([14.2, 12.2, 22.2]), jnp.zeros(3))
+    ph = Phantom(
+        name="hollow",
+        structure_names=("body", "wall", "contents"),
+        materials=("water", "stomach_wall", "water"),
+        shapes=(body, wall, contents),
+    )
+    lv = ph.voxelize(shape=(48, 36, 50), spacing_mm=2.0, fractions=False)
+    labels = np.pad(np.asarray(lv.labels), 1)
+    opaque = np.array([False, False, True, True])
+    assert _encloser(labels, labels == 3, opaque) == 2  # contents sit inside the wall
+    assert _encloser(labels, labels == 2, opaque) == -1  # the wall borders the undrawn body
+    img = _png(render_labels(lv, tmp_path / "h.png", size=(240, 240)))[..., :3]
+    tab = colormaps["tab20"].colors
+    lit = img.max(-1) > 0.15
+
+    def share(colour):
+        # pixels whose hue matches a structure colour (shading scales brightness, not hue)
+        c = np.asarray(colour) / max(colour)
+        rgb = img[lit] / img[lit].max(-1, keepdims=True)
+        return float(np.mean(np.abs(rgb - c).max(-1) < 0.15))
+
+    assert share(tab[1]) > 0.3  # the wall is seen
+    assert share(tab[2]) < 0.005  # its contents never show through (drawn apart: 5%)
+
+
+def test_phantom_show_fits_the_grid_to_the_whole_phantom():
+    from medphys import phantoms
+    from medphys.cli import _fit_grid
+
+    ph = phantoms.load("torso-basic")
+    shape, centre = _fit_grid(ph, 8.0)
+    labels = np.asarray(
+        ph.voxelize(shape=shape, spacing_mm=8.0, center_mm=centre, fractions=False).labels
+    )
+    assert labels.any()
+    for axis in range(3):  # nothing cut off: the outer faces of the grid are background
+        assert not np.take(labels, [0, -1], axis=axis).any(), axis

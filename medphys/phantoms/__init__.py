@@ -30,11 +30,15 @@ from ._population import apply as apply
 from ._population import sample as sample
 from ._population import sample_params as sample_params
 from ._shapes import Box as Box
+from ._shapes import Cone as Cone
 from ._shapes import Difference as Difference
 from ._shapes import Ellipsoid as Ellipsoid
 from ._shapes import EllipticCylinder as EllipticCylinder
+from ._shapes import HalfSpace as HalfSpace
 from ._shapes import Intersection as Intersection
+from ._shapes import Rods as Rods
 from ._shapes import SmoothUnion as SmoothUnion
+from ._shapes import Spheres as Spheres
 from ._shapes import Superquadric as Superquadric
 from ._shapes import Torus as Torus
 from ._shapes import Tube as Tube

@@ -23,6 +23,11 @@
   fills what the chambers give up (wall thickening in systole). The reference shapes are the
   end-diastolic ones.
 
+Parameters: a phantom definition may carry them in a ``[motion]`` table (``[motion.respiration]``,
+``[motion.cardiac]``, keys = `MotionModel.create`'s arguments); `load` turns it into
+``Phantom.motion``, the model `at` uses unless one is passed. Without a table (or for omitted keys)
+the `MotionModel.create` defaults below apply.
+
 Phases: respiratory 0 = end-expiration, 0.5 = end-inspiration, amplitude ``(1 − cos 2πφ)/2``;
 cardiac 0 = end-diastole, ``end_systole_phase`` = end-systole, ventricular volume
 ``V(φ) = EDV·(1 − EF·g(φ))`` with ``g`` a half-cosine rise to 1 at end-systole and a half-cosine
@@ -335,7 +340,8 @@ def at(
         time_s: time since end-expiration and end-diastole (s, >= 0); sets both phases.
         respiratory_phase: breathing phase in [0, 1) (0 end-expiration, 0.5 end-inspiration).
         cardiac_phase: heartbeat phase in [0, 1) (0 end-diastole).
-        model: motion parameters (default `MotionModel.create()`).
+        model: motion parameters; default: the phantom's own (its definition's ``[motion]``
+            table, `Phantom.motion`), else `MotionModel.create()`.
 
     Returns:
         A `Phantom` with scaled ventricles and ``warp`` set; voxelize it as any phantom.
@@ -349,7 +355,8 @@ def at(
         >>> ph = load("torso-basic").at(respiratory_phase=0.5)  # doctest: +SKIP
     """
     where = "medphys.phantoms.at"
-    model = MotionModel.create() if model is None else model
+    if model is None:
+        model = phantom.motion if phantom.motion is not None else MotionModel.create()
     if not isinstance(model, MotionModel):
         raise TypeError(f"{where}: `model` must be a MotionModel (got {type(model).__name__})")
     if phantom.warp is not None:

@@ -2,13 +2,17 @@
 
 Each shape is an immutable PyTree (parameters are leaves, hence differentiable) with
 ``level(points)``: negative inside, positive outside, zero on the surface, in millimetres near the
-surface (an exact signed distance for spheres, circular cylinders, boxes, circular tori and
-capsules; a first-order one, never above the true distance, for ellipsoids and superquadrics), and
-``scaled(factor, about)``. Primitives with a closed-form volume have ``volume_mm3()``.
+surface (an exact signed distance for spheres, circular cylinders, boxes, circular tori, capsules,
+truncated cones, ball and rod clusters and half-spaces; a first-order one, never above the true
+distance, for ellipsoids and superquadrics), and ``scaled(factor, about)``. Primitives with a
+closed-form volume have ``volume_mm3()``.
 
 Primitives: `Ellipsoid`, `EllipticCylinder`, `Box`, `Superquadric`, `Torus` (circular or
 elliptic centre line), `Tube` (round, tapered segments along a polyline; `catmull_rom` samples a
-smooth centre line). CSG nodes: `Union` (min), `Intersection` (max), `Difference`
+smooth centre line), `Cone` (a truncated circular cone), `Spheres` and `Rods` (clusters of balls
+or of parallel rods along z: one small loop kernel however many) and `HalfSpace` (a clip plane,
+unbounded: used inside `Intersection` to clip a shape, as the FORBILD phantoms do). CSG nodes:
+`Union` (min), `Intersection` (max), `Difference`
 (``max(base, -cut)``) and `SmoothUnion` (polynomial smooth minimum with a blend radius in mm).
 Loops over children and segments unroll at trace time: ``level`` stays one fused elementwise
 kernel, evaluated on 10^7-10^8 points by the voxelizer.
@@ -339,6 +343,220 @@ class Tube:
         )
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class HalfSpace:
+    """The half-space ``n · p <= d`` behind a plane (a clip plane for `Intersection`).
+
+    ``level = n·p / |n| - d``: the exact signed distance to the plane (the normal need not be a
+    unit vector; ``d`` is in millimetres along the unit normal). Unbounded, so it has no volume:
+    use it inside an `Intersection` (``Intersection((Ellipsoid(...), HalfSpace(...)))`` is the
+    ellipsoid cut by the plane, keeping the side opposite the normal).
+
+    Attributes:
+        normal: (3,) outward normal (points away from the kept side).
+        offset_mm: () signed distance of the plane from the origin along the unit normal.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> below = HalfSpace(jnp.array([0.0, 0.0, 1.0]), jnp.array(10.0))  # z <= 10 mm
+        >>> float(below.level(jnp.array([0.0, 0.0, 13.0])))
+        3.0
+    """
+
+    normal: Float[Array, "3"]
+    offset_mm: Float[Array, ""]
+
+    @property
+    def center_mm(self) -> Array:
+        """The point of the plane closest to the origin (the anchor for scaling)."""
+        n = self.normal / _safe_norm(self.normal)
+        return n * self.offset_mm
+
+    def level(self, points: Float[Array, "*batch 3"]) -> Float[Array, "*batch"]:
+        n = self.normal / _safe_norm(self.normal)
+        return (
+            points[..., 0] * n[0] + points[..., 1] * n[1] + points[..., 2] * n[2] - self.offset_mm
+        )
+
+    def scaled(self, factor: Float[Array, "3"], about: Float[Array, "3"]) -> HalfSpace:
+        """The image of the half-space under ``p -> about + factor (p - about)`` (exact).
+
+        A point ``q`` of the image satisfies ``n · (about + (q - about) / factor) <= d``: the new
+        normal is ``n / factor`` and the new offset ``d - n · about + (n / factor) · about``
+        (with ``n`` the unit normal), renormalised.
+        """
+        n = self.normal / _safe_norm(self.normal)
+        m = n / factor
+        d = self.offset_mm - jnp.sum(n * about) + jnp.sum(m * about)
+        norm = _safe_norm(m)
+        return HalfSpace(m / norm, d / norm)
+
+
+def _segment_distance_2d(px: Array, py: Array, ax: Array, ay: Array, bx: Array, by: Array) -> Array:
+    """Distance from points (px, py) to the segment a-b in a plane (a != b)."""
+    ex, ey = bx - ax, by - ay
+    t = jnp.clip(((px - ax) * ex + (py - ay) * ey) / (ex * ex + ey * ey), 0.0, 1.0)
+    dx, dy = px - ax - t * ex, py - ay - t * ey
+    return jnp.sqrt(dx * dx + dy * dy + 1e-30)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Cone:
+    """Solid truncated circular cone (a frustum) along the local z axis.
+
+    Radius ``radii_mm[0]`` at ``z = -half_length_mm``, ``radii_mm[1]`` at ``z = +half_length_mm``
+    (either may be 0: a pointed cone; equal radii: a circular cylinder). ``level`` is the exact
+    signed distance: in the half-plane ``(rho, z)`` with ``rho`` the distance to the axis, the
+    solid is the trapezoid ``(0, -h), (r0, -h), (r1, h), (0, h)`` and the distance is the smallest
+    one to its bottom cap, side and top cap segments.
+
+    Attributes:
+        center_mm: (3,) centre (mid-point of the axis).
+        radii_mm: (2,) radii at the ``-z`` and ``+z`` ends.
+        half_length_mm: () half the length along the axis.
+        rotation_rad: (3,) rotation angles about x, y, z (applied x, then y, then z).
+
+    References:
+        Lauritsch and Bruder, FORBILD head phantom (``Cone_y`` objects 16 and 17).
+    """
+
+    center_mm: Float[Array, "3"]
+    radii_mm: Float[Array, "2"]
+    half_length_mm: Float[Array, ""]
+    rotation_rad: Float[Array, "3"]
+
+    def level(self, points: Float[Array, "*batch 3"]) -> Float[Array, "*batch"]:
+        q = _local(points, self.center_mm, self.rotation_rad)
+        rho = jnp.sqrt(q[..., 0] ** 2 + q[..., 1] ** 2 + 1e-30)
+        z = q[..., 2]
+        h, r0, r1 = self.half_length_mm, self.radii_mm[0], self.radii_mm[1]
+        zero = jnp.zeros_like(h)
+        bottom = _segment_distance_2d(rho, z, zero, -h, r0 + 1e-12, -h)
+        side = _segment_distance_2d(rho, z, r0, -h, r1, h)
+        top = _segment_distance_2d(rho, z, zero, h, r1 + 1e-12, h)
+        dist = jnp.minimum(jnp.minimum(bottom, side), top)
+        radius_here = r0 + (r1 - r0) * (z + h) / (2.0 * h)
+        inside = (jnp.abs(z) <= h) & (rho <= radius_here)
+        return jnp.where(inside, -dist, dist)
+
+    def volume_mm3(self) -> Array:
+        """``pi L (r0^2 + r0 r1 + r1^2) / 3`` with ``L = 2 h``."""
+        r0, r1 = self.radii_mm[0], self.radii_mm[1]
+        return jnp.pi * 2.0 * self.half_length_mm * (r0 * r0 + r0 * r1 + r1 * r1) / 3.0
+
+    def scaled(self, factor: Float[Array, "3"], about: Float[Array, "3"]) -> Cone:
+        """Scale the position and length by ``factor`` (world axes), the radii by the geometric
+        mean of the x and y factors (exact for isotropic scaling)."""
+        return Cone(
+            about + (self.center_mm - about) * factor,
+            self.radii_mm * jnp.sqrt(factor[0] * factor[1]),
+            self.half_length_mm * factor[2],
+            self.rotation_rad,
+        )
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Spheres:
+    """A cluster of solid balls (air cells, calcifications, bead patterns) as one shape.
+
+    ``level = min_i (|p - c_i| - r_i)``: the exact signed distance outside the balls, and inside
+    one ball (for balls that do not overlap) the distance to its surface. The minimum runs in a
+    ``jax.lax.fori_loop``, so hundreds of balls cost one small compiled kernel and
+    ``O(points)`` memory (a `Union` of as many `Ellipsoid` children would unroll them all).
+
+    Attributes:
+        centers_mm: (balls, 3) centres.
+        radii_mm: (balls,) radii.
+    """
+
+    centers_mm: Float[Array, "balls 3"]
+    radii_mm: Float[Array, " balls"]
+
+    @property
+    def center_mm(self) -> Array:
+        """Mean of the centres (the anchor for per-structure scaling)."""
+        return jnp.mean(self.centers_mm, axis=0)
+
+    def level(self, points: Float[Array, "*batch 3"]) -> Float[Array, "*batch"]:
+        x, y, z = points[..., 0], points[..., 1], points[..., 2]
+
+        def body(i, out):
+            c = self.centers_mm[i]
+            d = jnp.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 + 1e-30)
+            return jnp.minimum(out, d - self.radii_mm[i])
+
+        init = jnp.full(x.shape, jnp.inf, dtype=jnp.result_type(points.dtype, self.radii_mm.dtype))
+        return jax.lax.fori_loop(0, self.centers_mm.shape[0], body, init)
+
+    def volume_mm3(self) -> Array:
+        """Sum of the ball volumes (exact for balls that do not overlap)."""
+        return jnp.sum(4.0 / 3.0 * jnp.pi * self.radii_mm**3)
+
+    def scaled(self, factor: Float[Array, "3"], about: Float[Array, "3"]) -> Spheres:
+        """Scale the centres by ``factor`` about ``about``, the radii by its geometric mean."""
+        return Spheres(
+            about[None, :] + (self.centers_mm - about[None, :]) * factor[None, :],
+            self.radii_mm * _factor_radius(factor),
+        )
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Rods:
+    """A set of parallel circular rods along the world z axis (air cells of a 2D phantom, line
+    pairs, rod inserts) as one shape.
+
+    Rod ``i`` is the capped cylinder ``|(x, y) - c_i| <= r_i``, ``|z - c_iz| <= h``;
+    ``level = min_i`` of the capped cylinders' exact signed distances. Like `Spheres`, the
+    minimum runs in a ``jax.lax.fori_loop``: one small kernel for any number of rods.
+
+    Attributes:
+        centers_mm: (rods, 3) rod centres.
+        radii_mm: (rods,) rod radii.
+        half_length_mm: () half the length of every rod along z.
+    """
+
+    centers_mm: Float[Array, "rods 3"]
+    radii_mm: Float[Array, " rods"]
+    half_length_mm: Float[Array, ""]
+
+    @property
+    def center_mm(self) -> Array:
+        """Mean of the centres (the anchor for per-structure scaling)."""
+        return jnp.mean(self.centers_mm, axis=0)
+
+    def level(self, points: Float[Array, "*batch 3"]) -> Float[Array, "*batch"]:
+        x, y, z = points[..., 0], points[..., 1], points[..., 2]
+        h = self.half_length_mm
+
+        def body(i, out):
+            c = self.centers_mm[i]
+            radial = jnp.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + 1e-30) - self.radii_mm[i]
+            axial = jnp.abs(z - c[2]) - h
+            outside = jnp.sqrt(jnp.maximum(radial, 0.0) ** 2 + jnp.maximum(axial, 0.0) ** 2 + 1e-30)
+            inside = jnp.minimum(jnp.maximum(radial, axial), 0.0)
+            return jnp.minimum(out, outside - 1e-15 + inside)
+
+        init = jnp.full(x.shape, jnp.inf, dtype=jnp.result_type(points.dtype, self.radii_mm.dtype))
+        return jax.lax.fori_loop(0, self.centers_mm.shape[0], body, init)
+
+    def volume_mm3(self) -> Array:
+        """Sum of the rod volumes (exact for rods that do not overlap)."""
+        return jnp.sum(jnp.pi * self.radii_mm**2) * 2.0 * self.half_length_mm
+
+    def scaled(self, factor: Float[Array, "3"], about: Float[Array, "3"]) -> Rods:
+        """Scale the centres by ``factor`` about ``about``, the radii by the geometric mean of
+        the x and y factors, the length by the z factor."""
+        return Rods(
+            about[None, :] + (self.centers_mm - about[None, :]) * factor[None, :],
+            self.radii_mm * jnp.sqrt(factor[0] * factor[1]),
+            self.half_length_mm * factor[2],
+        )
+
+
 def catmull_rom(
     control: Float[Array, "controls dims"], segments: int
 ) -> Float[Array, "samples dims"]:
@@ -489,6 +707,10 @@ Shape = (
     | Superquadric
     | Torus
     | Tube
+    | Cone
+    | Spheres
+    | Rods
+    | HalfSpace
     | Union
     | Intersection
     | Difference

@@ -152,3 +152,77 @@ def test_unknown_role_and_double_motion(torso):
         torso.at(cardiac_phase=0.2, model=MotionModel.create(ventricles=("lv_bloood",)))
     with pytest.raises(ValueError, match="already at an instant"):
         torso.at(respiratory_phase=0.2).at(respiratory_phase=0.3)
+
+
+def _torso_with_motion(tmp_path, motion: str):
+    """torso-basic with a ``[motion]`` block, written as a user's TOML file."""
+    from medphys._catalog import resolve
+
+    text = resolve("phantoms", "torso-basic").read_text(encoding="utf-8")
+    i = text.index("[[structures]]")
+    path = tmp_path / "torso-moving.toml"
+    path.write_text(text[:i] + motion + "\n" + text[i:], encoding="utf-8")
+    return path
+
+
+def test_motion_from_the_phantom_toml_drives_at(tmp_path, torso):
+    path = _torso_with_motion(
+        tmp_path,
+        "[motion.respiration]\nrespiratory_period_s = 4.0\ndiaphragm_mm = 30.0\n\n"
+        "[motion.cardiac]\nejection_fraction = 0.5\n",
+    )
+    ph = phantoms.load(path)
+    assert ph.motion == MotionModel.create(
+        respiratory_period_s=4.0, diaphragm_mm=30.0, ejection_fraction=0.5
+    )
+    dz = 2.0
+    top_ex = _liver_dome_z(ph.at(time_s=0.0), dz)
+    top_in = _liver_dome_z(ph.at(time_s=2.0), dz)  # half of the 4 s breath: end-inspiration
+    assert top_ex - top_in == pytest.approx(30.0, abs=dz)
+    # an explicit model still overrides the phantom's own
+    top_12 = _liver_dome_z(ph.at(time_s=2.0, model=MotionModel.create(diaphragm_mm=12.0)), dz)
+    assert top_ex - top_12 == pytest.approx(12.0, abs=dz)
+    # the cardiac table too: ventricles at end-systole hold 1 - EF of their volume
+    ed = ph.shape_of("lv_blood").volume_mm3()
+    es = ph.at(cardiac_phase=0.4).shape_of("lv_blood").volume_mm3()
+    assert float(es / ed) == pytest.approx(0.5, rel=1e-5)
+    assert torso.motion is None  # no [motion] table: MotionModel.create()'s defaults
+
+
+@pytest.mark.parametrize("name", ["adult-male", "adult-female"])
+def test_adult_phantoms_carry_the_xcat_defaults(name):
+    ph = phantoms.load(name)
+    assert ph.motion == MotionModel.create()
+    assert (ph.motion.respiratory_period_s, ph.motion.diaphragm_mm, ph.motion.chest_ap_mm) == (
+        5.0,
+        20.0,
+        12.0,
+    )
+    assert (ph.motion.cardiac_period_s, ph.motion.end_systole_phase) == (1.0, 0.4)
+
+
+@pytest.mark.parametrize(
+    ("motion", "bad", "key", "match"),
+    [
+        ("[motion.respiration]\n", "diaphragm_mm = 80", "motion.respiration.diaphragm_mm", "60"),
+        ("[motion.cardiac]\n", "ejection_fraction = 1.2", "motion.cardiac.ejection_fraction", "1"),
+        ("[motion.cardiac]\n", "cardiac_period_s = 0", "motion.cardiac.cardiac_period_s", "0"),
+        ("[motion.respiration]\n", "diaphram_mm = 20", "motion.respiration.diaphram_mm", "unknown"),
+        (
+            "[motion.respiration]\n",
+            'lungs = ["lung_left", "lung_rigth"]',
+            "motion.respiration.lungs[1]",
+            "Did you mean 'lung_right'",
+        ),
+    ],
+)
+def test_bad_motion_tables_name_file_line_and_key(tmp_path, motion, bad, key, match):
+    from medphys import ConfigError
+
+    path = _torso_with_motion(tmp_path, f"{motion}{bad}\n")
+    with pytest.raises(ConfigError) as info:
+        phantoms.load(path)
+    line = path.read_text().splitlines().index(bad) + 1
+    msg = str(info.value)
+    assert f"{path}:{line}: {key}" in msg
+    assert match in msg

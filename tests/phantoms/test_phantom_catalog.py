@@ -26,6 +26,15 @@ def test_catalog_lists_and_loads():
     assert ph.materials[ph.structure_names.index("liver")] == "liver"
 
 
+def test_every_catalog_phantom_loads():
+    names = phantoms.names()
+    assert {"forbild-head", "forbild-head-2d", "shepp-logan-2d", "adult-male"} <= set(names)
+    for name in names:
+        ph = phantoms.load(name)
+        assert ph.name == name
+        assert len(ph.shapes) == len(ph.structure_names) == len(ph.materials)
+
+
 def test_anatomical_relations_in_ras(torso_labels):
     """RAS+: +x patient right, +y anterior, +z superior."""
     c = {

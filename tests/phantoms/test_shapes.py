@@ -15,10 +15,14 @@ from jax.test_util import check_grads
 from medphys import ConfigError, phantoms
 from medphys.phantoms import (
     Box,
+    Cone,
     Difference,
     Ellipsoid,
+    HalfSpace,
     Intersection,
+    Rods,
     SmoothUnion,
+    Spheres,
     Superquadric,
     Torus,
     Tube,
@@ -227,6 +231,17 @@ SHAPES = {
         Ellipsoid(_a(0.0, 0.0, 0.0), _a(20.0, 15.0, 12.0), ROT),
         (Torus(_a(5.0, 0.0, 0.0), _a(12.0, 12.0), _a(4.0), ZERO),),
     ),
+    "cone": Cone(_a(1.0, -2.0, 0.5), _a(12.0, 4.0), _a(15.0), ROT),
+    "spheres": Spheres(
+        jnp.asarray([[-10.0, 0.0, 0.0], [8.0, 3.0, 1.0], [0.0, -12.0, 4.0]]), _a(6.0, 4.0, 5.0)
+    ),
+    "rods": Rods(jnp.asarray([[-9.0, 0.0, 0.0], [7.0, 4.0, 2.0]]), _a(5.0, 3.0), _a(12.0)),
+    "clipped": Intersection(
+        (
+            Ellipsoid(_a(0.0, 0.0, 0.0), _a(20.0, 15.0, 12.0), ROT),
+            HalfSpace(_a(0.3, 0.2, 1.0), _a(4.0)),
+        )
+    ),
 }
 
 
@@ -257,8 +272,101 @@ def test_scaled_keeps_the_contract(name):
     inside = np.asarray(shape.level(pts) <= 0)
     inside_big = np.asarray(big.level(about[None, :] + 1.3 * (pts - about[None, :])) <= 0)
     assert np.mean(inside == inside_big) > 0.995
-    if hasattr(shape, "volume_mm3") and name != "tube":
+    if hasattr(shape, "volume_mm3") and name not in ("tube", "rods"):
         assert float(big.volume_mm3()) == pytest.approx(1.3**3 * float(shape.volume_mm3()))
+
+
+def _cone_brute(cone, pts):
+    """Distance to a dense sampling of the frustum's surface, and the inside test, in the local
+    frame (independent of `Cone.level`)."""
+    r = np.asarray(phantoms._shapes._rotation(cone.rotation_rad))
+    q = (pts - np.asarray(cone.center_mm)) @ r
+    h, (r0, r1) = float(cone.half_length_mm), np.asarray(cone.radii_mm)
+    th = np.linspace(0, 2 * np.pi, 360, endpoint=False)
+    t = np.linspace(0, 1, 201)[:, None]
+    rad = r0 + (r1 - r0) * t
+    side = np.stack([rad * np.cos(th), rad * np.sin(th), (-h + 2 * h * t) * np.ones_like(th)], -1)
+    rho = np.linspace(0, 1, 81)[:, None]
+    caps = [
+        np.stack([rr * rho * np.cos(th), rr * rho * np.sin(th), z * np.ones_like(rho * th)], -1)
+        for rr, z in ((r0, -h), (r1, h))
+    ]
+    surf = np.concatenate([side.reshape(-1, 3), *(c.reshape(-1, 3) for c in caps)])
+    d = np.array([np.min(np.linalg.norm(surf - p, axis=1)) for p in q])
+    rq = np.hypot(q[:, 0], q[:, 1])
+    inside = (np.abs(q[:, 2]) <= h) & (rq <= r0 + (r1 - r0) * (q[:, 2] + h) / (2 * h))
+    return d, inside
+
+
+def test_cone_level_is_the_signed_distance():
+    cone = SHAPES["cone"]
+    pts = np.random.default_rng(3).uniform(-25, 25, size=(150, 3))
+    d, inside = _cone_brute(cone, pts)
+    level = np.asarray(cone.level(jnp.asarray(pts)))
+    np.testing.assert_array_equal(level <= 0, inside)
+    # within the sampling's resolution (1 degree at 12 mm: 0.1 mm)
+    np.testing.assert_allclose(np.abs(level), d, atol=0.11)
+    # pointed cone (r1 = 0) and volume pi L (r0^2 + r0 r1 + r1^2) / 3 against a voxel count
+    pointed = Cone(ZERO, _a(8.0, 0.0), _a(10.0), ROT)
+    assert float(pointed.volume_mm3()) == pytest.approx(math.pi * 20 * 64 / 3)
+    assert _volume(pointed, (-13.5, -13.5, -13.5), (13.5, 13.5, 13.5), 0.3) == pytest.approx(
+        math.pi * 20 * 64 / 3, rel=0.01
+    )
+    assert _volume(cone, (-23, -23, -23), (23, 23, 23), 0.5) == pytest.approx(
+        float(cone.volume_mm3()), rel=0.01
+    )
+
+
+def test_half_space_clips_a_ball_into_a_closed_form_cap():
+    ball = Ellipsoid(_a(2.0, -1.0, 3.0), _a(10.0, 10.0, 10.0), ZERO)
+    n = np.array([1.0, 2.0, -2.0]) / 3.0
+    t = 4.0  # plane 4 mm beyond the ball's centre along n; keep n . p <= d
+    plane = HalfSpace(jnp.asarray(3.0 * n), jnp.asarray(float(n @ [2.0, -1.0, 3.0]) + t))
+    pts = jnp.asarray(np.random.default_rng(4).uniform(-20, 20, size=(500, 3)))
+    # exact signed distance (a non-unit normal is normalised)
+    np.testing.assert_allclose(plane.level(pts), np.asarray(pts) @ n - float(plane.offset_mm))
+    clipped = Intersection((ball, plane))
+    cap_h = 10.0 - t
+    closed = 4 / 3 * math.pi * 1000 - math.pi * cap_h**2 * (30.0 - cap_h) / 3
+    assert _volume(clipped, (-9, -12, -8), (13, 10, 14), 0.25) == pytest.approx(closed, rel=0.005)
+    # anisotropic scaling maps the half-space exactly (sign of every mapped point kept)
+    factor, about = _a(1.5, 0.7, 1.2), _a(3.0, -2.0, 1.0)
+    big = plane.scaled(factor, about)
+    mapped = about[None, :] + (pts - about[None, :]) * factor[None, :]
+    np.testing.assert_array_equal(
+        np.asarray(big.level(mapped)) <= 0, np.asarray(plane.level(pts)) <= 0
+    )
+    assert float(jnp.linalg.norm(big.normal)) == pytest.approx(1.0)
+
+
+def test_sphere_and_rod_clusters_match_brute_force():
+    pts = np.random.default_rng(5).uniform(-25, 25, size=(4000, 3))
+    balls = SHAPES["spheres"]
+    c, r = np.asarray(balls.centers_mm), np.asarray(balls.radii_mm)
+    dist = np.linalg.norm(pts[:, None, :] - c[None], axis=-1) - r[None]
+    level = np.asarray(balls.level(jnp.asarray(pts)))
+    np.testing.assert_array_equal(level <= 0, (dist <= 0).any(1))
+    np.testing.assert_allclose(level, dist.min(1), atol=1e-9)
+    assert _volume(balls, (-17, -18, -6), (15, 10, 10), 0.3) == pytest.approx(
+        float(balls.volume_mm3()), rel=0.01
+    )
+    rods = SHAPES["rods"]
+    c, r = np.asarray(rods.centers_mm), np.asarray(rods.radii_mm)
+    inside = (np.hypot(pts[:, None, 0] - c[None, :, 0], pts[:, None, 1] - c[None, :, 1]) <= r) & (
+        np.abs(pts[:, None, 2] - c[None, :, 2]) <= 12.0
+    )
+    level = np.asarray(rods.level(jnp.asarray(pts)))
+    np.testing.assert_array_equal(level <= 0, inside.any(1))
+    # outside a rod's end, the distance to its rim circle (exact capped cylinder)
+    p = jnp.asarray([[-9.0 + 5.0 + 3.0, 0.0, 12.0 + 4.0]])
+    assert float(rods.level(p)[0]) == pytest.approx(5.0, abs=1e-6)
+    assert _volume(rods, (-15, -5, -13), (11, 8, 15), 0.3) == pytest.approx(
+        math.pi * (25 + 9) * 24, rel=0.01
+    )
+    # jit compiles one loop, not one term per ball: the same result under jit
+    np.testing.assert_allclose(
+        jax.jit(balls.level)(jnp.asarray(pts)), balls.level(jnp.asarray(pts))
+    )
 
 
 _ERRORS = {
@@ -276,6 +384,10 @@ _ERRORS = {
         "radius_mm = -1",
     ),
     "union": ("", "children = []"),
+    "cone": ("center_mm = [0, 0, 0]\nhalf_length_mm = 5", "radii_mm = [0, 0]"),
+    "spheres": ("centers_mm = [[0, 0, 0], [5, 0, 0]]", "radius_mm = [1, 2, 3]"),
+    "rods": ("centers_mm = [[0, 0, 0]]\nradius_mm = 2", "half_length_mm = 0"),
+    "half_space": ("offset_mm = 3", "normal = [0, 0, 0]"),
     "difference": (
         'base = { type = "box", center_mm = [0, 0, 0], half_size_mm = [1, 1, 1] }',
         "cuts = 3",
@@ -312,3 +424,20 @@ def test_toml_errors_inside_csg_name_the_full_key_path(tmp_path):
     msg = str(info.value)
     assert "structures[0].shape.difference.cuts[0].union.children[0].torus.minor_radius_mm" in msg
     assert "must be smaller than the smallest of major_radii_mm [10.0, 8.0]" in msg
+
+
+def test_half_space_alone_is_an_unbounded_structure(tmp_path):
+    path = tmp_path / "mine.toml"
+    head = 'name = "mine"\ndescription = "x"\n\n[[structures]]\nname = "blob"\nmaterial = "liver"\n'
+    path.write_text(head + 'shape = { type = "half_space", normal = [0, 0, 1], offset_mm = 3 }\n')
+    with pytest.raises(ConfigError, match=r"mine.toml:7: structures\[0\]\.shape: is unbounded"):
+        phantoms.load(path)
+    # clipping a bounded shape is fine, and so is a half-space among a difference's cuts
+    path.write_text(
+        head + '[structures.shape]\ntype = "intersection"\nchildren = [\n'
+        '  { type = "ellipsoid", center_mm = [0, 0, 0], semi_axes_mm = [5, 5, 5] },\n'
+        '  { type = "half_space", normal = [0, 0, 1], offset_mm = 3 },\n]\n'
+    )
+    shape = phantoms.load(path).shapes[0]
+    assert isinstance(shape.children[1], HalfSpace)
+    assert float(shape.level(jnp.asarray([0.0, 0.0, 4.0]))) == pytest.approx(1.0)

@@ -1,20 +1,28 @@
-"""Phantom voxelization: the adult torso at 256³ (2 mm) and 512³ (1 mm), and a 3-D Shepp–Logan at
+"""Phantom voxelization: the adult torso at 256³ (about 2 mm) and 512³, and a 3-D Shepp–Logan at
 128³ side by side with ODL (``odl.phantom.shepp_logan``) and phantominator.
 
-Run:  python benchmarks/bench_phantoms.py [--skip-512]
+Run:  python benchmarks/bench_phantoms.py [--skip-512] [--skip-previous]
       (ODL and phantominator are optional: install them into a separate environment, or put
       them on PYTHONPATH; a missing tool is reported, not fatal.)
 
-Each measurement runs in a fresh interpreter, so the peak resident memory is that tool's own.
-Shepp–Logan: ODL and phantominator sample each voxel centre once; medphys is timed with
-``supersample=1`` (the same work) and ``supersample=2`` (partial volume: 8 samples per voxel).
+Each measurement runs in a fresh interpreter, one after the other, so the peak resident memory is
+that tool's own and every tool sees the same machine load (printed with the table). The torso is
+also voxelized with the previous two-pass voxelizer (commit ``9ad9f3e``, read from git at run
+time, never part of the package) for a same-machine ratio; ``--skip-previous`` leaves it out
+(about two minutes). Shepp–Logan: ODL and phantominator sample each voxel centre once; medphys is
+timed with ``supersample=1`` (the same work) and ``supersample=2`` (partial volume: 8 samples per
+voxel).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import subprocess
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,44 +30,62 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import Timing, machine, measure, run_isolated, table
 
+_PREVIOUS = "9ad9f3e"  # the two-pass voxelizer (4³ blocks at their centres, fine pass per shape)
 
-def _torso_name() -> str:
-    from medphys import phantoms
 
-    return "adult-male" if "adult-male" in phantoms.names() else "torso-basic"
+def _previous_voxelize():
+    """The voxelizer of commit ``_PREVIOUS``, loaded beside the current one (benchmark only)."""
+    root = Path(__file__).resolve().parents[1]
+    src = subprocess.run(
+        ["git", "show", f"{_PREVIOUS}:medphys/phantoms/_voxelize.py"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "_voxelize_previous.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("medphys.phantoms._voxelize_previous", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.voxelize
 
 
 def one(tool: str, task: str) -> Timing:
-    if tool == "medphys" and task.startswith("torso"):
+    if task.startswith("torso"):
         from medphys import phantoms
 
-        name = _torso_name()
-        ph = phantoms.load(name)
+        ph = phantoms.load("adult-male")
         n, fractions = {
             "torso-256": (256, False),
             "torso-256-fractions": (256, True),
             "torso-512": (512, False),
         }[task]
         # 256³ over the whole torso (384 × 256 × 589 mm: 1.5 × 1.0 × 2.3 mm voxels); 512³ halves them
-        shape = (n, n, n)
-        spacing_v = tuple(v * 256 / n for v in (1.5, 1.0, 2.3))
-        center = (0.0, 0.0, -110.0) if name == "adult-male" else (0.0, 0.0, 0.0)
-        repeats = 0 if n == 512 or fractions else 2
-
-        def fn():
-            return ph.voxelize(
-                shape=shape,
-                spacing_mm=spacing_v,
-                center_mm=center,
-                supersample=2,
-                fractions=fractions,
-            )
-
-        note = (
-            f"{name}, {len(ph.shapes)} structures, {shape} voxels of {spacing_v} mm, supersample 2"
-        )
+        spacing = tuple(v * 256 / n for v in (1.5, 1.0, 2.3))
+        kw = {
+            "shape": (n, n, n),
+            "spacing_mm": spacing,
+            "center_mm": (0.0, 0.0, -110.0),
+            "supersample": 2,
+            "fractions": fractions,
+        }
+        if tool == "medphys":
+            voxelize = phantoms.voxelize
+            repeats = 0 if n == 512 else 1 if fractions else 3
+        elif tool == "medphys-two-pass":
+            voxelize = _previous_voxelize()
+            repeats = 1
+        else:
+            raise ValueError(f"unknown tool {tool}")
+        note = f"adult-male, {len(ph.shapes)} structures, {n}³ voxels of {spacing} mm, ss 2"
         return measure(
-            tool, task, fn, repeats=repeats, note=note + (", fractions" if fractions else "")
+            tool,
+            task,
+            lambda: voxelize(ph, **kw),
+            repeats=repeats,
+            note=note + (", fractions" if fractions else ""),
         )
     if task.startswith("shepp-logan"):
         n = 128
@@ -76,7 +102,7 @@ def one(tool: str, task: str) -> Timing:
                 lambda: ph.voxelize(
                     shape=(n, n, n), spacing_mm=fov / n, supersample=k, fractions=False
                 ),
-                repeats=5,
+                repeats=15,
                 note=f"labels, supersample {k}",
             )
         if tool == "odl":
@@ -84,7 +110,7 @@ def one(tool: str, task: str) -> Timing:
 
             space = odl.uniform_discr([-1, -1, -1], [1, 1, 1], [n, n, n], dtype="float32")
             return measure(
-                tool, task, lambda: odl.phantom.shepp_logan(space, modified=True), repeats=5
+                tool, task, lambda: odl.phantom.shepp_logan(space, modified=True), repeats=15
             )
         if tool == "phantominator":
             from phantominator import shepp_logan
@@ -99,27 +125,37 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--one", nargs=2, metavar=("TOOL", "TASK"))
     parser.add_argument("--skip-512", action="store_true")
+    parser.add_argument("--skip-previous", action="store_true")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(asdict(one(*args.one))))
         return
     jobs = [
+        ("medphys", "shepp-logan-128"),
+        ("odl", "shepp-logan-128"),
+        ("medphys-ss2", "shepp-logan-128"),
+        ("phantominator", "shepp-logan-128"),
         ("medphys", "torso-256"),
+        *([] if args.skip_previous else [("medphys-two-pass", "torso-256")]),
         ("medphys", "torso-256-fractions"),
         *([] if args.skip_512 else [("medphys", "torso-512")]),
-        ("medphys", "shepp-logan-128"),
-        ("medphys-ss2", "shepp-logan-128"),
-        ("odl", "shepp-logan-128"),
-        ("phantominator", "shepp-logan-128"),
     ]
-    rows = []
+    rows, loads = [], []
     for tool, task in jobs:
+        loads.append(os.getloadavg()[0])
         try:
             rows.append(Timing(**run_isolated(__file__, "--one", tool, task)))
         except Exception as exc:  # a missing optional tool
             print(f"{tool} {task}: not measured ({type(exc).__name__})", file=sys.stderr)
     print(json.dumps(machine()))
+    print(f"load average (1 min) before each job: {[round(x, 1) for x in loads]}")
     print(table(rows, baseline="odl"))
+    base = {r.task: r.steady_s for r in rows if r.tool == "medphys-two-pass"}
+    for r in rows:
+        if r.tool == "medphys" and r.task in base:
+            print(
+                f"- {r.task}: {base[r.task] / r.steady_s:.1f}× faster than the two-pass voxelizer"
+            )
     for r in rows:
         if r.note:
             print(f"- {r.tool} {r.task}: {r.note}")

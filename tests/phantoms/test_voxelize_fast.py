@@ -69,3 +69,15 @@ def test_fractions_off_gives_the_same_labels_and_same_bytes_twice():
     assert b.fractions is None
     np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
     assert np.asarray(b.labels).tobytes() == np.asarray(c.labels).tobytes()
+
+
+def test_adult_male_with_csg_and_tubes_matches_brute_force_at_supersample_2():
+    # ribs (difference of a union of torus-box intersections), pelvis, spine and bronchi
+    # (unions), smooth-union body shells, 13 tubes: every leaf kind of the hierarchy
+    ph = phantoms.load("adult-male")
+    shape, spacing, center = (22, 17, 29), (17.0, 15.0, 21.0), (0.0, 0.0, -110.0)
+    lv = voxelize(ph, shape=shape, spacing_mm=spacing, center_mm=center, supersample=2)
+    labels, frac = _brute(ph, shape, spacing, 2, center=center)
+    np.testing.assert_array_equal(np.asarray(lv.labels), labels)
+    np.testing.assert_allclose(np.asarray(lv.fractions), frac, atol=1e-6)
+    assert len(np.unique(labels)) > 25

@@ -2,7 +2,8 @@
 
 Public surface (see each subpackage's ``__init__`` for its own):
 
-- `Volume`, `LabeledVolume`, `Structure`, `make_affine` — arrays that know where they are;
+- `Volume`, `LabeledVolume`, `Structure` (with optional `MRValues`), `make_affine` — arrays
+  that know where they are;
 - `medphys.materials` — tissue library: photon attenuation and MR properties;
 - `medphys.phantoms` — digital phantoms and their voxelization;
 - `medphys.simulators` — geometries, X-ray/CT and MR simulators, reconstruction;
@@ -19,6 +20,7 @@ from ._errors import ConfigError as ConfigError
 from ._errors import UnknownNameError as UnknownNameError
 from ._version import __version__ as __version__
 from .volume import LabeledVolume as LabeledVolume
+from .volume import MRValues as MRValues
 from .volume import Structure as Structure
 from .volume import Volume as Volume
 from .volume import make_affine as make_affine

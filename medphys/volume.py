@@ -24,7 +24,7 @@ from jaxtyping import Array, Float, Int
 from ._errors import UnknownNameError, unknown_name
 from ._types import ArrayLike
 
-__all__ = ["LabeledVolume", "Structure", "Volume", "make_affine"]
+__all__ = ["LabeledVolume", "MRValues", "Structure", "Volume", "make_affine"]
 
 
 def make_affine(
@@ -212,12 +212,91 @@ class Volume(_Grid):
 
 
 @dataclasses.dataclass(frozen=True)
+class MRValues:
+    """MR properties of one structure that override its material's (static, hashable).
+
+    Test objects with published values (the MR Shepp–Logan phantom of Gach et al. 2008) give
+    their structures these values; MR tissue maps use them instead of the material library's.
+    They hold at the field strength they were measured or evaluated at (whatever the protocol).
+
+    Attributes:
+        pd: proton density relative to water (>= 0).
+        t1_s: longitudinal relaxation time (s), > 0.
+        t2_s: transverse relaxation time (s), > 0.
+        source: where the values come from (free text).
+        t2star_s: effective transverse relaxation time (s), in (0, t2_s]; ``None``: unknown, the
+            MR simulator then uses T2 (no reversible dephasing).
+
+    References:
+        Gach HM, Tanase C, Boada F. 2D & 3D Shepp-Logan phantom standards for MRI. 19th
+        International Conference on Systems Engineering, 521-526 (2008).
+    """
+
+    pd: float
+    t1_s: float
+    t2_s: float
+    source: str = ""
+    t2star_s: float | None = None
+
+    @classmethod
+    def create(
+        cls,
+        pd: float,
+        t1_s: float,
+        t2_s: float,
+        source: str = "",
+        *,
+        t2star_s: float | None = None,
+    ) -> MRValues:
+        """Validated constructor.
+
+        Raises:
+            TypeError: a value that is not a real number.
+            ValueError: a negative PD, a non-positive or non-finite T1/T2/T2*, or T2* > T2.
+
+        Example:
+            >>> MRValues.create(0.745, 0.9981, 0.1, "Gach et al. 2008").t1_s
+            0.9981
+        """
+        where = "medphys.volume.MRValues.create"
+        values = {"pd": pd, "t1_s": t1_s, "t2_s": t2_s}
+        if t2star_s is not None:
+            values["t2star_s"] = t2star_s
+        out: dict[str, float] = {}
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise TypeError(
+                    f"{where}: `{name}` must be a real number (got {type(value).__name__})"
+                )
+            v = float(value)
+            low_ok = v >= 0.0 if name == "pd" else v > 0.0
+            if not (np.isfinite(v) and low_ok):
+                allowed = ">= 0" if name == "pd" else "> 0 (seconds)"
+                raise ValueError(f"{where}: `{name}` must be finite and {allowed} (got {v!r})")
+            out[name] = v
+        if "t2star_s" in out and out["t2star_s"] > out["t2_s"]:
+            raise ValueError(
+                f"{where}: `t2star_s` must not exceed `t2_s` "
+                f"(got t2star_s={out['t2star_s']:g} s, t2_s={out['t2_s']:g} s)"
+            )
+        return cls(out["pd"], out["t1_s"], out["t2_s"], str(source), t2star_s=out.get("t2star_s"))
+
+
+@dataclasses.dataclass(frozen=True)
 class Structure:
-    """One row of a label table: an integer label, a structure name and its material's name."""
+    """One row of a label table: an integer label, a structure name and its material's name.
+
+    Attributes:
+        label: the integer label value.
+        name: the structure's name.
+        material: its material (a name in `medphys.materials`).
+        mr: MR values overriding the material's for this structure; ``None``: the material's.
+    """
 
     label: int
     name: str
     material: str
+    mr: MRValues | None = None
 
 
 @jax.tree_util.register_dataclass
@@ -283,6 +362,11 @@ class LabeledVolume(_Grid):
             if s.name in seen_names:
                 raise ValueError(
                     f"{where}: structure name {s.name!r} appears twice in `structures`"
+                )
+            if s.mr is not None and not isinstance(s.mr, MRValues):
+                raise TypeError(
+                    f"{where}: structure {s.name!r}: `mr` must be a medphys.volume.MRValues or "
+                    f"None (got {type(s.mr).__name__})"
                 )
             try:
                 materials.get(s.material)

@@ -99,3 +99,36 @@ def test_labeled_volume_create_validates_table():
     assert lv.structure("liver").material == "liver"
     with pytest.raises(medphys.UnknownNameError, match="Available: background, liver"):
         lv.structure("lung")
+
+
+def test_mr_values_validate_and_ride_on_structures():
+    v = medphys.volume.MRValues.create(0.745, 0.9981, 0.1, "Gach et al. 2008")
+    assert (v.pd, v.t1_s, v.t2_s, v.source, v.t2star_s) == (
+        0.745,
+        0.9981,
+        0.1,
+        "Gach et al. 2008",
+        None,
+    )
+    assert hash(Structure(1, "a", "water", v)) == hash(Structure(1, "a", "water", v))
+    assert Structure(1, "a", "water") == Structure(1, "a", "water", None)
+    lv = LabeledVolume.create(np.zeros((2, 2, 1), np.int32), [Structure(0, "a", "water", v)])
+    assert lv.structure("a").mr == v
+    assert jax.tree_util.tree_leaves(lv) == [lv.labels, lv.affine]  # static table
+    for kwargs, match in (
+        ({"pd": -0.1}, r"MRValues.create: `pd` must be finite and >= 0 \(got -0.1\)"),
+        ({"t1_s": 0.0}, r"`t1_s` must be finite and > 0 \(seconds\) \(got 0.0\)"),
+        ({"t2_s": float("nan")}, r"`t2_s` must be finite"),
+        (
+            {"t2star_s": 0.2},
+            r"`t2star_s` must not exceed `t2_s` \(got t2star_s=0.2 s, t2_s=0.1 s\)",
+        ),
+    ):
+        args = {"pd": 0.5, "t1_s": 1.0, "t2_s": 0.1} | kwargs
+        t2star = args.pop("t2star_s", None)
+        with pytest.raises(ValueError, match=match):
+            medphys.volume.MRValues.create(**args, t2star_s=t2star)
+    with pytest.raises(TypeError, match=r"`t1_s` must be a real number \(got str\)"):
+        medphys.volume.MRValues.create(0.5, "1.0", 0.1)
+    with pytest.raises(TypeError, match=r"structure 'a': `mr` must be a medphys.volume.MRValues"):
+        LabeledVolume.create(np.zeros((2, 2, 1), np.int32), [Structure(0, "a", "water", (1, 2, 3))])

@@ -3,6 +3,9 @@
 NIfTI-1 stores the affine (sform) in float32. To round-trip any float64 affine exactly, medphys also
 writes the full-precision affine, and for a `LabeledVolume` its structure table, as JSON in a NIfTI
 header extension (code 6, "comment"); other readers (MONAI, ITK, FSL) ignore it and use the sform.
+Each structure row is ``[label, name, material]``, followed by a table of MR values
+(`medphys.volume.MRValues`) when the structure overrides its material's; files written before
+that field existed (three entries per row) load unchanged.
 On load the extension's affine is used only if it agrees with the header's to float32 precision, so a
 file edited by another tool (which rewrites the sform) is read by its header.
 """
@@ -16,7 +19,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from ..volume import LabeledVolume, Structure, Volume
+from ..volume import LabeledVolume, MRValues, Structure, Volume
 from ._atomic import atomic_path
 
 _EXT_CODE = 6  # NIFTI_ECODE_COMMENT
@@ -75,7 +78,7 @@ def save_nifti(volume: Volume | LabeledVolume, path: str | Path) -> Path:
     img.set_qform(affine, code=1)
     meta: dict[str, Any] = {"affine": affine.tolist()}
     if isinstance(volume, LabeledVolume):
-        meta["structures"] = [[s.label, s.name, s.material] for s in volume.structures]
+        meta["structures"] = [structure_row(s) for s in volume.structures]
         header["intent_code"] = 1002  # NIFTI_INTENT_LABEL
     payload = json.dumps({_EXT_KEY: meta}, separators=(",", ":")).encode()
     header.extensions.append(nib.nifti1.Nifti1Extension(_EXT_CODE, payload))
@@ -83,6 +86,43 @@ def save_nifti(volume: Volume | LabeledVolume, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         nib.save(img, tmp)
     return path
+
+
+def structure_row(s: Structure) -> list[Any]:
+    """``[label, name, material]``, plus ``{pd, t1_s, t2_s, source[, t2star_s]}`` with MR values."""
+    row: list[Any] = [int(s.label), s.name, s.material]
+    if s.mr is not None:
+        mr = {"pd": s.mr.pd, "t1_s": s.mr.t1_s, "t2_s": s.mr.t2_s, "source": s.mr.source}
+        if s.mr.t2star_s is not None:
+            mr["t2star_s"] = s.mr.t2star_s
+        row.append(mr)
+    return row
+
+
+def _structure(path: Path, row: Any) -> Structure:
+    """A label-table row from the extension (three entries, or four with MR values)."""
+    if not isinstance(row, list) or len(row) not in (3, 4):
+        raise ValueError(
+            f"medphys.io.load_nifti: {str(path)!r}: a structure row of the medphys extension "
+            f"must be [label, name, material] or [label, name, material, mr] (got {row!r})"
+        )
+    mr = None
+    if len(row) == 4 and row[3] is not None:
+        v = row[3]
+        try:
+            mr = MRValues.create(
+                v["pd"],
+                v["t1_s"],
+                v["t2_s"],
+                str(v.get("source", "")),
+                t2star_s=v.get("t2star_s"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"medphys.io.load_nifti: {str(path)!r}: structure {row[1]!r} has invalid MR "
+                f"values {v!r} ({exc})"
+            ) from None
+    return Structure(int(row[0]), str(row[1]), str(row[2]), mr)
 
 
 def _read_meta(img: nib.Nifti1Image) -> dict[str, Any]:
@@ -138,6 +178,6 @@ def load_nifti(path: str | Path) -> Volume | LabeledVolume:
             affine = full
     data = np.ascontiguousarray(data)
     if "structures" in meta and np.issubdtype(data.dtype, np.integer):
-        rows = tuple(Structure(int(a), str(b), str(c)) for a, b, c in meta["structures"])
+        rows = tuple(_structure(path, row) for row in meta["structures"])
         return LabeledVolume(labels=data, affine=affine, structures=rows)
     return Volume(data=data, affine=affine)

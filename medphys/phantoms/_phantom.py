@@ -19,20 +19,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pydantic
+import pydantic_core
 
 from .. import materials
 from .._catalog import names as _catalog_names
 from .._catalog import resolve
-from .._config import Strict, read_toml, validate
-from .._errors import UnknownNameError, unknown_name
+from .._config import Strict, format_validation_error, read_toml, validate
+from .._errors import ConfigError, UnknownNameError, unknown_name
+from ..volume import MRValues
 from ._shapes import (
     Box,
+    Cone,
     Difference,
     Ellipsoid,
     EllipticCylinder,
+    HalfSpace,
     Intersection,
+    Rods,
     Shape,
     SmoothUnion,
+    Spheres,
     Superquadric,
     Torus,
     Tube,
@@ -152,6 +158,75 @@ class _SplineTubeSpec(Strict):
     _radius = pydantic.field_validator("radius_mm")(_check_radius)
 
 
+def _nonzero(values: tuple[float, ...]) -> tuple[float, ...]:
+    if not all(np.isfinite(v) for v in values) or not any(v != 0 for v in values):
+        raise ValueError(f"must be a finite, non-zero vector (got {list(values)})")
+    return values
+
+
+class _HalfSpaceSpec(Strict):
+    """The half-space ``normal . p <= offset_mm`` (unit normal): a clip plane, only inside an
+    intersection (or as a difference's cut); on its own it would fill all space."""
+
+    type: Literal["half_space"]
+    #: outward normal (points away from the kept side); normalised on load
+    normal: Annotated[Vec3, pydantic.AfterValidator(_nonzero)]
+    #: signed distance of the plane from the origin along the unit normal (mm)
+    offset_mm: float
+
+
+def _cone_radii(values: tuple[float, float]) -> tuple[float, float]:
+    if any(not np.isfinite(v) or v < 0 for v in values) or max(values) <= 0:
+        raise ValueError(f"radii must be >= 0, finite and not both 0 (got {list(values)})")
+    return values
+
+
+class _ConeSpec(Strict):
+    type: Literal["cone"]
+    center_mm: Vec3
+    #: radii at the -z and +z ends of the local axis (one may be 0: a pointed cone)
+    radii_mm: Annotated[Vec2, pydantic.AfterValidator(_cone_radii)]
+    half_length_mm: pydantic.PositiveFloat
+    rotation_deg: Vec3 = (0.0, 0.0, 0.0)
+
+
+_MAX_BALLS = 4096
+
+
+def _per_centre(value: float | list[float], info: pydantic.ValidationInfo) -> float | list[float]:
+    if isinstance(value, list):
+        centers = info.data.get("centers_mm")
+        if centers is not None and len(value) != len(centers):
+            raise ValueError(
+                f"has {len(value)} values for {len(centers)} centers_mm "
+                "(give one radius, or one per centre)"
+            )
+        _positive(tuple(value))
+    return value
+
+
+class _SpheresSpec(Strict):
+    type: Literal["spheres"]
+    #: ball centres, 1 to 4096
+    centers_mm: Annotated[list[Vec3], pydantic.Field(min_length=1, max_length=_MAX_BALLS)]
+    #: one radius, or one per centre
+    radius_mm: pydantic.PositiveFloat | list[float]
+
+    _radius = pydantic.field_validator("radius_mm")(_per_centre)
+
+
+class _RodsSpec(Strict):
+    type: Literal["rods"]
+    #: rod centres (each rod runs along z), 1 to 4096
+    centers_mm: Annotated[list[Vec3], pydantic.Field(min_length=1, max_length=_MAX_BALLS)]
+    #: one radius, or one per centre
+    radius_mm: pydantic.PositiveFloat | list[float]
+    #: half the length of every rod along z
+    half_length_mm: pydantic.PositiveFloat
+
+    _radius = pydantic.field_validator("radius_mm")(_per_centre)
+
+
 class _UnionSpec(Strict):
     type: Literal["union"]
     children: Annotated[list[ShapeSpec], pydantic.Field(min_length=1)]
@@ -183,6 +258,10 @@ ShapeSpec = Annotated[
     | _TorusSpec
     | _TubeSpec
     | _SplineTubeSpec
+    | _ConeSpec
+    | _SpheresSpec
+    | _RodsSpec
+    | _HalfSpaceSpec
     | _UnionSpec
     | _IntersectionSpec
     | _DifferenceSpec
@@ -199,6 +278,7 @@ class _MRSpec(Strict):
     pd: Annotated[float, pydantic.Field(ge=0.0, le=1.5)]
     t1_s: pydantic.PositiveFloat
     t2_s: pydantic.PositiveFloat
+    t2star_s: pydantic.PositiveFloat | None = None
     source: str = ""
 
     @pydantic.field_validator("t2_s")
@@ -207,6 +287,14 @@ class _MRSpec(Strict):
         t1 = info.data.get("t1_s")
         if t1 is not None and value > t1:
             raise ValueError(f"must not exceed t1_s ({t1})")
+        return value
+
+    @pydantic.field_validator("t2star_s")
+    @classmethod
+    def _t2star_below_t2(cls, value: float | None, info: pydantic.ValidationInfo) -> float | None:
+        t2 = info.data.get("t2_s")
+        if value is not None and t2 is not None and value > t2:
+            raise ValueError(f"must not exceed t2_s ({t2})")
         return value
 
 
@@ -235,6 +323,29 @@ class _StructureSpec(Strict):
     #: MR properties overriding the material's (test objects with published values)
     mr: _MRSpec | None = None
 
+    @pydantic.field_validator("shape")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        if not _is_bounded(value):
+            raise ValueError(
+                "is unbounded: a half_space only clips other shapes; put it in an intersection "
+                "with a bounded shape (or among a difference's cuts)"
+            )
+        return value
+
+
+def _is_bounded(spec: Any) -> bool:
+    """Whether a validated shape table describes a bounded solid (half-spaces are not)."""
+    if isinstance(spec, _HalfSpaceSpec):
+        return False
+    if isinstance(spec, _IntersectionSpec):
+        return any(_is_bounded(c) for c in spec.children)
+    if isinstance(spec, _UnionSpec | _SmoothUnionSpec):
+        return all(_is_bounded(c) for c in spec.children)
+    if isinstance(spec, _DifferenceSpec):
+        return _is_bounded(spec.base)
+    return True
+
 
 _Sd = Annotated[float, pydantic.Field(ge=0.0)]
 
@@ -262,11 +373,46 @@ class _PopulationSpec(Strict):
     source: str = ""
 
 
+_Excursion = Annotated[float, pydantic.Field(ge=0.0, le=60.0)]
+_Fraction = Annotated[float, pydantic.Field(gt=0.0, lt=1.0)]
+
+
+class _RespirationSpec(Strict):
+    """``[motion.respiration]``: `MotionModel.create` arguments (omitted ones keep its defaults)."""
+
+    respiratory_period_s: pydantic.PositiveFloat | None = None
+    diaphragm_mm: _Excursion | None = None
+    chest_ap_mm: _Excursion | None = None
+    diaphragm_followers: list[str] | None = None
+    lungs: list[str] | None = None
+    fixed: list[str] | None = None
+
+
+class _CardiacSpec(Strict):
+    """``[motion.cardiac]``: `MotionModel.create` arguments (omitted ones keep its defaults)."""
+
+    cardiac_period_s: pydantic.PositiveFloat | None = None
+    end_systole_phase: _Fraction | None = None
+    ejection_fraction: _Fraction | None = None
+    ventricles: list[str] | None = None
+
+
+class _MotionSpec(Strict):
+    """``[motion]``: the phantom's default motion model (used by `Phantom.at`)."""
+
+    respiration: _RespirationSpec = _RespirationSpec()
+    cardiac: _CardiacSpec = _CardiacSpec()
+    #: where the values come from
+    source: str = ""
+
+
 class _PhantomSpec(Strict):
     name: str
     description: str
     background_material: Annotated[str, pydantic.AfterValidator(_known_material)] = "air"
     population: _PopulationSpec = _PopulationSpec()
+    #: default respiratory and cardiac motion (``None``: `MotionModel.create`'s defaults)
+    motion: _MotionSpec | None = None
     structures: Annotated[list[_StructureSpec], pydantic.Field(min_length=1)]
 
     @pydantic.model_validator(mode="after")
@@ -302,8 +448,20 @@ def _shape_from_spec(spec: Any) -> Shape:
             points = catmull_rom(points, spec.segments)
             radii = np.maximum(catmull_rom(radii[:, None], spec.segments)[:, 0], 0.05 * radii.min())
         return Tube(_f32(points), _f32(radii))
+    if isinstance(spec, _HalfSpaceSpec):
+        normal = np.asarray(spec.normal, float)
+        return HalfSpace(_f32(normal / np.linalg.norm(normal)), _f32(spec.offset_mm))
+    if isinstance(spec, _SpheresSpec | _RodsSpec):
+        centers = np.asarray(spec.centers_mm, float)
+        r = spec.radius_mm
+        radii = np.full(len(centers), r) if isinstance(r, float) else np.asarray(r, float)
+        if isinstance(spec, _RodsSpec):
+            return Rods(_f32(centers), _f32(radii), _f32(spec.half_length_mm))
+        return Spheres(_f32(centers), _f32(radii))
     center = _f32(spec.center_mm)
     rot = _f32(np.deg2rad(np.asarray(spec.rotation_deg, float)))
+    if isinstance(spec, _ConeSpec):
+        return Cone(center, _f32(spec.radii_mm), _f32(spec.half_length_mm), rot)
     if isinstance(spec, _EllipsoidSpec):
         return Ellipsoid(center, _f32(spec.semi_axes_mm), rot)
     if isinstance(spec, _CylinderSpec):
@@ -313,23 +471,6 @@ def _shape_from_spec(spec: Any) -> Shape:
     if isinstance(spec, _SuperquadricSpec):
         return Superquadric(center, _f32(spec.semi_axes_mm), _f32(spec.exponents), rot)
     return Torus(center, _f32(spec.major_radii_mm), _f32(spec.minor_radius_mm), rot)
-
-
-@dataclasses.dataclass(frozen=True)
-class MRValues:
-    """MR properties of one structure that override its material's (static, hashable).
-
-    Attributes:
-        pd: proton density relative to water.
-        t1_s: longitudinal relaxation time (s).
-        t2_s: transverse relaxation time (s).
-        source: where the values come from.
-    """
-
-    pd: float
-    t1_s: float
-    t2_s: float
-    source: str = ""
 
 
 @jax.tree_util.register_dataclass
@@ -369,6 +510,8 @@ class Phantom:
         population: how individuals vary (used by `medphys.phantoms.sample`).
         description: one line for humans.
         warp: deformation of the reference anatomy at this instant (``None``: at rest).
+        mr: per structure, MR values overriding the material's (or ``None``).
+        motion: the default motion model of `at` (``None``: `MotionModel.create()`).
     """
 
     name: str = dataclasses.field(metadata={"static": True})
@@ -383,6 +526,9 @@ class Phantom:
     warp: Any = None
     #: per structure: MR values overriding the material's, or ``None`` (use the material's)
     mr: tuple[MRValues | None, ...] = dataclasses.field(metadata={"static": True}, default=())
+    #: the default `MotionModel` of `at` (from the definition's ``[motion]`` table), or ``None``
+    #: (`MotionModel.create`'s defaults)
+    motion: Any = dataclasses.field(metadata={"static": True}, default=None)
 
     def at(self, **kwargs: Any) -> Phantom:
         """The phantom at one instant of its motion (see `medphys.phantoms.at`)."""
@@ -406,6 +552,7 @@ class Phantom:
 def from_config(data: dict[str, Any], *, source: str, text: str | None = None) -> Phantom:
     """Build a `Phantom` from a parsed definition (a TOML file's content)."""
     spec = validate(_PhantomSpec, data, source=source, text=text)
+    motion = None if spec.motion is None else _motion_model(spec, source=source, text=text)
     pop = spec.population
     organ_sd = tuple(pop.organ_size_sd if s.size_sd is None else s.size_sd for s in spec.structures)
     return Phantom(
@@ -428,10 +575,43 @@ def from_config(data: dict[str, Any], *, source: str, text: str | None = None) -
         ),
         description=spec.description,
         mr=tuple(
-            None if s.mr is None else MRValues(s.mr.pd, s.mr.t1_s, s.mr.t2_s, s.mr.source)
+            None
+            if s.mr is None
+            else MRValues(s.mr.pd, s.mr.t1_s, s.mr.t2_s, s.mr.source, t2star_s=s.mr.t2star_s)
             for s in spec.structures
         ),
+        motion=motion,
     )
+
+
+def _motion_model(spec: _PhantomSpec, *, source: str, text: str | None) -> Any:
+    """The `MotionModel` of a validated ``[motion]`` table; role lists must name structures."""
+    from ._motion import MotionModel
+
+    structures = [s.name for s in spec.structures]
+    errors = []
+    kwargs: dict[str, Any] = {}
+    for group in ("respiration", "cardiac"):
+        table = getattr(spec.motion, group)
+        for key, value in table.model_dump(exclude_none=True).items():
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+            if not isinstance(value, list):
+                continue
+            for i, name in enumerate(value):
+                if name not in structures:
+                    msg = str(unknown_name("structure", name, structures))
+                    errors.append(
+                        {
+                            "type": "value_error",
+                            "loc": ("motion", group, key, i),
+                            "input": name,
+                            "ctx": {"error": ValueError(msg)},
+                        }
+                    )
+    if errors:
+        exc = pydantic_core.ValidationError.from_exception_data("motion", errors)
+        raise ConfigError(format_validation_error(exc, source=source, text=text))
+    return MotionModel.create(**kwargs)
 
 
 def names() -> tuple[str, ...]:

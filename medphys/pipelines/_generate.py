@@ -39,6 +39,7 @@ from .._errors import ConfigError
 from .._version import __version__
 from ..io import save_nifti, write_text_atomic
 from ..io._atomic import atomic_path
+from ..io._nifti import structure_row
 from ..volume import LabeledVolume, Volume
 from ._config import GenerateConfig
 
@@ -250,7 +251,7 @@ def generate(
             "config": config.model_dump(mode="json"),
             "config_digest": config.digest(),
             "files": files,
-            "structures": [[s.label, s.name, s.material] for s in labels.structures],
+            "structures": [structure_row(s) for s in labels.structures],
             "affine": np.asarray(labels.affine).tolist(),
             "versions": versions(),
             "backend": jax.default_backend(),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
 
 from medphys import LabeledVolume, Structure, Volume
 from medphys.io import atomic_path, load_nifti, save_nifti
+from medphys.volume import MRValues
 
 
 def _oblique_affine() -> np.ndarray:
@@ -62,6 +65,43 @@ def test_labeled_volume_round_trip_keeps_structure_table(tmp_path):
     np.testing.assert_array_equal(back.labels, labels)
     assert back.labels.dtype == np.uint8
     assert int(nib.load(tmp_path / "label.nii.gz").header["intent_code"]) == 1002
+
+
+def test_label_table_round_trip_keeps_per_structure_mr_values(tmp_path):
+    labels = np.array([[[0, 1], [2, 2]]], np.int16)
+    rows = (
+        Structure(0, "background", "air"),
+        Structure(1, "skull", "water", MRValues.create(0.12, 0.5524, 0.05, "Gach et al. 2008")),
+        Structure(2, "csf", "water", MRValues.create(0.98, 4.2, 1.99, "fixed", t2star_s=1.5)),
+    )
+    lv = LabeledVolume(labels=labels, affine=np.diag([2.0, 2.0, 2.0, 1.0]), structures=rows)
+    save_nifti(lv, tmp_path / "sl.nii")
+    back = load_nifti(tmp_path / "sl.nii")
+    assert back.structures == rows  # values, sources and the optional T2* survive exactly
+    assert back.structures[2].mr.t2star_s == 1.5 and back.structures[0].mr is None
+
+
+def test_label_table_without_mr_values_still_loads(tmp_path):
+    """Files written before the MR column existed: three entries per row."""
+    labels = np.array([[[0, 1]]], np.uint8)
+    img = nib.Nifti1Image(labels, np.eye(4), dtype=np.uint8)
+    meta = {
+        "medphys": {
+            "affine": np.eye(4).tolist(),
+            "structures": [[0, "bg", "air"], [1, "liver", "liver"]],
+        }
+    }
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(6, json.dumps(meta).encode()))
+    nib.save(img, tmp_path / "old.nii")
+    back = load_nifti(tmp_path / "old.nii")
+    assert back.structures == (Structure(0, "bg", "air"), Structure(1, "liver", "liver"))
+    assert back.structures[1].mr is None
+    meta["medphys"]["structures"][1].append({"pd": 0.5, "t1_s": -1.0, "t2_s": 0.05})
+    img.header.extensions.clear()
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(6, json.dumps(meta).encode()))
+    nib.save(img, tmp_path / "bad.nii")
+    with pytest.raises(ValueError, match=r"structure 'liver' has invalid MR values .*t1_s"):
+        load_nifti(tmp_path / "bad.nii")
 
 
 def test_foreign_file_without_extension_loads_by_header(tmp_path):

@@ -13,7 +13,7 @@ import scipy.special
 import medphys.materials as mm
 from medphys.simulators import mr
 from medphys.simulators.mr import _coils, _simulate, _tissue
-from medphys.volume import LabeledVolume, Structure
+from medphys.volume import LabeledVolume, MRValues, Structure
 
 MATERIALS = ("air", "adipose", "muscle", "brain_white_matter", "csf")
 
@@ -275,6 +275,61 @@ def test_tissue_maps_come_from_the_material_library():
             np.asarray(maps.fractions), np.asarray(phantom.material_fractions(jnp.float32))
         )
         assert float(jnp.max(jnp.abs(maps.b0_hz))) == 0.0 and float(jnp.min(maps.b1)) == 1.0
+
+
+def test_per_structure_mr_values_override_the_material():
+    """Shepp-Logan-style rows: two structures of one material, one with published values."""
+    gach = MRValues.create(0.617, 0.6807, 0.08, "Gach et al. 2008")
+    labels = np.zeros((6, 5, 2), np.int32)
+    labels[1:5, 1:4] = 1
+    labels[2:4, 2, :] = 2
+    labels[0, 0, 0] = 3
+    rows = [
+        Structure(0, "outside", "air"),
+        Structure(1, "skull", "water", MRValues.create(0.12, 0.5524, 0.05, "x", t2star_s=0.03)),
+        Structure(2, "ventricle", "water", gach),
+        Structure(3, "plain", "water"),
+    ]
+    for fractions in (None, np.stack([(labels == i).astype(float) for i in range(4)])):
+        lv = LabeledVolume.create(labels, rows, spacing_mm=2.0, fractions=fractions)
+        maps = mr.tissue_maps(lv, 1.5, dtype=jnp.float64)
+        assert maps.names == ("air", "skull", "ventricle", "water")
+        water = mm.get("water").mr(1.5)
+        np.testing.assert_allclose(maps.pd, [mm.get("air").mr(1.5).pd, 0.12, 0.617, water.pd])
+        np.testing.assert_allclose(maps.t1_s[1:], [0.5524, 0.6807, water.t1_s])
+        np.testing.assert_allclose(maps.t2_s[1:], [0.05, 0.08, water.t2_s])
+        # T2* from the values when given, else T2 (no better value)
+        np.testing.assert_allclose(maps.t2star_s[1:], [0.03, 0.08, water.t2star_s])
+        f = np.asarray(maps.fractions)
+        for c, label in enumerate((0, 1, 2, 3)):
+            np.testing.assert_array_equal(f[c], labels == label)
+        # the voxel maps show the override where the structure is
+        t1 = np.asarray(maps.voxel_average(maps.t1_s))
+        assert t1[2, 2, 0] == pytest.approx(0.6807) and t1[1, 1, 0] == pytest.approx(0.5524)
+        assert t1[0, 0, 0] == pytest.approx(water.t1_s)
+    # and the signal follows: a spin echo of the ventricle is the closed form of Gach's values
+    protocol = mr.MRProtocol.create(mr.SpinEcho.create(te_s=0.02, tr_s=0.6), field_t=1.5)
+    image = np.asarray(mr.simulate(lv, protocol, jax.random.key(0), dtype=jnp.float64).image.data)
+    expect = float(mr.signal(protocol.sequence, gach.pd, gach.t1_s, gach.t2_s).real)
+    assert expect == pytest.approx(  # the closed form with the refocusing pulse at TE/2
+        gach.pd
+        * (1 - 2 * np.exp(-(0.6 - 0.01) / gach.t1_s) + np.exp(-0.6 / gach.t1_s))
+        * np.exp(-0.02 / gach.t2_s)
+    )
+    assert image[2, 2, 0] == pytest.approx(expect, rel=1e-6)
+
+
+def test_structures_sharing_mr_values_share_a_compartment():
+    v = MRValues.create(0.9, 1.0, 0.1)
+    labels = np.arange(3, dtype=np.int32).reshape(3, 1, 1)
+    rows = [
+        Structure(0, "a", "water", v),
+        Structure(1, "b", "water", v),
+        Structure(2, "c", "muscle"),
+    ]
+    maps = mr.tissue_maps(LabeledVolume.create(labels, rows, spacing_mm=1.0), 3.0)
+    assert maps.names == ("a", "muscle")
+    np.testing.assert_array_equal(np.asarray(maps.fractions)[:, :, 0, 0], [[1, 1, 0], [0, 0, 1]])
 
 
 def test_tissue_maps_create_validates():

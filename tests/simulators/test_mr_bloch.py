@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -173,7 +174,8 @@ def test_cartesian_spin_echo_kspace_equals_fft_of_tier1_image():
     assert np.max(np.abs(k - ref)) < 0.005 * np.max(np.abs(ref))
 
 
-def test_gradients_through_bloch_tier():
+@pytest.mark.parametrize("time_stepped", [False, True], ids=["events", "time-stepped"])
+def test_gradients_through_bloch_tier(time_stepped):
     seq = mr.lower(
         [
             mr.Block(rf=mr.sinc_pulse(60.0, 1e-3, raster_s=2.5e-4), gz=mr.Trapezoid(2.0, 1e-3)),
@@ -183,24 +185,24 @@ def test_gradients_through_bloch_tier():
     pos = jnp.array([[0.0, 0.0, -0.3], [0.0, 0.0, 0.2]])
 
     @jax.jit
-    def f(t1, t2, b0, rf_scale, dt_scale):
-        spins = mr.Spins.create(pd=1.0, t1_s=t1, t2_s=t2, b0_hz=b0, position_mm=pos)
+    def f(pd, t1, t2, b0, rf_scale, dt_scale):
+        spins = mr.Spins.create(pd=pd, t1_s=t1, t2_s=t2, b0_hz=b0, position_mm=pos)
         s = mr.bloch(
-            mr.StepSequence(
-                dt_s=seq.dt_s * dt_scale,
-                rf_hz=seq.rf_hz * rf_scale,
-                grad_hz_per_mm=seq.grad_hz_per_mm,
-                adc_slot=seq.adc_slot,
-                adc_phase_rad=seq.adc_phase_rad,
-                spoil=seq.spoil,
-                n_adc=seq.n_adc,
-            ),
+            dataclasses.replace(seq, dt_s=seq.dt_s * dt_scale, rf_hz=seq.rf_hz * rf_scale),
             spins,
             block_steps=2,
+            time_stepped=time_stepped,
         )
         return jnp.concatenate([s.real, s.imag])
 
-    args = (jnp.array([0.8, 1.1]), jnp.array([0.05, 0.09]), jnp.array([30.0, -20.0]), 1.1, 1.0)
+    args = (
+        jnp.array([1.0, 0.7]),
+        jnp.array([0.8, 1.1]),
+        jnp.array([0.05, 0.09]),
+        jnp.array([30.0, -20.0]),
+        1.1,  # flip-angle scale
+        1.0,
+    )
     check_grads(f, args, order=1, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,8 +19,29 @@ MR_PROTOCOLS = [n for n in sims.names() if n.startswith("mr-")]
 
 
 def test_catalog_has_the_required_protocols():
-    for name in ("mr-t1-se", "mr-t2-se", "mr-flair", "mr-t1-gre", "mr-bssfp"):
+    for name in (
+        "mr-t1-se",
+        "mr-t2-se",
+        "mr-flair",
+        "mr-t1-gre",
+        "mr-bssfp",
+        "mr-t1-se-bloch",
+        "mr-cine-bssfp",
+    ):
         assert name in MR_PROTOCOLS
+
+
+def test_bloch_and_cine_catalog_entries():
+    bloch = sims.load("mr-t1-se-bloch")
+    assert bloch.sequence == mr.BlochSpinEcho.create(te_s=0.015, tr_s=0.5, dwell_s=2e-5)
+    assert bloch.field_t == 1.5 and bloch.n_coils == 4 and bloch.snr == 30.0
+    cine = sims.load("mr-cine-bssfp")
+    assert isinstance(cine, mr.CineProtocol)
+    assert cine.protocol.sequence == mr.BSSFP.create(tr_s=0.004, flip_deg=60.0)
+    assert cine.n_phases == 20 and cine.views_per_segment == 10
+    assert cine.cardiac_period_s is None  # from the phantom's motion model
+    assert cine.temporal_resolution_s == pytest.approx(0.04)
+    assert cine.heartbeats(192) == 20
 
 
 def test_t1_se_protocol_values():
@@ -68,7 +91,11 @@ TINY = LabeledVolume.create(
 def test_every_catalog_protocol_is_valid_for_the_library():
     for name in MR_PROTOCOLS:
         p = sims.load(name)
+        if isinstance(p, mr.CineProtocol):
+            p = p.protocol
         assert p.snr_reference is None or p.snr_reference in mm.names()
+        if isinstance(p.sequence, mr.AbstractBlochSequence):
+            continue  # simulated in test_mr_bloch_tier.py
         for material in ("brain_white_matter", "adipose", "csf"):
             props = mm.get(material).mr(p.field_t)
             s = mr.signal(p.sequence, props.pd, props.t1_s, props.t2_s, t2star_s=props.t2star_s)
@@ -188,3 +215,94 @@ def test_bad_tables(table, match):
 
     with pytest.raises(ConfigError, match=r"my\.toml:\d+: " + match):
         mr.protocol_from_config(tomllib.loads(data_text), source="my.toml", text=data_text)
+
+
+BLOCH = BASE.replace(
+    'type = "spin_echo"\nte_s = 0.015\ntr_s = 0.5',
+    'type = "bloch_spin_echo"\nte_s = 0.015\ntr_s = 0.5\nisochromats = 4\nn_dummy = 2',
+)
+
+
+def test_bloch_tier_sequences_load(tmp_path):
+    p = sims.load(_write(tmp_path, BLOCH))
+    assert p.sequence == mr.BlochSpinEcho.create(te_s=0.015, tr_s=0.5, isochromats=4, n_dummy=2)
+    gre = BASE.replace(
+        'type = "spin_echo"\nte_s = 0.015\ntr_s = 0.5',
+        'type = "bloch_gradient_echo"\nte_s = 0.004\ntr_s = 0.02\nflip_deg = 20.0\n'
+        "rf_spoil_increment_deg = 117.0",
+    )
+    p = sims.load(_write(tmp_path, gre))
+    assert p.sequence == mr.BlochGradientEcho.create(
+        te_s=0.004, tr_s=0.02, flip_deg=20.0, rf_spoil_increment_deg=117.0
+    )
+
+
+def test_pulseq_file_is_resolved_relative_to_the_protocol(tmp_path):
+    example = files("medphys.simulators.mr") / "examples" / "se_16.seq"
+    (tmp_path / "seqs").mkdir()
+    (tmp_path / "seqs" / "se.seq").write_bytes(example.read_bytes())
+    text = BASE.replace(
+        'type = "spin_echo"\nte_s = 0.015\ntr_s = 0.5',
+        'type = "pulseq"\nfile = "seqs/se.seq"\nisochromats = 2',
+    )
+    p = sims.load(_write(tmp_path, text))
+    assert isinstance(p.sequence, mr.PulseqSequence)
+    assert p.sequence.path == str((tmp_path / "seqs" / "se.seq").resolve())
+    assert p.sequence.isochromats == 2
+    assert sum(b.adc is not None for b in p.sequence.sequence_blocks) == 16
+
+
+@pytest.mark.parametrize(
+    ("sequence", "match"),
+    [
+        (
+            'type = "pulseq"\nfile = "missing.seq"',
+            r"user-mr\.toml:9: sequence\.file: no such Pulseq file .*missing\.seq",
+        ),
+        (
+            'type = "pulseq"\nfile = "broken.seq"',
+            r"user-mr\.toml:9: sequence\.file: .*read_pulseq: .*broken\.seq: \[BLOCKS\] section is missing",
+        ),
+        (
+            'type = "bloch_spin_echo"\nte_s = 0.015\ntr_s = 0.5\nisochromats = 0',
+            r"user-mr\.toml:11: sequence\.isochromats: `isochromats` must be >= 1 \(got 0\)",
+        ),
+        (
+            'type = "bloch_spin_echo"\nte_s = 0.6\ntr_s = 0.5',
+            r"user-mr\.toml:9: sequence\.te_s: `te_s` must be less than `tr_s`",
+        ),
+    ],
+)
+def test_bad_bloch_tier_tables(tmp_path, sequence, match):
+    (tmp_path / "broken.seq").write_text("[VERSION]\nmajor 9\n", encoding="utf-8")
+    text = BASE.replace('type = "spin_echo"\nte_s = 0.015\ntr_s = 0.5', sequence)
+    with pytest.raises(ConfigError, match=match):
+        sims.load(_write(tmp_path, text))
+
+
+CINE = """modality = "mr"
+field_t = 1.5
+
+[sequence]
+type = "bssfp"
+tr_s = 0.004
+flip_deg = 60.0
+
+[cine]
+n_phases = 30
+views_per_segment = 10
+cardiac_period_s = 1.0
+"""
+
+
+def test_cine_table_builds_a_cine_protocol_and_checks_the_timing(tmp_path):
+    with pytest.raises(
+        ConfigError,
+        match=r"user-mr\.toml:10: cine\.n_phases: 30 frames of 40 ms .* need 1\.2 s, more than "
+        r"the cardiac period 1 s",
+    ):
+        sims.load(_write(tmp_path, CINE))
+    p = sims.load(_write(tmp_path, CINE.replace("n_phases = 30", "n_phases = 25")))
+    assert isinstance(p, mr.CineProtocol) and p.n_phases == 25 and p.cardiac_period_s == 1.0
+    with pytest.raises(ConfigError, match=r"cine\.views_per_segment: `views_per_segment` must"):
+        sims.load(_write(tmp_path, CINE.replace("views_per_segment = 10", "views_per_segment = 0")))

@@ -6,10 +6,14 @@ phase graphs for CPMG echo trains (`FastSpinEcho`, `echo_train`). Tier 3: Bloch 
 isochromats (`Spins`, `bloch`) under arbitrary RF and gradient waveforms, written as `Block` values
 (`RFPulse`, `Trapezoid`, `ArbitraryGradient`, `ADC`; builders `spin_echo`, `turbo_spin_echo`,
 `gradient_echo`, `selective`; Pulseq files via `read_pulseq` / `write_pulseq`) and lowered to time
-steps (`lower`). Acquisition: multi-coil Cartesian 2-D multi-slice encoding, undersampling masks
+steps (`lower`); `simulate` runs this tier when the protocol's sequence is a `BlochSpinEcho`,
+`BlochGradientEcho` or `PulseqSequence` (isochromats per voxel and tissue, full encoding).
+Acquisition: multi-coil Cartesian 2-D multi-slice encoding, undersampling masks
 (including `PartialFourier`), complex Gaussian noise at a stated SNR; reconstruction by
-root-sum-of-squares, `sense` (CG-SENSE) and `pocs` (partial Fourier); `cine` frames over the
-phantom's cardiac cycle. Everything is a pure JAX function of immutable PyTrees: jit-compiled,
+root-sum-of-squares, `sense` (CG-SENSE; `sense_solver` for ``init``/``step``) and `pocs`
+(partial Fourier); `cine` frames over the phantom's cardiac cycle (`CineProtocol` from
+``mr-cine-bssfp``). Structures with their own MR values (`medphys.volume.MRValues`) override
+their material's in `tissue_maps`. Everything is a pure JAX function of immutable PyTrees: jit-compiled,
 differentiable, batchable with ``jax.vmap``.
 
 Typical use::
@@ -18,6 +22,8 @@ Typical use::
     result = medphys.simulators.mr.simulate(phantom, protocol, jax.random.key(0))
     result.image        # medphys.Volume, magnitude image on the phantom's grid
 
+    bloch = medphys.simulators.load("mr-t1-se-bloch")   # the same through Bloch isochromats
+
     blocks = medphys.simulators.mr.read_pulseq("my_sequence.seq")
     signal = medphys.simulators.mr.bloch(medphys.simulators.mr.lower(blocks), spins)
 """
@@ -25,11 +31,16 @@ Typical use::
 from ._bloch import Spins as Spins
 from ._bloch import bloch as bloch
 from ._bloch import lorentzian_offsets as lorentzian_offsets
+from ._bloch_tier import AbstractBlochSequence as AbstractBlochSequence
+from ._bloch_tier import BlochGradientEcho as BlochGradientEcho
+from ._bloch_tier import BlochSpinEcho as BlochSpinEcho
+from ._bloch_tier import PulseqSequence as PulseqSequence
 from ._builders import Cartesian2D as Cartesian2D
 from ._builders import gradient_echo as gradient_echo
 from ._builders import selective as selective
 from ._builders import spin_echo as spin_echo
 from ._builders import turbo_spin_echo as turbo_spin_echo
+from ._cine import CineProtocol as CineProtocol
 from ._cine import CineResult as CineResult
 from ._cine import cine as cine
 from ._coils import AbstractCoils as AbstractCoils
@@ -46,8 +57,11 @@ from ._pulseq import PulseqError as PulseqError
 from ._pulseq import read_pulseq as read_pulseq
 from ._pulseq import write_pulseq as write_pulseq
 from ._recon import PartialFourier as PartialFourier
+from ._recon import SENSESolver as SENSESolver
+from ._recon import SENSEState as SENSEState
 from ._recon import pocs as pocs
 from ._recon import sense as sense
+from ._recon import sense_solver as sense_solver
 from ._sampling import AbstractSampling as AbstractSampling
 from ._sampling import EquispacedMask as EquispacedMask
 from ._sampling import FullSampling as FullSampling

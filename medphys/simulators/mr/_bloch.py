@@ -16,6 +16,12 @@ about +x real and positive, as the tier-1 signal equations; ``c_s`` are optional
 ``O(n_steps)``. Everything is differentiable with respect to the tissue (PD, T1, T2, Δf, B1,
 positions) and the sequence (step durations, RF, gradients).
 
+Two integrators give the same result: by default free intervals (no RF) are integrated in one
+closed-form step each and ADC samples are evaluated from it (`_bloch_events`, exact for the
+piecewise-constant model, far fewer operations per spin); ``time_stepped=True`` steps through every
+raster step (the reference). The fast path needs the sequence's static `StepPattern` (attached by
+`lower`); a sequence built by hand under tracing, without one, is time-stepped.
+
 Intra-voxel dephasing (T2*) is modelled by several isochromats per voxel whose off-resonances
 follow a Lorentzian (Cauchy) distribution of half-width ``1 / (2π T2')`` at deterministic
 quantiles (`lorentzian_offsets`): their sum decays as ``exp(-t/T2')`` and refocuses at spin echoes.
@@ -43,8 +49,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Complex, Float
 
+from . import _bloch_events as _ev
 from . import _checks as chk
-from ._waveforms import StepSequence
+from ._waveforms import StepPattern, StepSequence
 
 __all__ = ["Spins", "bloch", "lorentzian_offsets"]
 
@@ -159,13 +166,6 @@ def lorentzian_offsets(n: int, t2prime_s: float, *, dtype: Any = None) -> Float[
     return jnp.asarray(np.tan(math.pi * (u - 0.5)) / (_TWO_PI * t2p), f)
 
 
-def _relax(spins: Spins, m: tuple[Array, Array, Array], dt: Array):
-    # `spins.t1_s` / `t2_s` hold the rates 1/T1, 1/T2 inside `_run` (no division per step)
-    e2 = jnp.exp(-dt * spins.t2_s)
-    e1 = jnp.exp(-dt * spins.t1_s)
-    return m[0] * e2, m[1] * e2, m[2] * e1 + spins.pd * (1.0 - e1)
-
-
 def _step(spins: Spins, m: tuple[Array, Array, Array], x: tuple[Array, ...]):
     """One step: exact free precession and relaxation, or (under RF) a symmetric splitting
     relax(dt/2) · rotate(dt) · relax(dt/2), exact rotation, error O(dt³/T2) per step."""
@@ -173,32 +173,13 @@ def _step(spins: Spins, m: tuple[Array, Array, Array], x: tuple[Array, ...]):
     bz = spins.b0_hz + spins.position_mm @ g
 
     def precess(m):
-        mx, my, mz = _relax(spins, m, dt)  # commutes with a rotation about z
+        mx, my, mz = _ev.relax(spins, m, dt)  # commutes with a rotation about z
         phi = -_TWO_PI * bz * dt
         c, s = jnp.cos(phi), jnp.sin(phi)
         return mx * c - my * s, mx * s + my * c, mz
 
-    def rotate(m):
-        mx, my, mz = _relax(spins, m, 0.5 * dt)
-        bx = spins.b1 * rf[0]
-        by = spins.b1 * rf[1]
-        n2 = bx * bx + by * by + bz * bz
-        pos = n2 > 0
-        norm = jnp.sqrt(jnp.where(pos, n2, 1.0))
-        ux = jnp.where(pos, bx / norm, 0.0)
-        uy = jnp.where(pos, by / norm, 0.0)
-        uz = jnp.where(pos, bz / norm, 1.0)
-        theta = -_TWO_PI * jnp.where(pos, norm, 0.0) * dt
-        c, s = jnp.cos(theta), jnp.sin(theta)
-        dot = (ux * mx + uy * my + uz * mz) * (1.0 - c)
-        cx = uy * mz - uz * my
-        cy = uz * mx - ux * mz
-        cz = ux * my - uy * mx
-        m = (mx * c + cx * s + ux * dot, my * c + cy * s + uy * dot, mz * c + cz * s + uz * dot)
-        return _relax(spins, m, 0.5 * dt)
-
     has_rf = (rf[0] != 0) | (rf[1] != 0)
-    mx, my, mz = jax.lax.cond(has_rf, rotate, precess, m)
+    mx, my, mz = jax.lax.cond(has_rf, lambda m: _ev.rotate(spins, m, dt, rf, g), precess, m)
     keep = 1.0 - spoil
     return mx * keep, my * keep, mz
 
@@ -207,16 +188,52 @@ def _round_up(n: int, multiple: int) -> int:
     return max(-(-n // multiple), 1) * multiple
 
 
+def _pad(a: Array, k: int, fill: Any = 0.0) -> Array:
+    return jnp.pad(a, [(0, k)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
+
+
+def _padded_spins(spins: Spins, weights: Array | None):
+    """Pad the spins to a multiple of 16 with zero-PD spins (fewer distinct compiled shapes)."""
+    pn = _round_up(spins.n_spins, 16) - spins.n_spins
+    if pn:
+        spins = Spins(
+            position_mm=_pad(spins.position_mm, pn),
+            pd=_pad(spins.pd, pn),
+            t1_s=_pad(spins.t1_s, pn, 1.0),
+            t2_s=_pad(spins.t2_s, pn, 1.0),
+            b0_hz=_pad(spins.b0_hz, pn),
+            b1=_pad(spins.b1, pn, 1.0),
+        )
+        if weights is not None:
+            weights = jnp.pad(weights, [(0, 0), (0, pn)])
+    return spins, weights
+
+
+def _pattern(where: str, seq: StepSequence) -> StepPattern | None:
+    """The sequence's pattern; derived from concrete leaves; ``None`` when they are traced."""
+    pattern = seq.pattern
+    if pattern is None:
+        leaves = (seq.dt_s, seq.rf_hz, seq.grad_hz_per_mm, seq.adc_slot, seq.spoil)
+        if not chk.is_concrete(*leaves):
+            return None
+        return StepPattern.from_arrays(*leaves)
+    if pattern.rf_on.shape != (seq.n_steps,):
+        raise chk.FieldError(
+            where,
+            "sequence",
+            f"`sequence.pattern` describes {pattern.rf_on.shape[0]} steps, the sequence has "
+            f"{seq.n_steps}: lower the blocks again or set `pattern=None`",
+        )
+    return pattern
+
+
 def _bucketed(seq: StepSequence, spins: Spins, weights: Array | None, block_steps: int):
     """Pad steps, ADC samples and spins to coarse sizes with no-op entries, so that sequences and
     spin sets of similar size share one compiled program (zero-length steps, zero-PD spins)."""
     n_steps = _round_up(seq.n_steps, 8 * block_steps)
     n_adc = _round_up(seq.n_adc, 64)
-    n_spins = _round_up(spins.n_spins, 16)
-    ps, pn = n_steps - seq.n_steps, n_spins - spins.n_spins
-
-    def pad(a, k, fill=0.0):
-        return jnp.pad(a, [(0, k)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
+    ps = n_steps - seq.n_steps
+    pad = _pad
 
     slot = jnp.where(seq.adc_slot >= seq.n_adc, n_adc, seq.adc_slot)
     seq = StepSequence(
@@ -228,17 +245,7 @@ def _bucketed(seq: StepSequence, spins: Spins, weights: Array | None, block_step
         spoil=pad(seq.spoil, ps),
         n_adc=n_adc,
     )
-    if pn:
-        spins = Spins(
-            position_mm=pad(spins.position_mm, pn),
-            pd=pad(spins.pd, pn),
-            t1_s=pad(spins.t1_s, pn, 1.0),
-            t2_s=pad(spins.t2_s, pn, 1.0),
-            b0_hz=pad(spins.b0_hz, pn),
-            b1=pad(spins.b1, pn, 1.0),
-        )
-        if weights is not None:
-            weights = jnp.pad(weights, [(0, 0), (0, pn)])
+    spins, weights = _padded_spins(spins, weights)
     return seq, spins, weights
 
 
@@ -298,6 +305,7 @@ def bloch(
     receive: Complex[ArrayLike, "coils spins"] | None = None,
     block_steps: int = 64,
     return_magnetization: bool = False,
+    time_stepped: bool = False,
 ) -> Complex[Array, "*coils adc"] | tuple[Complex[Array, "*coils adc"], Float[Array, "spins 3"]]:
     """Simulate the signal of isochromats under a lowered sequence (tier 3).
 
@@ -305,8 +313,13 @@ def bloch(
         sequence: the lowered sequence (`lower`, the builders, or `read_pulseq`).
         spins: the isochromats, starting at equilibrium ``M = (0, 0, PD)``.
         receive: optional ``(coils, spins)`` complex receive weights; ``None``: a uniform coil.
-        block_steps: steps per checkpointed block (memory of the backward pass vs recompute).
+        block_steps: steps per checkpointed block of the time-stepped path (memory of the
+            backward pass vs recompute).
         return_magnetization: also return the final ``(spins, 3)`` magnetisation.
+        time_stepped: integrate every step (the reference path) instead of the event-based
+            exact integration of free intervals (`medphys.simulators.mr._bloch_events`). The
+            time-stepped path is also taken when the sequence has no `StepPattern` and its
+            leaves are traced.
 
     Returns:
         ``(adc,)`` complex samples (``(coils, adc)`` with ``receive``), in units of PD, ordered as
@@ -314,7 +327,8 @@ def bloch(
 
     Raises:
         TypeError: wrong argument types.
-        ValueError: ``block_steps < 1``, ``receive`` not ``(coils, spins)``.
+        ValueError: ``block_steps < 1``, ``receive`` not ``(coils, spins)``, a `StepPattern`
+            whose length is not the number of steps.
 
     Example:
         >>> from medphys.simulators import mr
@@ -344,8 +358,24 @@ def bloch(
                 f"`receive` must have shape (coils, {spins.n_spins}) (got {weights.shape})",
             )
     n_adc, n_spins = sequence.n_adc, spins.n_spins
-    seq, spins, weights = _bucketed(sequence, spins, weights, block_steps)
-    out, m = _run(seq, spins, weights, block_steps)
+    pattern = None if time_stepped else _pattern(where, sequence)
+    if pattern is None:
+        seq, spins, weights = _bucketed(sequence, spins, weights, block_steps)
+        out, m = _run(seq, spins, weights, block_steps)
+    else:
+        plan = _ev.make_plan(pattern, n_adc)
+        spins, weights = _padded_spins(spins, weights)
+        rates = dataclasses.replace(spins, t1_s=1.0 / spins.t1_s, t2_s=1.0 / spins.t2_s)
+        out, m = _ev.run_events(
+            sequence,
+            rates,
+            weights,
+            _ev.plan_arrays(plan, pattern),
+            n_adc=n_adc,
+            n_events=plan.n_events,
+            uniform=plan.uniform,
+            n_flat=plan.n_flat,
+        )
     out, m = out[:n_adc], m[:n_spins]
     if weights is not None:
         out = out.T

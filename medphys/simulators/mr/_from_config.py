@@ -11,9 +11,10 @@ Layout of a file (times in seconds, lengths in millimetres)::
 
     [sequence]               # type = spin_echo | gradient_echo | inversion_recovery | bssfp
                              #        | fast_spin_echo (esp_s, tr_s, n_echoes, echo, refocus_deg)
-    type = "spin_echo"
-    te_s = 0.015
-    tr_s = 0.5
+    type = "spin_echo"       # Bloch tier: bloch_spin_echo (te_s, tr_s, n_dummy, isochromats,
+    te_s = 0.015             #   dwell_s, ideal_spoiling) | bloch_gradient_echo (+ flip_deg,
+    tr_s = 0.5               #   rf_spoil_increment_deg) | pulseq (file, isochromats): a .seq
+                             #   file, relative to this file's folder
 
     [coils]                  # optional; type = uniform | loops
     type = "loops"
@@ -25,11 +26,17 @@ Layout of a file (times in seconds, lengths in millimetres)::
     [field_variation]        # optional smooth random B0/B1 per case
     b0_std_hz = 20.0
     b1_std = 0.05
+
+    [cine]                   # optional: a CineProtocol (frames over the cardiac cycle)
+    n_phases = 20
+    views_per_segment = 10   # optional: ky lines per frame and heartbeat (window = this x TR)
+    cardiac_period_s = 1.0   # optional: default the phantom motion model's
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -37,6 +44,8 @@ import pydantic
 from ..._config import Strict, _find_line, validate
 from ..._errors import ConfigError
 from . import _checks as chk
+from ._bloch_tier import AbstractBlochSequence, BlochGradientEcho, BlochSpinEcho, PulseqSequence
+from ._cine import CineProtocol
 from ._coils import AbstractCoils, LoopCoils, UniformCoils
 from ._epg import FastSpinEcho
 from ._sampling import (
@@ -109,6 +118,76 @@ class _FastSpinEcho(Strict):
         )
 
 
+class _BlochSpinEcho(Strict):
+    type: Literal["bloch_spin_echo"]
+    te_s: float
+    tr_s: float
+    n_dummy: int = 1
+    isochromats: int = 1
+    dwell_s: float = 1e-5
+    ideal_spoiling: bool = True
+
+    def build(self) -> AbstractBlochSequence:
+        return BlochSpinEcho.create(
+            te_s=self.te_s,
+            tr_s=self.tr_s,
+            n_dummy=self.n_dummy,
+            isochromats=self.isochromats,
+            dwell_s=self.dwell_s,
+            ideal_spoiling=self.ideal_spoiling,
+        )
+
+
+class _BlochGradientEcho(Strict):
+    type: Literal["bloch_gradient_echo"]
+    te_s: float
+    tr_s: float
+    flip_deg: float
+    n_dummy: int = 20
+    isochromats: int = 1
+    dwell_s: float = 1e-5
+    rf_spoil_increment_deg: float = 0.0
+    ideal_spoiling: bool = True
+
+    def build(self) -> AbstractBlochSequence:
+        return BlochGradientEcho.create(
+            te_s=self.te_s,
+            tr_s=self.tr_s,
+            flip_deg=self.flip_deg,
+            n_dummy=self.n_dummy,
+            isochromats=self.isochromats,
+            dwell_s=self.dwell_s,
+            rf_spoil_increment_deg=self.rf_spoil_increment_deg,
+            ideal_spoiling=self.ideal_spoiling,
+        )
+
+
+class _Pulseq(Strict):
+    type: Literal["pulseq"]
+    file: str
+    isochromats: int = 1
+
+
+def _pulseq_sequence(cfg: _Pulseq, source: str, text: str | None) -> PulseqSequence:
+    """Read the ``.seq`` file named in ``[sequence]``, relative to the TOML file's folder."""
+    path = Path(cfg.file)
+    if not path.is_absolute():
+        path = Path(source).parent / path
+    line = _find_line(text, ("sequence", "file")) if text is not None else None
+    where = source if line is None else f"{source}:{line}"
+    if not path.is_file():
+        raise ConfigError(
+            f"{where}: sequence.file: no such Pulseq file {str(path)!r} "
+            f"(got {cfg.file!r}; relative paths start at the protocol file's folder)"
+        )
+    try:
+        return PulseqSequence.create(path, isochromats=cfg.isochromats)
+    except chk.FieldError as exc:
+        raise ConfigError(f"{where}: sequence.{exc.field}: {exc.detail}") from None
+    except ValueError as exc:  # PulseqError: names the .seq file, line and section
+        raise ConfigError(f"{where}: sequence.file: {exc}") from None
+
+
 class _UniformCoils(Strict):
     type: Literal["uniform"]
     n_coils: int = 1
@@ -175,13 +254,26 @@ class _FieldVariation(Strict):
 
 
 _SequenceConfig = Annotated[
-    _SpinEcho | _GradientEcho | _InversionRecovery | _BSSFP | _FastSpinEcho,
+    _SpinEcho
+    | _GradientEcho
+    | _InversionRecovery
+    | _BSSFP
+    | _FastSpinEcho
+    | _BlochSpinEcho
+    | _BlochGradientEcho
+    | _Pulseq,
     pydantic.Field(discriminator="type"),
 ]
 _CoilsConfig = Annotated[_UniformCoils | _LoopCoils, pydantic.Field(discriminator="type")]
 _SamplingConfig = Annotated[
     _Full | _Equispaced | _Random | _VariableDensity, pydantic.Field(discriminator="type")
 ]
+
+
+class _Cine(Strict):
+    n_phases: int
+    views_per_segment: int | None = None
+    cardiac_period_s: float | None = None
 
 
 class _Protocol(Strict):
@@ -195,6 +287,7 @@ class _Protocol(Strict):
     coils: _CoilsConfig = _UniformCoils(type="uniform")
     sampling: _SamplingConfig = _Full(type="full")
     field_variation: _FieldVariation | None = None
+    cine: _Cine | None = None
 
 
 def _build(source: str, text: str | None, table: str | None, make: Callable[[], Any]) -> Any:
@@ -211,8 +304,10 @@ def _build(source: str, text: str | None, table: str | None, make: Callable[[], 
 
 def protocol_from_config(
     data: Mapping[str, Any], *, source: str, text: str | None = None
-) -> MRProtocol:
+) -> MRProtocol | CineProtocol:
     """Build an `MRProtocol` from a parsed catalog file (``medphys.simulators.load`` calls this).
+
+    A file with a ``[cine]`` table gives a `CineProtocol` (run it with `cine`).
 
     Args:
         data: the file's top-level table (``modality = "mr"``).
@@ -224,7 +319,10 @@ def protocol_from_config(
             outside (0, 180], nex < 1, ...); the message names file, line, key, value and range.
     """
     cfg = validate(_Protocol, data, source=source, text=text)
-    sequence = _build(source, text, "sequence", cfg.sequence.build)
+    if isinstance(cfg.sequence, _Pulseq):
+        sequence = _pulseq_sequence(cfg.sequence, source, text)
+    else:
+        sequence = _build(source, text, "sequence", cfg.sequence.build)
     coils = _build(source, text, "coils", cfg.coils.build)
     sampling = _build(source, text, "sampling", cfg.sampling.build)
     variation = (
@@ -232,7 +330,7 @@ def protocol_from_config(
         if cfg.field_variation is None
         else _build(source, text, "field_variation", cfg.field_variation.build)
     )
-    return _build(
+    protocol = _build(
         source,
         text,
         None,
@@ -245,6 +343,21 @@ def protocol_from_config(
             nex=cfg.nex,
             snr_reference=cfg.snr_reference,
             field_variation=variation,
+            description=cfg.description,
+        ),
+    )
+    if cfg.cine is None:
+        return protocol
+    cine = cfg.cine
+    return _build(
+        source,
+        text,
+        "cine",
+        lambda: CineProtocol.create(
+            protocol,
+            n_phases=cine.n_phases,
+            views_per_segment=cine.views_per_segment,
+            cardiac_period_s=cine.cardiac_period_s,
             description=cfg.description,
         ),
     )

@@ -1,6 +1,7 @@
 """Reconstruction beyond the zero-filled FFT: SENSE by conjugate gradients, partial Fourier (POCS).
 
-Both work on the layout of `acquire`: k-space ``(coils, kx, ky, z)`` with the ky sampling mask
+`sense` runs a fixed number of CG iterations; `sense_solver` exposes the same iteration as
+``init(kspace) -> SENSEState`` and ``step(state) -> SENSEState``. Both work on the layout of `acquire`: k-space ``(coils, kx, ky, z)`` with the ky sampling mask
 ``(ky,)``; images ``(x, y, z)``. Iteration counts are static (no data-dependent loops), so both
 run under ``jax.jit`` and are differentiable.
 
@@ -20,18 +21,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Complex, Float
+from jaxtyping import Array, ArrayLike, Complex, Float, Int
 
 from . import _checks as chk
 from ._kspace import fft2c, ifft2c
 from ._sampling import AbstractSampling
 
-__all__ = ["PartialFourier", "pocs", "sense"]
+__all__ = ["PartialFourier", "SENSESolver", "SENSEState", "pocs", "sense", "sense_solver"]
 
 
 def _check_kspace(where: str, kspace: Any, mask: Any) -> tuple[Array, Array]:
@@ -51,33 +53,188 @@ def _check_kspace(where: str, kspace: Any, mask: Any) -> tuple[Array, Array]:
     return k, m
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SENSEState:
+    """CG-SENSE iterate (conjugate gradients on ``(Eᴴ E + λ I) x = Eᴴ y``).
+
+    Attributes:
+        x: ``(x, y, z)`` current complex image.
+        r: residual of the normal equations, ``Eᴴ y - (Eᴴ E + λ I) x``.
+        p: search direction.
+        rr: ``||r||²``.
+        b_norm: ``||Eᴴ y||`` (the scale of the relative residual).
+        iteration: number of steps taken.
+        residual: relative residual ``||r|| / ||Eᴴ y||`` of the current ``x``.
+    """
+
+    x: Complex[Array, "x y z"]
+    r: Complex[Array, "x y z"]
+    p: Complex[Array, "x y z"]
+    rr: Float[Array, ""]
+    b_norm: Float[Array, ""]
+    iteration: Int[Array, ""]
+    residual: Float[Array, ""]
+
+
+def _normal(x, coil_maps, mask, lam):
+    w = mask[None, None, :, None]
+    y = w * fft2c(coil_maps * x[None])
+    return jnp.sum(jnp.conj(coil_maps) * ifft2c(y), axis=0) + lam * x
+
+
+def _cg_init(kspace, coil_maps, mask, lam) -> SENSEState:
+    w = mask[None, None, :, None]
+    b = jnp.sum(jnp.conj(coil_maps) * ifft2c(w * kspace), axis=0)
+    rr = jnp.vdot(b, b).real
+    b_norm = jnp.sqrt(rr)
+    return SENSEState(
+        x=jnp.zeros_like(b),
+        r=b,
+        p=b,
+        rr=rr,
+        b_norm=b_norm,
+        iteration=jnp.zeros((), jnp.int32),
+        residual=jnp.where(b_norm > 0, 1.0, 0.0).astype(rr.dtype),
+    )
+
+
+def _cg_step(state: SENSEState, coil_maps, mask, lam) -> SENSEState:
+    q = _normal(state.p, coil_maps, mask, lam)
+    pq = jnp.vdot(state.p, q).real
+    alpha = jnp.where(pq > 0, state.rr / jnp.where(pq > 0, pq, 1.0), 0.0)
+    x = state.x + alpha * state.p
+    r = state.r - alpha * q
+    rr_new = jnp.vdot(r, r).real
+    beta = jnp.where(state.rr > 0, rr_new / jnp.where(state.rr > 0, state.rr, 1.0), 0.0)
+    scale = jnp.maximum(state.b_norm, jnp.finfo(state.b_norm.dtype).tiny)
+    return SENSEState(
+        x=x,
+        r=r,
+        p=r + beta * state.p,
+        rr=rr_new,
+        b_norm=state.b_norm,
+        iteration=state.iteration + 1,
+        residual=jnp.sqrt(rr_new) / scale,
+    )
+
+
+_cg_init_jit = jax.jit(_cg_init)
+_cg_step_jit = jax.jit(_cg_step)
+
+
 @functools.partial(jax.jit, static_argnames=("n_iter",))
 def _cg_sense(kspace, coil_maps, mask, lam, n_iter):
-    w = mask[None, None, :, None]
-
-    def normal(x):
-        y = w * fft2c(coil_maps * x[None])
-        return jnp.sum(jnp.conj(coil_maps) * ifft2c(y), axis=0) + lam * x
-
-    b = jnp.sum(jnp.conj(coil_maps) * ifft2c(w * kspace), axis=0)
-    x = jnp.zeros_like(b)
-    r = b
-    p = r
-    rr = jnp.vdot(r, r).real
-
     def body(state, _):
-        x, r, p, rr = state
-        q = normal(p)
-        pq = jnp.vdot(p, q).real
-        alpha = jnp.where(pq > 0, rr / jnp.where(pq > 0, pq, 1.0), 0.0)
-        x = x + alpha * p
-        r = r - alpha * q
-        rr_new = jnp.vdot(r, r).real
-        beta = jnp.where(rr > 0, rr_new / jnp.where(rr > 0, rr, 1.0), 0.0)
-        return (x, r, r + beta * p, rr_new), jnp.sqrt(rr_new)
+        state = _cg_step(state, coil_maps, mask, lam)
+        return state, state.residual
 
-    (x, _, _, _), residuals = jax.lax.scan(body, (x, r, p, rr), None, length=n_iter)
-    return x, residuals / jnp.maximum(jnp.sqrt(jnp.vdot(b, b).real), jnp.finfo(b.real.dtype).tiny)
+    state, residuals = jax.lax.scan(
+        body, _cg_init(kspace, coil_maps, mask, lam), None, length=n_iter
+    )
+    return state.x, residuals
+
+
+class SENSESolver(NamedTuple):
+    """CG-SENSE as pure functions, for users who drive the iterations (see `sense_solver`).
+
+    Attributes:
+        init: ``init(kspace) -> SENSEState``; ``kspace`` ``(coils, kx, ky, z)``, zeros where not
+            sampled (checked against the coil maps and mask).
+        step: ``step(state) -> SENSEState``: one conjugate-gradient iteration (jit-compiled).
+    """
+
+    init: Callable[[Any], SENSEState]
+    step: Callable[[SENSEState], SENSEState]
+
+    def run(self, kspace: Complex[ArrayLike, "coils kx ky z"], n_iter: int) -> SENSEState:
+        """``n_iter`` steps from ``init(kspace)``; returns the final state.
+
+        Raises:
+            ValueError: ``n_iter`` < 0.
+        """
+        n = chk.integer(f"{chk.PREFIX}SENSESolver.run", "n_iter", n_iter, minimum=0)
+        state = self.init(kspace)
+        for _ in range(n):
+            state = self.step(state)
+        return state
+
+
+def _check_maps(where: str, coil_maps: Any, n_coils: int | None) -> Array:
+    c = jnp.asarray(coil_maps)
+    if c.ndim != 4 or (n_coils is not None and c.shape[0] != n_coils):
+        coils = "coils" if n_coils is None else str(n_coils)
+        raise chk.FieldError(
+            where,
+            "coil_maps",
+            f"`coil_maps` must hold one map per coil of `kspace`: shape ({coils}, x, y, z) "
+            f"(got {c.shape})",
+        )
+    return c
+
+
+def sense_solver(
+    coil_maps: Complex[ArrayLike, "coils x y z"],
+    mask: Float[ArrayLike, " ky"],
+    *,
+    regularization: float = 0.0,
+) -> SENSESolver:
+    """CG-SENSE split into ``init``/``step`` (Optax style): drive, log and stop it yourself.
+
+    ``solver.run(kspace, n)`` (or ``init`` then ``n`` calls of ``step``) gives the image of
+    ``sense(kspace, coil_maps, mask, n_iter=n)``; ``state.residual`` is the relative residual
+    that `sense` returns with ``return_residuals=True``.
+
+    Args:
+        coil_maps: ``(coils, x, y, z)`` complex sensitivities.
+        mask: ``(ky,)`` 1 where a line was acquired (the grid's y axis is ky).
+        regularization: Tikhonov weight λ >= 0.
+
+    Returns:
+        `SENSESolver` with `SENSEState` states (start ``x = 0``).
+
+    Raises:
+        ValueError: coil maps that are not 4-D, a mask whose length is not the grid's y size, a
+            negative regularization; from ``init``: k-space whose shape differs from the maps'.
+
+    Example:
+        >>> solver = sense_solver(coil_maps, mask)  # doctest: +SKIP
+        >>> state = solver.init(kspace)  # doctest: +SKIP
+        >>> for _ in range(30):  # doctest: +SKIP
+        ...     state = solver.step(state)
+        ...     if state.residual < 1e-4:
+        ...         break
+    """
+    where = f"{chk.PREFIX}sense_solver"
+    c = _check_maps(where, coil_maps, None)
+    m = jnp.asarray(mask)
+    if m.shape != (c.shape[2],):
+        raise chk.FieldError(
+            where,
+            "mask",
+            f"`mask` must have shape (ky,) = ({c.shape[2]},), one entry per y line of "
+            f"`coil_maps` (got {m.shape})",
+        )
+    lam = chk.non_negative(where, "regularization", regularization)
+    cdtype = jnp.result_type(c.dtype, jnp.complex64)
+    c = c.astype(cdtype)
+    rdtype = jnp.finfo(cdtype).dtype
+    m = m.astype(rdtype)
+    lam_a = jnp.asarray(lam, rdtype)
+
+    def init(kspace: Any) -> SENSEState:
+        here = f"{chk.PREFIX}SENSESolver.init"
+        k, _ = _check_kspace(here, kspace, m)
+        if k.shape != c.shape:
+            raise chk.FieldError(
+                here, "kspace", f"`kspace` must have the coil maps' shape {c.shape} (got {k.shape})"
+            )
+        return _cg_init_jit(k.astype(cdtype), c, m, lam_a)
+
+    def step(state: SENSEState) -> SENSEState:
+        return _cg_step_jit(state, c, m, lam_a)
+
+    return SENSESolver(init, step)
 
 
 def sense(
@@ -90,6 +247,9 @@ def sense(
     return_residuals: bool = False,
 ) -> Complex[Array, "x y z"] | tuple[Complex[Array, "x y z"], Float[Array, " iter"]]:
     """SENSE reconstruction by conjugate gradients on the normal equations (CG-SENSE).
+
+    The convenience loop over the iteration of `sense_solver` (compiled as one scan); use
+    `sense_solver` to drive, log or stop the iterations yourself.
 
     Solves ``(Eᴴ E + λ I) x = Eᴴ y`` with ``E x = mask · fft2c(c_k x)`` for every coil ``k``: the
     least-squares image that explains all coils' data, unfolding the aliasing of undersampled ky.
@@ -111,14 +271,7 @@ def sense(
     """
     where = f"{chk.PREFIX}sense"
     k, m = _check_kspace(where, kspace, mask)
-    c = jnp.asarray(coil_maps)
-    if c.ndim != 4 or c.shape[0] != k.shape[0]:
-        raise chk.FieldError(
-            where,
-            "coil_maps",
-            f"`coil_maps` must hold one map per coil of `kspace`: shape ({k.shape[0]}, x, y, z) "
-            f"(got {c.shape})",
-        )
+    c = _check_maps(where, coil_maps, k.shape[0])
     if c.shape[1:] != k.shape[1:]:
         raise chk.FieldError(
             where,
@@ -128,8 +281,9 @@ def sense(
     n_iter = chk.integer(where, "n_iter", n_iter, minimum=1)
     lam = chk.non_negative(where, "regularization", regularization)
     cdtype = jnp.result_type(k.dtype, c.dtype, jnp.complex64)
+    rdtype = jnp.finfo(cdtype).dtype
     x, res = _cg_sense(
-        k.astype(cdtype), c.astype(cdtype), m.astype(jnp.finfo(cdtype).dtype), lam, n_iter
+        k.astype(cdtype), c.astype(cdtype), m.astype(rdtype), jnp.asarray(lam, rdtype), n_iter
     )
     return (x, res) if return_residuals else x
 

@@ -9,6 +9,14 @@ Acquisition model (tier 1)
     independent between coils, is added to every acquired sample; lines not acquired are zero.
     Reconstruction: zero-filled inverse FFT per coil, root-sum-of-squares combination.
 
+Acquisition model (Bloch tier)
+    A protocol whose sequence is a Bloch-tier sequence (`BlochSpinEcho`, `BlochGradientEcho`,
+    `PulseqSequence`) gets its noise-free k-space from `bloch` on isochromats with the encoding
+    gradients (see `medphys.simulators.mr._bloch_tier`): relaxation and off-resonance act during
+    the pulses and the readout, T2* through several isochromats per voxel. Fields, coils, mask,
+    noise and reconstruction are those of tier 1; ``snr`` refers to the noise-free Bloch image.
+    The isochromats are chosen on the host, so this tier runs outside ``jax.jit``.
+
 Signal-to-noise ratio
     ``snr`` is the mean of the noise-free combined image over the reference material (fraction
     weighted; the brightest material when no reference is named) divided by the noise standard
@@ -24,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -34,6 +43,7 @@ from jaxtyping import Array, ArrayLike, Complex, Float
 from ..._errors import unknown_name
 from ...volume import LabeledVolume, Volume
 from . import _checks as chk
+from ._bloch_tier import AbstractBlochSequence, bloch_kspace
 from ._coils import AbstractCoils, UniformCoils
 from ._kspace import fft2c, ifft2c, rss
 from ._sampling import AbstractSampling, FullSampling
@@ -56,7 +66,9 @@ class MRProtocol:
     """An MR acquisition: sequence, field strength, receive coils, sampling, noise.
 
     Attributes:
-        sequence: the pulse sequence (`SpinEcho`, `GradientEcho`, `InversionRecovery`, `BSSFP`).
+        sequence: the pulse sequence: tier 1/2 (`SpinEcho`, `GradientEcho`, `InversionRecovery`,
+            `BSSFP`, `FastSpinEcho`) or the Bloch tier (`BlochSpinEcho`, `BlochGradientEcho`,
+            `PulseqSequence`).
         coils: the receive array (`UniformCoils`, `LoopCoils`).
         sampling: the ky sampling pattern (`FullSampling`, `EquispacedMask`, `RandomMask`,
             `VariableDensityMask`).
@@ -68,7 +80,7 @@ class MRProtocol:
         description: free text (from the catalog file).
     """
 
-    sequence: AbstractSequence
+    sequence: AbstractSequence | AbstractBlochSequence
     coils: AbstractCoils
     sampling: AbstractSampling
     snr: Float[ArrayLike, ""] | None
@@ -81,7 +93,7 @@ class MRProtocol:
     @classmethod
     def create(
         cls,
-        sequence: AbstractSequence,
+        sequence: AbstractSequence | AbstractBlochSequence,
         *,
         field_t: float,
         coils: AbstractCoils | None = None,
@@ -95,7 +107,7 @@ class MRProtocol:
         """Validated constructor.
 
         Args:
-            sequence: the pulse sequence.
+            sequence: the pulse sequence (its type selects the tier).
             field_t: main field (T), > 0; the tissue library tabulates 1.5 and 3.0.
             coils: receive coils; default one uniform (body) coil.
             sampling: ky sampling; default full.
@@ -117,8 +129,15 @@ class MRProtocol:
             4
         """
         where = f"{chk.PREFIX}MRProtocol.create"
+        if sequence is not None and not isinstance(
+            sequence, (AbstractSequence, AbstractBlochSequence)
+        ):
+            raise TypeError(
+                f"{where}: `sequence` must be a tier-1/2 Sequence (SpinEcho, ...) or a Bloch-tier "
+                f"sequence (BlochSpinEcho, BlochGradientEcho, PulseqSequence) "
+                f"(got {type(sequence).__name__})"
+            )
         for name, value, kind in (
-            ("sequence", sequence, AbstractSequence),
             ("coils", coils, AbstractCoils),
             ("sampling", sampling, AbstractSampling),
             ("field_variation", field_variation, FieldVariation),
@@ -180,30 +199,34 @@ def _reference_level(maps: TissueMaps, clean: Array, reference: int | None) -> A
     return jnp.max(means) if reference is None else means[reference]
 
 
-@functools.partial(jax.jit, static_argnames=("reference",))
-def _acquire(
-    maps: TissueMaps,
-    protocol: MRProtocol,
-    key: Array,
-    coil_maps: Array | None,
-    reference: int | None,
-) -> MRResult:
-    dtype = maps.dtype
+def _field(maps: TissueMaps, protocol: MRProtocol, key: Array):
+    """Split the key (field, mask, noise) and apply the random B0/B1 draw, if any."""
     key_field, key_mask, key_noise = jax.random.split(key, 3)
     params = None
     if protocol.field_variation is not None:
-        params = sample_field_params(key_field, protocol.field_variation, dtype=dtype)
+        params = sample_field_params(key_field, protocol.field_variation, dtype=maps.dtype)
         maps = apply_field_params(params, maps)
-    m = maps.signal(protocol.sequence)
-    if coil_maps is None:
-        coil_maps = protocol.coils.sensitivities(maps.affine, maps.shape, dtype=dtype)
-    kspace = fft2c(coil_maps * m[None])
+    return maps, params, key_mask, key_noise
+
+
+def _finish(
+    kspace: Array,
+    clean: Callable[[], Array],
+    maps: TissueMaps,
+    protocol: MRProtocol,
+    keys: tuple[Array, Array],
+    coil_maps: Array,
+    reference: int | None,
+    params: FieldParams | None,
+) -> MRResult:
+    """Noise at the protocol's SNR, the sampling mask, zero-filled recon (shared by the tiers)."""
+    dtype = maps.dtype
+    key_mask, key_noise = keys
     mask = protocol.sampling.sample_mask(key_mask, maps.shape[1], dtype=dtype)
     if protocol.snr is None:
         sigma = jnp.zeros((), dtype)
     else:
-        clean = jnp.abs(m) * rss(coil_maps)
-        level = _reference_level(maps, clean, reference)
+        level = _reference_level(maps, clean(), reference)
         sigma = (level / protocol.snr / jnp.sqrt(jnp.asarray(protocol.nex, dtype))).astype(dtype)
         # a complex normal draw has variance 1/2 per component: scale to σ per component
         noise = jax.random.normal(key_noise, kspace.shape, kspace.dtype)
@@ -218,6 +241,58 @@ def _acquire(
         mask=mask,
         noise_std=sigma,
         field_params=params,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("reference",))
+def _acquire(
+    maps: TissueMaps,
+    protocol: MRProtocol,
+    key: Array,
+    coil_maps: Array | None,
+    reference: int | None,
+) -> MRResult:
+    maps, params, key_mask, key_noise = _field(maps, protocol, key)
+    m = maps.signal(protocol.sequence)
+    if coil_maps is None:
+        coil_maps = protocol.coils.sensitivities(maps.affine, maps.shape, dtype=maps.dtype)
+    kspace = fft2c(coil_maps * m[None])
+    return _finish(
+        kspace,
+        lambda: jnp.abs(m) * rss(coil_maps),
+        maps,
+        protocol,
+        (key_mask, key_noise),
+        coil_maps,
+        reference,
+        params,
+    )
+
+
+_field_jit = jax.jit(_field)
+
+
+@functools.partial(jax.jit, static_argnames=("reference",))
+def _finish_bloch(kspace, maps, protocol, keys, coil_maps, reference, params) -> MRResult:
+    return _finish(
+        kspace, lambda: rss(ifft2c(kspace)), maps, protocol, keys, coil_maps, reference, params
+    )
+
+
+def _acquire_bloch(
+    maps: TissueMaps,
+    protocol: MRProtocol,
+    key: Array,
+    coil_maps: Array | None,
+    reference: int | None,
+) -> MRResult:
+    """The Bloch tier: the same fields, coils, noise and recon as `_acquire`, k-space by `bloch`."""
+    maps, params, key_mask, key_noise = _field_jit(maps, protocol, key)
+    if coil_maps is None:
+        coil_maps = _sensitivities(protocol.coils, maps.affine, maps.shape, jnp.dtype(maps.dtype))
+    kspace = bloch_kspace(maps, protocol.sequence, coil_maps)
+    return _finish_bloch(
+        kspace, maps, protocol, (key_mask, key_noise), coil_maps, reference, params
     )
 
 
@@ -317,7 +392,15 @@ def _checked_acquire(where: str, maps: Any, protocol: Any, key: Any, coil_maps: 
                 maps.names,
             )
         reference = maps.names.index(protocol.snr_reference)
-    result = _acquire(maps, protocol, key, coil_maps, reference)
+    if isinstance(protocol.sequence, AbstractBlochSequence):
+        if not (chk.is_concrete(maps.fractions) and chk.is_concrete(maps.affine)):
+            raise TypeError(
+                f"{where}: the Bloch tier chooses its isochromats on the host: call it outside "
+                "jax.jit / jax.vmap (differentiate `bloch` directly for gradients)"
+            )
+        result = _acquire_bloch(maps, protocol, key, coil_maps, reference)
+    else:
+        result = _acquire(maps, protocol, key, coil_maps, reference)
     if chk.is_concrete(maps.affine):  # the phantom's own affine, not its float32 image in the jit
         result = dataclasses.replace(result, image=Volume(result.image.data, maps.affine))
     return result
@@ -332,6 +415,10 @@ def simulate(
     dtype: Any = jnp.float32,
 ) -> MRResult:
     """Simulate an MR acquisition of a phantom: `tissue_maps` then `acquire`.
+
+    The protocol's sequence selects the tier: closed forms / EPG for `SpinEcho`, ...,
+    `FastSpinEcho`; Bloch isochromats with full encoding for `BlochSpinEcho`,
+    `BlochGradientEcho` and `PulseqSequence` (host-side set-up: call it outside ``jax.jit``).
 
     Args:
         labeled_volume: the phantom (labels, material table, optional partial-volume fractions).

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Complex, Float
 
-from ...volume import LabeledVolume, _check_affine
+from ...volume import LabeledVolume, Structure, _check_affine
 from . import _checks as chk
 from ._sequences import AbstractSequence
 
@@ -195,10 +195,69 @@ def _material_properties(names: tuple[str, ...], field_t: float) -> dict[str, np
     }
 
 
+def _compartments(structures: tuple[Structure, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    """Compartment names and the compartment of each structure.
+
+    One compartment per material for the structures that use their material's values; one per
+    distinct (material, MR values) among the structures that override them, named by the first
+    such structure (or ``"structure (material)"`` if that name is already a compartment's).
+    """
+    keys: dict[Any, int] = {}
+    names: list[str] = []
+    index = []
+    for s in structures:
+        key = s.material if s.mr is None else (s.material, s.mr)
+        if key not in keys:
+            name = s.material if s.mr is None else s.name
+            if name in names:
+                name = f"{s.name} ({s.material})"
+            keys[key] = len(names)
+            names.append(name)
+        index.append(keys[key])
+    if len(set(names)) != len(names):  # pathological tables: make every name unique
+        names = [f"{n} [{i}]" if names.count(n) > 1 else n for i, n in enumerate(names)]
+    return tuple(names), np.asarray(index)
+
+
+@functools.lru_cache(maxsize=64)
+def _compartment_properties(
+    structures: tuple[Structure, ...], field_t: float
+) -> tuple[tuple[str, ...], np.ndarray, dict[str, np.ndarray]]:
+    names, index = _compartments(structures)
+    props = {k: np.zeros(len(names)) for k in ("pd", "t1_s", "t2_s", "t2star_s")}
+    for s, c in zip(structures, index, strict=True):
+        if s.mr is None:
+            row = _material_properties((s.material,), field_t)
+            for k in props:
+                props[k][c] = row[k][0]
+        else:
+            props["pd"][c] = s.mr.pd
+            props["t1_s"][c] = s.mr.t1_s
+            props["t2_s"][c] = s.mr.t2_s
+            props["t2star_s"][c] = s.mr.t2_s if s.mr.t2star_s is None else s.mr.t2star_s
+    return names, index, props
+
+
 @functools.partial(jax.jit, static_argnames=("dtype",))
 def _fractions(labeled_volume: LabeledVolume, dtype: Any) -> Array:
     """``labeled_volume.material_fractions(dtype)``, compiled once per grid and table."""
     return labeled_volume.material_fractions(dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("index", "n", "dtype"))
+def _compartment_fractions(
+    labeled_volume: LabeledVolume, index: tuple[int, ...], n: int, dtype: Any
+) -> Array:
+    """Occupancy of each compartment: structure fractions (or one-hot labels) summed per
+    compartment (``index[i]`` is the compartment of structure ``i``)."""
+    shape = labeled_volume.shape
+    out = jnp.zeros((n, *shape), dtype=dtype)
+    if labeled_volume.fractions is not None:
+        return out.at[np.asarray(index)].add(jnp.asarray(labeled_volume.fractions, dtype=dtype))
+    labels = jnp.asarray(labeled_volume.labels)
+    for s, c in zip(labeled_volume.structures, index, strict=True):
+        out = out.at[c].add((labels == s.label).astype(dtype))
+    return out
 
 
 def tissue_maps(
@@ -210,13 +269,21 @@ def tissue_maps(
     the occupancy of each voxel from ``labeled_volume.material_fractions()`` (its partial-volume
     fractions when present, else its labels). B0 is zero and B1 one everywhere.
 
+    A structure whose table row carries MR values (``Structure.mr``, a
+    `medphys.volume.MRValues`, e.g. the Shepp–Logan ellipses of Gach et al. 2008) uses those
+    values instead of its material's, whatever ``field_t``: such structures get their own
+    compartment, named after the (first) structure, shared by structures with the same material
+    and values. When the values give no T2*, T2* = T2 (no reversible dephasing: the published
+    test-object tables list PD, T1 and T2 only).
+
     Args:
         labeled_volume: the phantom.
         field_t: main field (T), one the tissue library tabulates (1.5 or 3.0).
         dtype: floating dtype of the maps (float32 normally, float64 for reference checks).
 
     Returns:
-        `TissueMaps` on the phantom's grid (same affine), compartments named by material.
+        `TissueMaps` on the phantom's grid (same affine), compartments named by material (and by
+        structure for MR-value overrides).
 
     Raises:
         TypeError: ``labeled_volume`` is not a `medphys.LabeledVolume`.
@@ -229,15 +296,27 @@ def tissue_maps(
             f"(got {type(labeled_volume).__name__})"
         )
     field_t = chk.positive(where, "field_t", field_t, " (tesla)")
-    props = _material_properties(labeled_volume.material_names, field_t)
     shape = labeled_volume.shape
+    structures = labeled_volume.structures
+    if all(getattr(s, "mr", None) is None for s in structures):
+        names = labeled_volume.material_names
+        props = _material_properties(names, field_t)
+        fractions = _fractions(labeled_volume, jnp.dtype(dtype))
+    else:
+        if not labeled_volume.material_names:  # pragma: no cover - a table is never empty
+            raise ValueError(f"{where}: the phantom has no structures")
+        _material_properties(labeled_volume.material_names, field_t)  # field strength checked
+        names, index, props = _compartment_properties(structures, field_t)
+        fractions = _compartment_fractions(
+            labeled_volume, tuple(int(i) for i in index), len(names), jnp.dtype(dtype)
+        )
     return TissueMaps(
-        fractions=_fractions(labeled_volume, jnp.dtype(dtype)),
+        fractions=fractions,
         **{k: jnp.asarray(v, dtype=dtype) for k, v in props.items()},
         b0_hz=jnp.zeros(shape, dtype),
         b1=jnp.ones(shape, dtype),
         affine=np.asarray(labeled_volume.affine, dtype=np.float64),
-        names=labeled_volume.material_names,
+        names=names,
     )
 
 

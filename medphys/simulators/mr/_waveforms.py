@@ -25,6 +25,8 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +44,7 @@ __all__ = [
     "ArbitraryGradient",
     "Block",
     "RFPulse",
+    "StepPattern",
     "StepSequence",
     "Trapezoid",
     "gaussian_pulse",
@@ -283,6 +286,57 @@ class Block:
         return max(ends)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class StepPattern:
+    """The static structure of a `StepSequence` (host-side NumPy, compared by content).
+
+    It tells the event-based Bloch integrator which steps carry RF, where ADC samples and
+    spoiling fall, and which steps share the same duration and gradient (``step_id``), without
+    reading the (possibly traced) leaves. `lower` attaches it; ``dataclasses.replace`` of the
+    leaves keeps it, and `bloch` checks it against the leaves at run time (a mismatch gives NaN).
+
+    Attributes:
+        rf_on: ``(steps,)`` bool, the step has a non-zero RF field.
+        adc_slot: ``(steps,)`` int, as `StepSequence.adc_slot`.
+        spoil: ``(steps,)`` bool, spoiling at the end of the step.
+        step_id: ``(steps,)`` int, equal for steps with equal duration and gradient.
+    """
+
+    rf_on: np.ndarray
+    adc_slot: np.ndarray
+    spoil: np.ndarray
+    step_id: np.ndarray
+
+    @classmethod
+    def from_arrays(cls, dt_s: Any, rf_hz: Any, grad_hz_per_mm: Any, adc_slot: Any, spoil: Any):
+        """The pattern of concrete step arrays."""
+        dt = np.asarray(dt_s, dtype=np.float64)
+        g = np.asarray(grad_hz_per_mm, dtype=np.float64).reshape(len(dt), 3)
+        rf = np.asarray(rf_hz, dtype=np.float64).reshape(len(dt), 2)
+        key = np.concatenate([np.round(dt, 13)[:, None], g], axis=1)  # 0.1 ps
+        _, step_id = np.unique(key, axis=0, return_inverse=True)
+        return cls(
+            rf_on=np.any(rf != 0.0, axis=1),
+            adc_slot=np.asarray(adc_slot, dtype=np.int64).copy(),
+            spoil=np.asarray(spoil) != 0,
+            step_id=np.asarray(step_id, dtype=np.int64).reshape(-1),
+        )
+
+    @functools.cached_property
+    def _digest(self) -> bytes:
+        h = hashlib.blake2b(digest_size=16)
+        for a in (self.rf_on, self.adc_slot, self.spoil, self.step_id):
+            h.update(np.ascontiguousarray(a).tobytes())
+            h.update(b"|")
+        return h.digest()
+
+    def __hash__(self) -> int:
+        return hash(self._digest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StepPattern) and self._digest == other._digest
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class StepSequence:
@@ -298,6 +352,8 @@ class StepSequence:
         adc_phase_rad: receiver phase of that sample (rad).
         spoil: 1 where transverse magnetisation is destroyed at the end of the step.
         n_adc: number of ADC samples (static).
+        pattern: the static `StepPattern` (set by `lower`; ``None``: derived by `bloch` from
+            concrete leaves, or time stepping when the leaves are traced).
     """
 
     dt_s: Float[Array, " steps"]
@@ -307,6 +363,7 @@ class StepSequence:
     adc_phase_rad: Float[Array, " steps"]
     spoil: Float[Array, " steps"]
     n_adc: int = dataclasses.field(metadata={"static": True})
+    pattern: StepPattern | None = dataclasses.field(default=None, metadata={"static": True})
 
     @property
     def n_steps(self) -> int:
@@ -393,6 +450,8 @@ def lower(
     dt, rf, g, slot, phase, spoil = (np.concatenate(p) for p in zip(*parts, strict=True))
     slot = np.where(slot < 0, n_adc, slot)
     f = jnp.zeros(()).dtype if dtype is None else dtype
+    dt_f = np.asarray(dt, np.dtype(f))  # the pattern of the values as stored
+    g_f = np.asarray(g, np.dtype(f))
     return StepSequence(
         dt_s=jnp.asarray(dt, f),
         rf_hz=jnp.asarray(rf, f),
@@ -401,4 +460,5 @@ def lower(
         adc_phase_rad=jnp.asarray(phase, f),
         spoil=jnp.asarray(spoil, f),
         n_adc=n_adc,
+        pattern=StepPattern.from_arrays(dt_f, rf, g_f, slot, spoil),
     )

@@ -16,9 +16,18 @@ Scenarios, each tool in a fresh interpreter (so its peak memory is its own):
   sdd 1020 mm, sod 850 mm) with medphys (3-D Joseph) and DiffDRR 0.6.1 (Siddon, PyTorch CPU):
   forward, and the gradient of ``sum(DRR^2)`` w.r.t. the volume. Accuracy against the closed-form
   chords of a 3-D ellipsoid phantom along each tool's own rays.
-- ``cone512``: medphys, 512³ volume, 512² detector, circular cone beam: time per view and peak memory
-  for 2 and 4 views (chunking over views keeps the peak independent of the view count; 360 views
-  take 90× the 4-view time at the same peak).
+- ``cone-vjp``: medphys alone, float32: forward, backprojection and ``jax.grad`` of ``sum(DRR²)``
+  for 128³ → 128² (1 and 8 views) and 256³ → 256² (1 view), with the voxel-driven (gather)
+  transpose and with the transposed gathers (scatter-adds) it replaced, back to back.
+- ``cone512``: medphys, 512³ volume, 512² detector (1.6 mm pixels, sod 1000 mm, sdd 1500 mm),
+  circular cone beam over 360 views: wall time and peak RSS. By default 36 of the 360 views are
+  timed (views chunked, so the peak does not grow with the view count) and the time scaled by 10;
+  ``--full512`` runs all 360.
+- ``fdk256``: FDK (ram-lak) of a 256³ volume from 360 cone-beam views onto a 256² detector: the
+  projection time, the reconstruction time, peak RSS and the error against the phantom.
+
+Each scenario reports ``os.getloadavg()`` when it ran: on a shared machine compare ratios within
+one run, not absolute times across runs.
 """
 
 from __future__ import annotations
@@ -26,13 +35,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from _harness import Timing, machine, measure, run_isolated, table
+from _harness import Timing, machine, measure, peak_rss_mb, run_isolated, table
 
 # modified Shepp–Logan (Toft): centre (x, y), semi-axes (a, b), rotation (deg), value
 SHEPP_2D = [
@@ -249,16 +261,25 @@ def cone_medphys(repeats: int) -> list[dict]:
     g = ConeBeam.create(
         n_views=1, n_u=128, n_v=128, du_mm=2.0, dv_mm=2.0, sod_mm=850.0, sdd_mm=1020.0
     )
-    fwd = measure("medphys", "cone 128³→128² DRR forward", lambda: project(vol, g), repeats=repeats)
-    drr = np.asarray(project(vol, g))[0]
-    r = g.rays(0, jnp.float32)
-    ref = cone_chords(np.asarray(r.origins, np.float64), np.asarray(r.directions, np.float64))
-    fwd.note = f"error vs analytic {100 * np.linalg.norm(drr - ref) / np.linalg.norm(ref):.2f}%"
     affine = np.asarray(vol.affine)
     loss = jax.jit(jax.grad(lambda d: jnp.sum(project(Volume(data=d, affine=affine), g) ** 2)))
     data = jnp.asarray(vol.data)
-    grad = measure("medphys", "cone 128³→128² DRR gradient", lambda: loss(data), repeats=repeats)
-    grad.note = f"gradient / forward = {grad.steady_s / fwd.steady_s:.2f}"
+    fwd, grad = _interleaved(
+        "medphys",
+        {
+            "cone 128³→128² DRR forward": lambda: project(vol, g),
+            "cone 128³→128² DRR gradient": lambda: loss(data),
+        },
+        max(repeats, 3),
+    )
+    drr = np.asarray(project(vol, g))[0]
+    r = g.rays(0, jnp.float32)
+    ref = cone_chords(np.asarray(r.origins, np.float64), np.asarray(r.directions, np.float64))
+    fwd.note = (
+        f"error vs analytic {100 * np.linalg.norm(drr - ref) / np.linalg.norm(ref):.2f}%; "
+        + _load()
+    )
+    grad.note = f"gradient / forward = {grad.steady_s / fwd.steady_s:.2f}; {_load()}"
     return [fwd.__dict__, grad.__dict__]
 
 
@@ -318,26 +339,168 @@ def cone_diffdrr(repeats: int) -> list[dict]:
         density.grad = None
         return g
 
-    grad = measure("DiffDRR 0.6.1", "cone 128³→128² DRR gradient", gradient, repeats=repeats)
-    grad.note = f"gradient / forward = {grad.steady_s / fwd.steady_s:.2f}"
+    note = fwd.note
+    fwd, grad = _interleaved(
+        "DiffDRR 0.6.1",
+        {"cone 128³→128² DRR forward": forward, "cone 128³→128² DRR gradient": gradient},
+        max(repeats, 3),
+    )
+    fwd.note = f"{note}; {_load()}"
+    grad.note = f"gradient / forward = {grad.steady_s / fwd.steady_s:.2f}; {_load()}"
     return [fwd.__dict__, grad.__dict__]
 
 
+def _load() -> str:
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
+def _interleaved(tool: str, fns: dict[str, Any], rounds: int) -> list[Timing]:
+    """First call of each, then ``rounds`` rounds calling each once in turn; the steady time is
+    the minimum over rounds (the least disturbed by other load on a shared machine). Works for
+    JAX and PyTorch results alike (``block_until_ready`` passes non-JAX values through)."""
+    import jax
+
+    first, best = {}, {}
+    for task, fn in fns.items():
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        first[task] = time.perf_counter() - t0
+        best[task] = math.inf
+    for _ in range(rounds):
+        for task, fn in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            best[task] = min(best[task], time.perf_counter() - t0)
+    return [
+        Timing(tool, task, first[task], best[task], rounds, peak_rss_mb(), "min of rounds")
+        for task in fns
+    ]
+
+
+def _vjp_case(n: int, views: int, repeats: int) -> list[Timing]:
+    import jax
+    import jax.numpy as jnp
+
+    from medphys import Volume
+    from medphys.simulators.geometry import ConeBeam
+    from medphys.simulators.xray import _projector, backproject, project
+
+    rng = np.random.default_rng(0)
+    vol = Volume.create(rng.random((n, n, n), dtype=np.float32), spacing_mm=1.0)
+    g = ConeBeam.create(
+        n_views=views,
+        n_u=n,
+        n_v=n,
+        du_mm=256.0 / n,
+        dv_mm=256.0 / n,
+        sod_mm=850.0,
+        sdd_mm=1020.0,
+        start_rad=0.3,
+    )
+    affine = np.asarray(vol.affine)
+    data = jnp.asarray(vol.data)
+    size = f"{n}³→{n}² ×{views}"
+    y = project(vol, g)
+    # jitted like the gradient, so that the ratio compares kernels, not boundary checks
+    fwd = jax.jit(lambda d: project(Volume(data=d, affine=affine), g))
+    fns: dict[str, Any] = {f"cone {size} forward": lambda: fwd(data)}
+    gather_bounds = _projector.gather_bounds
+    for label, bounds in (("gather", gather_bounds), ("scatter", lambda *a: None)):
+        # the plan (and so the transpose) is chosen when project/backproject are traced
+        _projector.gather_bounds = bounds
+        loss = jax.jit(jax.grad(lambda d: jnp.sum(project(Volume(data=d, affine=affine), g) ** 2)))
+        bp = jax.jit(lambda p: backproject(p, g, like=vol).data)
+        jax.block_until_ready((loss(data), bp(y)))
+        fns[f"cone {size} backprojection ({label})"] = lambda bp=bp: bp(y)
+        fns[f"cone {size} gradient ({label})"] = lambda loss=loss: loss(data)
+    _projector.gather_bounds = gather_bounds
+    rows = _interleaved("medphys", fns, max(repeats, 3))
+    for r in rows:
+        r.note = f"/ forward = {r.steady_s / rows[0].steady_s:.2f}; {_load()}"
+    return rows
+
+
+def cone_vjp_medphys(repeats: int) -> list[dict]:
+    """Forward, backprojection and gradient, gather vs scatter transpose (float32, CPU)."""
+    rows: list[Timing] = []
+    for n, views in ((128, 1), (128, 8), (256, 1)):
+        rows += _vjp_case(n, views, repeats)
+    return [r.__dict__ for r in rows]
+
+
 def cone512_medphys(repeats: int, views: int) -> list[dict]:
+    """Circular cone beam, 512³ → 512², ``views`` of 360 (the rest extrapolated)."""
+    import jax
+
     from medphys import Volume
     from medphys.simulators.geometry import ConeBeam
     from medphys.simulators.xray import project
 
-    n = 512
+    n, total = 512, 360
     vol = Volume.create(np.full((n, n, n), MU, np.float32), spacing_mm=1.0)
     g = ConeBeam.create(
-        n_views=views, n_u=512, n_v=512, du_mm=1.6, dv_mm=1.6, sod_mm=1000.0, sdd_mm=1500.0
+        n_views=views,
+        n_u=512,
+        n_v=512,
+        du_mm=1.6,
+        dv_mm=1.6,
+        sod_mm=1000.0,
+        sdd_mm=1500.0,
+        arc_rad=2 * math.pi * views / total,
     )
+    t0 = time.perf_counter()
+    jax.block_until_ready(project(vol, g))
+    first = time.perf_counter() - t0
     t = measure(
-        "medphys", f"cone 512³→512², {views} views", lambda: project(vol, g), repeats=repeats
+        "medphys",
+        f"cone 512³→512², {views} of {total} views",
+        lambda: project(vol, g),
+        repeats=repeats,
     )
-    t.note = f"{t.steady_s / views:.2f} s per view"
+    t.first_s = first
+    scale = total / views
+    t.note = (
+        f"{t.steady_s / views:.2f} s per view; {total} views: "
+        + (
+            f"{t.steady_s:.0f} s measured"
+            if views == total
+            else f"{t.steady_s * scale:.0f} s extrapolated ×{scale:g} from {views} views"
+        )
+        + f"; {_load()}"
+    )
     return [t.__dict__]
+
+
+def fdk256_medphys(repeats: int) -> list[dict]:
+    """FDK of 256³ from 360 views (1 mm voxels, 256² detector of 1.6 mm, sod 600, sdd 1000)."""
+    import jax.numpy as jnp
+
+    from medphys import Volume
+    from medphys.simulators.ct import fdk
+    from medphys.simulators.geometry import ConeBeam
+    from medphys.simulators.xray import project
+
+    n = 256
+    c = np.arange(n) - (n - 1) / 2
+    r2 = (c[:, None, None] / 100.0) ** 2 + (c[None, :, None] / 80.0) ** 2
+    truth = (MU * ((r2 + (c[None, None, :] / 90.0) ** 2) <= 1.0)).astype(np.float32)
+    vol = Volume.create(truth, spacing_mm=1.0)
+    g = ConeBeam.create(
+        n_views=360, n_u=256, n_v=256, du_mm=1.6, dv_mm=1.6, sod_mm=600.0, sdd_mm=1000.0
+    )
+    proj_t = measure("medphys", "cone 256³→256² ×360 forward", lambda: project(vol, g), repeats=1)
+    proj_t.note = _load()
+    p = project(vol, g)
+    rec = measure(
+        "medphys", "FDK 256³ from 360 views", lambda: fdk(p, g, like=vol).data, repeats=repeats
+    )
+    img = np.asarray(fdk(p, g, like=vol).data)
+    inner = np.abs(c[None, None, :]) < 60  # away from the cone-beam artefacts at the poles
+    inner = np.broadcast_to(inner, truth.shape)
+    err = float(np.linalg.norm((img - truth)[inner]) / np.linalg.norm(truth[inner]))
+    rec.note = f"error vs phantom (|z| < 60 mm) {100 * err:.1f}%; {_load()}"
+    del jnp
+    return [proj_t.__dict__, rec.__dict__]
 
 
 CASES = {
@@ -346,15 +509,19 @@ CASES = {
     "parallel-astra": parallel_astra,
     "cone-medphys": cone_medphys,
     "cone-diffdrr": cone_diffdrr,
+    "cone-vjp": cone_vjp_medphys,
+    "fdk256": fdk256_medphys,
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", default=None)
-    parser.add_argument("--views", type=int, default=4)
+    parser.add_argument("--views", type=int, default=36)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, skip 512³")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, skip 512³ and FDK")
+    parser.add_argument("--only", default=None, help="comma-separated cases to run")
+    parser.add_argument("--full512", action="store_true", help="all 360 views at 512³")
     args = parser.parse_args()
     if args.case == "cone512":
         print(json.dumps(cone512_medphys(args.repeats, args.views)))
@@ -363,26 +530,43 @@ def main() -> None:
         print(json.dumps(CASES[args.case](args.repeats)))
         return
     repeats = 2 if args.quick else args.repeats
+    cases = [*CASES, "cone512"]
+    if args.only:
+        cases = args.only.split(",")
+    elif args.quick:
+        cases = [c for c in cases if c not in ("cone512", "fdk256")]
     rows: list[Timing] = []
-    for case in CASES:
+    for case in cases:
+        extra = ["--repeats", str(repeats)]
+        if case == "cone512":
+            extra = ["--repeats", "0", "--views", "360" if args.full512 else str(args.views)]
+        elif case == "fdk256":
+            extra = ["--repeats", "1"]
         try:
-            out = run_isolated(__file__, "--case", case, "--repeats", str(repeats))
+            out = run_isolated(__file__, "--case", case, *extra)
         except Exception as exc:  # a missing comparison tool: report and go on
             print(f"{case}: failed ({type(exc).__name__})", file=sys.stderr)
             continue
         rows.extend(Timing(**r) for r in out)
-    if not args.quick:
-        for views in (2, 4):
-            out = run_isolated(
-                __file__, "--case", "cone512", "--views", str(views), "--repeats", "1"
-            )
-            rows.extend(Timing(**r) for r in out)
     print(json.dumps(machine()))
     for base in ("ASTRA (CPU)", "DiffDRR 0.6.1"):
         tasks = {r.task for r in rows if r.tool == base}
-        print(table([r for r in rows if r.task in tasks], baseline=base))
+        if tasks:
+            print(table([r for r in rows if r.task in tasks], baseline=base))
+            print()
+    own = [r for r in rows if r.note.startswith("/ forward")]
+    if own:
+        print("| task | first call (s) | steady, min of rounds (s) | / forward | peak RSS (MB) |")
+        print("|---|---:|---:|---:|---:|")
+        for r in own:
+            ratio = r.note.split(";")[0].split("=")[1].strip()
+            print(
+                f"| {r.task} | {r.first_s:.3f} | {r.steady_s:.3f} | {ratio} | {r.peak_rss_mb:.0f} |"
+            )
         print()
-    print(table([r for r in rows if r.task.startswith("cone 512")]))
+    big = [r for r in rows if r.task.startswith(("cone 512", "FDK", "cone 256³→256² ×360"))]
+    if big:
+        print(table(big))
     for r in rows:
         if r.note:
             print(f"- {r.tool}, {r.task}: {r.note}")

@@ -1,11 +1,13 @@
-"""FDK of a 3-D Shepp–Logan ellipsoid phantom from analytic cone-beam projections, and FBP on a
-curved (equiangular) fan detector."""
+"""FDK of a 3-D Shepp–Logan ellipsoid phantom from analytic cone-beam projections (full turn and
+short scan), FBP on a curved (equiangular) fan detector, and short-scan fan-beam FBP."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from scipy import ndimage
 
 from medphys import Volume
 from medphys.simulators.ct import fbp, fdk
+from medphys.simulators.ct._parker import max_fan_angle_rad
 from medphys.simulators.geometry import ConeBeam, FanBeam, ParallelBeam
 
 # 3-D Shepp–Logan (Kak & Slaney Table 3.1 extended to 3-D, the "modified" contrasts of Toft):
@@ -42,18 +45,15 @@ def _ellipsoids():
 
 def _line_integrals(g) -> np.ndarray:
     """Closed-form line integrals of the phantom along every ray of ``g``."""
-    out = []
-    for view in range(g.n_views):
-        r = g.rays(view, jnp.float64)
-        o0, d0 = np.asarray(r.origins), np.asarray(r.directions)
-        total = np.zeros(o0.shape[:-1])
-        for c, s, rot, mu in _ellipsoids():
-            o, d = ((o0 - c) @ rot) / s, (d0 @ rot) / s
-            a, b = np.sum(d * d, -1), 2 * np.sum(o * d, -1)
-            disc = b * b - 4 * a * (np.sum(o * o, -1) - 1)
-            total += mu * np.sqrt(np.maximum(disc, 0.0)) / a
-        out.append(total)
-    return np.stack(out)
+    r = jax.jit(jax.vmap(lambda view: g.rays(view, jnp.float64)))(jnp.arange(g.n_views))
+    o0, d0 = np.asarray(r.origins), np.asarray(r.directions)  # (views, u, v, 3)
+    total = np.zeros(o0.shape[:-1])
+    for c, s, rot, mu in _ellipsoids():
+        o, d = ((o0 - c) @ rot) / s, (d0 @ rot) / s
+        a, b = np.sum(d * d, -1), 2 * np.sum(o * d, -1)
+        disc = b * b - 4 * a * (np.sum(o * o, -1) - 1)
+        total += mu * np.sqrt(np.maximum(disc, 0.0)) / a
+    return total
 
 
 def _truth(points: np.ndarray) -> np.ndarray:
@@ -114,7 +114,7 @@ def test_fdk_validation():
     short = ConeBeam.create(
         n_views=8, n_u=8, n_v=6, du_mm=1.0, dv_mm=1.0, sod_mm=50.0, sdd_mm=90.0, arc_rad=math.pi
     )
-    with pytest.raises(ValueError, match="must cover 2π"):
+    with pytest.raises(ValueError, match=r"must cover a full turn \(2π\) or, for a short scan"):
         fdk(p, short, like=like)
     helix = ConeBeam.create(
         n_views=8, n_u=8, n_v=6, du_mm=1.0, dv_mm=1.0, sod_mm=50.0, sdd_mm=90.0, pitch_mm=5.0
@@ -155,3 +155,62 @@ def test_fan_fbp_of_a_disk_on_flat_and_curved_detectors(curved):
     # outside: no offset (measured |mean| < 2e-4 mu), edge ringing and view aliasing of ~1 % mu
     assert abs(np.mean(outer)) < 1e-3 * mu
     assert np.mean(np.abs(outer)) < 0.02 * mu
+
+
+def _short(g, *, start_rad=0.0):
+    """The same detector and view step over the shortest whole number of views ≥ π + fan angle."""
+    step = 2 * math.pi / g.n_views
+    n = math.ceil((math.pi + 2 * max_fan_angle_rad(g)) / step)
+    return dataclasses.replace(g, angles=start_rad + step * np.arange(n))
+
+
+def test_fdk_short_scan_matches_the_full_turn_in_the_central_slice():
+    full, truth, like = _reconstruction()
+    g = _short(
+        ConeBeam.create(
+            n_views=120, n_u=112, n_v=88, du_mm=2.2, dv_mm=2.2, sod_mm=250.0, sdd_mm=500.0
+        ),
+        start_rad=0.7,
+    )
+    assert g.n_views == 70  # 210° for π + 27.7° of fan
+    p = _line_integrals(g)
+    rec = np.asarray(fdk(p, g, like=like, filter="hann").data)
+    flat = ndimage.maximum_filter(truth, size=5) == ndimage.minimum_filter(truth, size=5)
+    m = flat[:, :, 24] & (truth[:, :, 24] > 0)
+    err = rec[:, :, 24][m] - truth[:, :, 24][m]
+    diff = rec[:, :, 24][m] - full[:, :, 24][m]
+    # measured: MAE 0.23 % of the skull (full turn 0.21 %), bias +0.10 %, RMS difference from the
+    # full-turn reconstruction 0.20 %
+    assert np.mean(np.abs(err)) / MU < 0.005
+    assert abs(np.mean(err)) / MU < 0.003
+    assert np.sqrt(np.mean(diff**2)) / MU < 0.004
+    # without redundancy weights (each view at 1/2, as in a full turn) the image is badly off:
+    # measured bias -9 % of the skull (-45 % of the brain)
+    half = np.full((g.n_views, g.n_u), 0.5)
+    bad = np.asarray(fdk(p, g, like=like, filter="hann", redundancy=half).data)[:, :, 24][m]
+    assert np.sqrt(np.mean((bad - full[:, :, 24][m]) ** 2)) / MU > 0.05
+
+
+@pytest.mark.parametrize("curved", [False, True])
+def test_fan_fbp_short_scan_of_shepp_logan_matches_the_full_turn(curved):
+    g = FanBeam.create(
+        n_views=240, n_u=160, du_mm=2.0, sod_mm=300.0, sdd_mm=600.0, n_rows=1, dv_mm=1.0,
+        curved=curved,
+    )  # fmt: skip
+    short = _short(g, start_rad=-1.1)
+    like = Volume.create(np.zeros((80, 80, 1)), spacing_mm=1.8)
+    full = np.asarray(fbp(_line_integrals(g), g, like=like, filter="hann").data)[:, :, 0]
+    p = _line_integrals(short)
+    rec = np.asarray(fbp(p, short, like=like, filter="hann").data)[:, :, 0]
+    half = np.full((short.n_views, short.n_u), 0.5)
+    bad = np.asarray(fbp(p, short, like=like, filter="hann", redundancy=half).data)[:, :, 0]
+    c = (np.arange(80) - 39.5) * 1.8
+    central = np.hypot(c[:, None], c[None, :]) < 45.0  # inside the skull (semi-axes 41 × 55 mm)
+
+    def rmse(x):
+        return float(np.sqrt(np.mean((x - full)[central] ** 2)) / MU)
+
+    # measured (flat / curved, 140 / 141 views over 210° / 211.5°): RMS difference 0.19 % / 0.19 %
+    # of the skull's attenuation with Parker weights, 10.5 % / 10.4 % without
+    assert rmse(rec) < 0.005
+    assert rmse(bad) > 0.05

@@ -17,12 +17,18 @@ Fan beam, flat detector (equispaced)
     ``tau = du sod/sdd``): pre-weight ``R'(s) = R(s) sod / sqrt(sod^2 + s^2)`` (the cosine of the
     ray's fan angle), ramp-filter, and backproject with the distance weight ``sod^2 / (sod + x_d)^2``
     where ``x_d`` is the pixel's depth along the central ray: ``f = (pi / n_views) sum U^-2 Q``.
-    Views must cover a full rotation (short scans need Parker weights).
 
 Fan beam, curved (equiangular) detector
     Kak & Slaney §3.4.1 with fan angle ``gamma = u / sdd`` and pitch ``alpha = du / sdd``:
     pre-weight ``cos(gamma)``, filter with ``h(n) (n alpha / sin(n alpha))^2`` (the same ramp,
     pitch ``tau = sod alpha``), backproject with ``(sod / L)^2``, ``L`` the source–point distance.
+
+Short scans
+    Views covering less than a full turn (at least π + the fan angle) are reconstructed with
+    Parker's redundancy weights, chosen automatically from the view range (`_parker`): the
+    projections are multiplied by ``w(beta, gamma) · n_views |dtheta| / pi`` before filtering, so
+    that ``f = |dtheta| sum_views w U^-2 Q``. Full-turn scans are not weighted (the result is the
+    same as without short-scan support).
 
 Backprojection is voxel-driven with linear interpolation along u; with z-aligned output grids all
 slices (rows) are processed at once as a batch axis, then interpolated linearly from the detector
@@ -31,6 +37,8 @@ rows to the output slices.
 References:
     A. C. Kak and M. Slaney, Principles of Computerized Tomographic Imaging, IEEE Press, 1988,
     ch. 3 (eqs. 3.61, 3.117–3.122 for the equispaced fan, 3.85–3.96 for the equiangular fan).
+    D. L. Parker, "Optimal short scan convolution reconstruction for fanbeam CT", Med. Phys.
+    9(2):254–257, 1982.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from jaxtyping import Array, Float
 from ...volume import Volume
 from ..geometry import FanBeam, ParallelBeam, _Planar
 from ..xray._projector import _is_z_aligned
+from ._parker import check_redundancy, parker_weights, scan_needs_weights, weigh
 
 __all__ = ["FILTERS", "FilterName", "fbp", "ramp_response"]
 
@@ -244,36 +253,13 @@ def _fbp_kernel(
     return _backproject_views(q, geometry, world[:, :2], gather3).reshape(shape)
 
 
-def _check_coverage(where: str, geometry: _Planar) -> None:
-    if isinstance(geometry.angles, jax.core.Tracer):
-        return
-    a = np.asarray(geometry.angles, dtype=np.float64)
-    n = a.size
-    if n < 2:
-        raise ValueError(f"{where}: FBP needs at least 2 views (got {n})")
-    steps = np.diff(a)
-    step = float(np.mean(steps))
-    if not np.allclose(steps, step, rtol=1e-3, atol=1e-9):
-        raise ValueError(f"{where}: FBP needs uniformly spaced view angles")
-    span = abs(step) * n
-    full = 2 * math.pi
-    ok = (abs(span - full) < 1e-3 * full) or (
-        isinstance(geometry, ParallelBeam) and abs(span - math.pi) < 1e-3 * math.pi
-    )
-    if not ok:
-        allowed = "π or 2π" if isinstance(geometry, ParallelBeam) else "2π (a full rotation)"
-        raise ValueError(
-            f"{where}: the views must cover {allowed} (got {n} views × {abs(step):.4g} rad = "
-            f"{span:.4g} rad); short scans need Parker weights, not supported yet"
-        )
-
-
 def fbp(
     projections: Float[Array, "views u v"],
     geometry: ParallelBeam | FanBeam,
     *,
     like: Any,
     filter: FilterName = "ram-lak",
+    redundancy: Float[Array, "views u"] | None = None,
 ) -> Volume:
     """Filtered backprojection onto the grid of ``like``.
 
@@ -283,14 +269,19 @@ def fbp(
             slice of ``like``).
         like: a `Volume` or `LabeledVolume` whose shape and affine define the output grid.
         filter: ``"ram-lak"`` (plain ramp), ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
+        redundancy: optional ``(views, u)`` redundancy weights (the measurements of each line
+            adding up to 1); the image is then ``|dtheta| sum_views w Q``. Default: none for a
+            full turn (or a parallel-beam half turn), `parker_weights` for a short scan (views
+            over at least π + the fan angle and less than 2π).
 
     Returns:
         `Volume` on ``like``'s grid, in projection units per mm (1/mm for post-log data), in the
         projections' dtype. Slices outside the detector rows are 0.
 
     Raises:
-        ValueError: unknown filter, projections whose shape does not match the geometry, views
-            that are not uniform over π/2π (parallel) or 2π (fan).
+        ValueError: unknown filter, projections or redundancy weights whose shape does not match
+            the geometry, views that are not uniformly spaced, or that cover neither a full turn
+            (parallel beam: a half turn) nor π + the fan angle (short scan).
 
     Example:
         >>> g = ParallelBeam.create(n_views=180, n_u=96, du_mm=1.0)
@@ -304,7 +295,7 @@ def fbp(
         raise TypeError(
             f"{where}: `geometry` must be a ParallelBeam or FanBeam (got {type(geometry).__name__})"
         )
-    _check_coverage(where, geometry)
+    short = scan_needs_weights(where, geometry, what="FBP", custom=redundancy is not None)
     proj = jnp.asarray(projections)
     if not jnp.issubdtype(proj.dtype, jnp.floating):
         proj = proj.astype(jnp.float32)
@@ -323,6 +314,10 @@ def fbp(
             f"{where}: `projections` must have shape {expected} (got {tuple(proj.shape)})"
         )
     geo = jax.tree_util.tree_map(jnp.asarray, geometry)
+    if redundancy is not None:
+        proj = weigh(proj, check_redundancy(where, redundancy, geometry), geo)
+    elif short:
+        proj = weigh(proj, parker_weights(geo, dtype=proj.dtype), geo)
     data = _fbp_kernel(
         proj,
         geo,

@@ -11,6 +11,10 @@ fan-beam FBP of every tilted fan (Feldkamp et al. 1984; Kak & Slaney §3.6):
    depth from the source along the central ray and ``(u, v) = sdd (x_u, z - z_source) / U``,
    interpolated bilinearly (zero outside the detector).
 
+Short scans (views over at least π + the fan angle, less than 2π; a C-arm sweeps ~200°) get
+Parker's redundancy weights of each view and detector column, shared by all rows, before the
+cosine weighting and filtering (`_parker`); full turns are not weighted.
+
 Exact in the mid-plane (it is the fan-beam FBP there); off the mid-plane the circular orbit misses
 part of the Radon data (Tuy's condition), so slices far from the source plane lose accuracy, the
 more so the larger the cone angle.
@@ -22,6 +26,8 @@ References:
     L. A. Feldkamp, L. C. Davis, J. W. Kress, "Practical cone-beam algorithm", J. Opt. Soc. Am. A
     1(6):612–619, 1984.
     A. C. Kak and M. Slaney, Principles of Computerized Tomographic Imaging, IEEE Press, 1988, §3.6.
+    D. L. Parker, "Optimal short scan convolution reconstruction for fanbeam CT", Med. Phys.
+    9(2):254–257, 1982.
 """
 
 from __future__ import annotations
@@ -32,12 +38,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
 from ...volume import Volume
 from ..geometry import ConeBeam
 from ._fbp import FilterName, _filter_rows, check_filter
+from ._parker import check_redundancy, parker_weights, scan_needs_weights, weigh
 
 __all__ = ["fdk"]
 
@@ -122,16 +128,20 @@ def fdk(
     *,
     like: Any,
     filter: FilterName = "ram-lak",
+    redundancy: Float[Array, "views u"] | None = None,
 ) -> Volume:
     """FDK reconstruction of circular cone-beam projections onto the grid of ``like``.
 
     Args:
         projections: ``(views, u, v)`` line integrals (post-log data, dimensionless).
         geometry: the circular (``pitch_mm = 0``) `ConeBeam` that produced them, with views
-            uniform over a full turn.
+            uniform over a full turn, or over at least π + the fan angle (a short scan, as on a
+            C-arm: Parker weights are applied automatically).
         like: a `Volume` or `LabeledVolume` giving the output grid (shape and affine, any
             orientation).
         filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
+        redundancy: optional ``(views, u)`` redundancy weights shared by all rows (see `fbp`);
+            default none for a full turn, `parker_weights` for a short scan.
 
     Returns:
         `Volume` on ``like``'s grid in projection units per mm (1/mm for post-log data), in the
@@ -139,8 +149,9 @@ def fdk(
 
     Raises:
         TypeError: ``geometry`` is not a `ConeBeam`.
-        ValueError: unknown filter, a helical trajectory, views not uniform over 2π, or
-            projections whose shape does not match the geometry.
+        ValueError: unknown filter, a helical trajectory, views not uniformly spaced or covering
+            neither a full turn nor π + the fan angle, or projections (redundancy weights)
+            whose shape does not match the geometry.
 
     Example:
         >>> g = ConeBeam.create(n_views=180, n_u=96, n_v=64, du_mm=1.0, dv_mm=1.0,
@@ -158,17 +169,7 @@ def fdk(
             f"{where}: FDK needs a circular trajectory (got pitch_mm={float(geometry.pitch_mm):g}); "
             "helical data need a helical reconstruction"
         )
-    angles = np.asarray(geometry.angles, dtype=np.float64)
-    n = angles.size
-    steps = np.diff(angles)
-    step = float(np.mean(steps)) if n > 1 else 0.0
-    if n < 2 or not np.allclose(steps, step, rtol=1e-3, atol=1e-9):
-        raise ValueError(f"{where}: FDK needs at least 2 uniformly spaced views (got {n})")
-    if abs(abs(step) * n - 2 * math.pi) > 2e-3 * math.pi:
-        raise ValueError(
-            f"{where}: the views must cover 2π (got {n} views × {abs(step):.4g} rad = "
-            f"{abs(step) * n:.4g} rad); short scans need Parker weights, not supported yet"
-        )
+    short = scan_needs_weights(where, geometry, what="FDK", custom=redundancy is not None)
     proj = jnp.asarray(projections)
     if not jnp.issubdtype(proj.dtype, jnp.floating):
         proj = proj.astype(jnp.float32)
@@ -179,9 +180,14 @@ def fdk(
         )
     shape = tuple(int(s) for s in like.shape)
     block = int(min(_BLOCK, shape[0] * shape[1] * shape[2]))
+    geo = jax.tree_util.tree_map(jnp.asarray, geometry)
+    if redundancy is not None:
+        proj = weigh(proj, check_redundancy(where, redundancy, geometry), geo)
+    elif short:
+        proj = weigh(proj, parker_weights(geo, dtype=proj.dtype), geo)
     data = _fdk_kernel(
         proj,
-        jax.tree_util.tree_map(jnp.asarray, geometry),
+        geo,
         jnp.asarray(like.affine),
         filter=filter,
         shape=shape,

@@ -3,7 +3,9 @@
 A CT bowtie compensates the shorter paths through the edge of a round patient, so that the detector
 sees a flatter signal and the periphery a lower dose. `Bowtie` models it as a path length
 ``t(r)`` of one material, a function of the ray's distance ``r`` from the rotation axis (for a fan
-beam ``r = sod · |sin γ|``, ``γ`` the fan angle; for a parallel beam ``r = |u|``):
+beam ``r = sod · |sin γ|``, ``γ`` the fan angle; for a parallel beam ``r = |u|``; for a cone beam
+the in-plane fan angle of each detector column, ``γ = atan(u / sdd)``, which all rows of that
+column share: the filter is a function of ``u`` alone, its extra path at the cone angle ignored):
 
     t(r) = center_mm + (edge_mm - center_mm) · (1 - sqrt(1 - (r/R)^2))   for r < R,
     t(r) = edge_mm                                                            for r ≥ R,

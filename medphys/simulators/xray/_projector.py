@@ -23,8 +23,15 @@ Generic (trilinear, fixed step; ``sampling=Trilinear()``)
     ``t`` step of at most half a voxel along every index axis, trilinear interpolation with zeros
     outside the volume, clipped to the volume's box.
 
-All are linear in the volume. The backprojector is their exact transpose (the same gathers,
-transposed into scatter-adds or slice updates by `jax.linear_transpose`), so ``<A x, y> = <x, A^T y>`` to rounding;
+All are linear in the volume. The backprojector is their exact transpose, so
+``<A x, y> = <x, A^T y>`` to rounding. For 3-D Joseph on point-source geometries (`ConeBeam`,
+`ProjectionGeometry`) it is voxel-driven (``_joseph3d_gather``): every voxel gathers the weights
+of the pixels whose rays cross its slice within one voxel, at about the cost of the forward.
+Elsewhere it is the same gathers transposed into scatter-adds or slice updates by
+`jax.linear_transpose`, also exact: for the planar kernels, for trilinear sampling (a gather
+would also be exact, but needs each candidate ray's sample phase, which starts at its box entry;
+not written yet), for traced geometries or affines (the footprint bound needs concrete values),
+and when a source plane cuts the volume's box (the footprint is unbounded there);
 `project` and `backproject` carry `jax.custom_vjp` rules that call each other, so ``jax.grad``
 through `project` runs the backprojector. Geometry leaves (angles, offsets, distances) and the
 affine are differentiable too.
@@ -53,6 +60,7 @@ from jaxtyping import Array, Float
 from ...volume import Volume
 from ..geometry import AbstractGeometry, ParallelBeam, _Planar, _Projective, z_aligned
 from ._joseph3d import joseph3d_rays, joseph3d_samples, pad_volume
+from ._joseph3d_gather import gather_bounds, joseph3d_backproject
 from ._parallel_shift import shift_forward
 
 __all__ = ["Joseph", "Trilinear", "backproject", "project"]
@@ -87,6 +95,8 @@ class _Plan:
     rays_per_batch: int
     trilinear: bool = False  # generic path: trilinear half-voxel marching instead of 3-D Joseph
     shift: bool = False  # parallel beam on an axis-aligned thin volume: `_parallel_shift`
+    # 3-D Joseph on a point-source geometry: footprint bounds of the voxel-driven transpose
+    gather: tuple | None = None
 
 
 def _is_z_aligned(affine: Any) -> bool | None:
@@ -150,6 +160,11 @@ def _make_plan(
         and not isinstance(affine, jax.core.Tracer)
         and _in_plane_diagonal(affine)
     )
+    gather = None
+    if not planar and not trilinear and batch == 1 and isinstance(geometry, _Projective):
+        leaves = [affine, *jax.tree_util.tree_leaves(geometry)]
+        if not any(isinstance(x, jax.core.Tracer) for x in leaves):
+            gather = gather_bounds(tuple(int(n) for n in shape), affine, geometry)
     return _Plan(
         planar,
         tuple(int(n) for n in shape),
@@ -159,6 +174,7 @@ def _make_plan(
         int(rays_per_batch),
         trilinear,
         bool(shift),
+        gather,
     )
 
 
@@ -411,6 +427,8 @@ def _forward(plan: _Plan, data: Array, affine: Array, geometry: AbstractGeometry
 
 
 def _adjoint(plan: _Plan, proj: Array, affine: Array, geometry: AbstractGeometry) -> Array:
+    if plan.gather is not None:
+        return joseph3d_backproject(proj, plan.shape, affine, geometry, plan.gather)
     shape = (*plan.shape, plan.batch) if plan.batch > 1 else plan.shape
     spec = jax.ShapeDtypeStruct(shape, proj.dtype)
     (out,) = jax.linear_transpose(lambda x: _forward(plan, x, affine, geometry), spec)(proj)
@@ -525,6 +543,9 @@ def _check_projective(where: str, box: np.ndarray, geometry: _Projective) -> Non
     )
 
 
+_CHECKED: dict[tuple, None] = {}
+
+
 def check_geometry(where: str, volume: Any, geometry: AbstractGeometry) -> None:
     """Checks that need both the volume and the geometry (skipped for traced values)."""
     if not isinstance(geometry, AbstractGeometry):
@@ -536,7 +557,14 @@ def check_geometry(where: str, volume: Any, geometry: AbstractGeometry) -> None:
     if any(isinstance(x, jax.core.Tracer) for x in leaves):
         return
     if isinstance(geometry, _Projective):
-        _check_projective(where, np.asarray(volume.bounds_mm(), dtype=np.float64), geometry)
+        box = np.asarray(volume.bounds_mm(), dtype=np.float64)
+        leaves, treedef = jax.tree_util.tree_flatten(geometry)
+        key = (box.tobytes(), treedef, tuple(np.asarray(x).tobytes() for x in leaves))
+        if key not in _CHECKED:  # a projector called in a loop checks its geometry once
+            _check_projective(where, box, geometry)
+            if len(_CHECKED) >= 64:
+                _CHECKED.pop(next(iter(_CHECKED)))
+            _CHECKED[key] = None
         return
     if not isinstance(geometry, _Planar):
         return
@@ -595,7 +623,8 @@ def project(
     Args:
         volume: the volume; its affine places the voxels. Values are integrated along each ray in
             world millimetres, so attenuation in 1/mm gives dimensionless line integrals.
-        geometry: a `ParallelBeam` or `FanBeam` (``n_rows=None``: one row per slice).
+        geometry: a `ParallelBeam` or `FanBeam` (``n_rows=None``: one row per slice), a
+            `ConeBeam` or a `ProjectionGeometry`.
         views_per_batch: views computed together (memory ∝ this); default from a ~64 MB budget.
         sampling: `Joseph()` (default) or `Trilinear()`.
 
@@ -607,9 +636,14 @@ def project(
             unresolved on an oblique volume.
 
     Planar geometries on volumes whose third axis is the world z axis use Joseph's method with z as
-    a batch axis (fast path); other cases use trilinear sampling with a half-voxel step. Under an
-    outer ``jax.jit`` that traces the volume's affine, the alignment cannot be checked and the
+    a batch axis (fast path); other cases use 3-D Joseph (or trilinear sampling when asked). Under
+    an outer ``jax.jit`` that traces the volume's affine, the alignment cannot be checked and the
     generic path is used; keep the affine concrete (close over it) to get the fast path.
+
+    ``jax.grad`` through `project` runs `backproject`. For cone-beam and projective geometries it
+    is voxel-driven (a gather, about the cost of the forward) when the geometry and the affine are
+    concrete when `project` is traced: close over them rather than passing them as arguments of
+    an outer ``jax.jit``; with traced ones the (exact, slower) scatter transpose is used.
 
     Example:
         >>> vol = Volume.create(np.ones((32, 32, 4), np.float32), spacing_mm=1.0)

@@ -44,12 +44,14 @@ class CTProtocol:
     """Everything a CT acquisition and its reconstruction need.
 
     Attributes:
-        geometry: `ParallelBeam` or `FanBeam` (``n_rows=None``: one row per slice of the phantom).
+        geometry: `ParallelBeam` or `FanBeam` (``n_rows=None``: one row per slice of the phantom),
+            `ConeBeam` (CBCT, radiographs) or `ProjectionGeometry` (arbitrary poses).
             The detector pixel pitch (``du_mm``, ``dv_mm``) lives in the geometry.
         spectrum: the tube `Spectrum`.
         detector: an `EnergyIntegratingDetector` or a `PhotonCountingDetector`.
         mas_per_view: tube current–time product per view (mAs).
-        bowtie: an optional `Bowtie` filter (per-ray extra filtration).
+        bowtie: an optional `Bowtie` filter (per detector column extra filtration; parallel,
+            fan or cone beam).
         scatter: an optional `KernelScatter` estimate added to the signal.
         filter: FBP filter name (static).
         beam_hardening_correction: linearise the projections to water before reconstruction
@@ -98,7 +100,7 @@ class CTProtocol:
             mas_per_view: mAs per view; or give ``mas``, the total over all views (per rotation).
             detector: `EnergyIntegratingDetector` (default: no electronic noise, no blur) or
                 `PhotonCountingDetector`.
-            bowtie: optional `Bowtie` filter.
+            bowtie: optional `Bowtie` filter (not with a `ProjectionGeometry`).
             scatter: optional `KernelScatter`.
             filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
             beam_hardening_correction: water linearisation before reconstruction.
@@ -117,10 +119,10 @@ class CTProtocol:
             )
         if modality not in ("ct", "radiograph"):
             raise ValueError(f"{where}: `modality` must be 'ct' or 'radiograph' (got {modality!r})")
-        if bowtie is not None and not isinstance(geometry, (ParallelBeam, FanBeam)):
+        if bowtie is not None and not isinstance(geometry, (ParallelBeam, FanBeam, ConeBeam)):
             raise ValueError(
-                f"{where}: a `bowtie` needs a ParallelBeam or FanBeam geometry (got "
-                f"{type(geometry).__name__})"
+                f"{where}: a `bowtie` needs a ParallelBeam, FanBeam or ConeBeam geometry (a "
+                f"rotating gantry; got {type(geometry).__name__})"
             )
         if not isinstance(spectrum, Spectrum):
             raise TypeError(

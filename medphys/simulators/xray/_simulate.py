@@ -18,10 +18,12 @@ Physics
     (equiangular) detector has every pixel at sdd facing the source, so no such factor.
 
     A `Bowtie` multiplies ``N_E`` of each detector column by ``exp(-mu_bowtie(E) t(u))``; the flat
-    field sees it too. A `PhotonCountingDetector` replaces the weights ``E/E0``, ``(E/E0)^2`` by
-    the bin response ``P(bin | E)`` (one channel per bin, see `medphys.simulators.xray`'s
-    ``_detector``). The detector blur then smooths the expected signal along ``u``, and a
-    `KernelScatter` adds its low-frequency scatter estimate (``_scatter``), both before noise.
+    field sees it too. On a `ConeBeam` flat panel the thickness is that of the column's in-plane
+    fan angle ``gamma = atan(u / sdd)`` (``t(sod |sin gamma|)``), shared by all rows. A
+    `PhotonCountingDetector` replaces the weights ``E/E0``, ``(E/E0)^2`` by the bin response
+    ``P(bin | E)`` (one channel per bin, see `medphys.simulators.xray`'s ``_detector``). The
+    detector blur then smooths the expected signal along ``u``, and a `KernelScatter` adds its
+    low-frequency scatter estimate (``_scatter``), both before noise.
 
 Noise
     The energy-weighted sum of Poisson counts (compound Poisson) is drawn as a scaled Poisson
@@ -57,7 +59,7 @@ from jaxtyping import Array, Float
 from ... import materials
 from ..._types import PRNGKey
 from ...volume import LabeledVolume, Volume
-from ..geometry import FanBeam, _Planar
+from ..geometry import ConeBeam, FanBeam, _Planar
 from ._bowtie import Bowtie
 from ._detector import Detector, PhotonCountingDetector, channel_weights, smooth
 from ._projector import _planar_forward, check_geometry, planar_plan, project
@@ -117,13 +119,14 @@ class XrayScan:
         return -jnp.log(floor / (flat if flat.ndim == floor.ndim else flat[:, None]))
 
 
-def ray_radius_mm(geometry: _Planar, dtype: Any) -> Float[Array, " u"]:
-    """Distance of each detector column's ray from the rotation axis (mm)."""
+def ray_radius_mm(geometry: _Planar | ConeBeam, dtype: Any) -> Float[Array, " u"]:
+    """Distance of each detector column's ray from the rotation axis (mm); for a `ConeBeam`, of
+    the column's in-plane (mid-plane) ray, which all its rows share."""
     u = geometry.u_mm(dtype)
     if isinstance(geometry, FanBeam) and geometry.curved:  # u is arc length at sdd: gamma = u / sdd
         sdd = jnp.asarray(geometry.sdd_mm, dtype)
         return jnp.asarray(geometry.sod_mm, dtype) * jnp.abs(jnp.sin(u / sdd))
-    if isinstance(geometry, FanBeam):
+    if isinstance(geometry, (FanBeam, ConeBeam)):  # flat detector: sin(atan(u / sdd))
         sdd = jnp.asarray(geometry.sdd_mm, dtype)
         return jnp.asarray(geometry.sod_mm, dtype) * jnp.abs(u) / jnp.sqrt(sdd * sdd + u * u)
     return jnp.abs(u)
@@ -255,9 +258,12 @@ def _post_log(mean, flat):
     return -jnp.log(jnp.maximum(mean, MIN_COUNTS) / flat)
 
 
-def _projective_weights(geometry, view, energies, photons, mas_per_view, dtype, detector):
+def _projective_weights(
+    geometry, view, energies, photons, mas_per_view, dtype, detector, bowtie=None, mu_bowtie=None
+):
     """``(w1, w2)`` each ``(u, v, E, c)`` for one view of a point-source, flat-panel geometry:
-    photons per mAs per mm² at 1 m × mAs × (1000 mm / ray length)² × pixel area × obliquity."""
+    photons per mAs per mm² at 1 m × mAs × (1000 mm / ray length)² × pixel area × obliquity,
+    times the bowtie's transmission of each detector column (`ConeBeam` only; rows share it)."""
     _, _, e_u, e_v = geometry.pose(view, dtype)
     rays = geometry.rays(view, dtype)
     normal = jnp.cross(e_u, e_v)
@@ -271,12 +277,26 @@ def _projective_weights(geometry, view, energies, photons, mas_per_view, dtype, 
     per = n * jnp.asarray(mas_per_view, dtype)
     w1 = geom[:, :, None, None] * (per[:, None] * r1.astype(dtype))[None, None]
     w2 = geom[:, :, None, None] * (per[:, None] * r2.astype(dtype))[None, None]
+    if bowtie is not None and mu_bowtie is not None:
+        t = bowtie.thickness_mm(ray_radius_mm(geometry, dtype))  # (u,)
+        trans = jnp.exp(-t[:, None] * jnp.asarray(mu_bowtie, dtype)[None, :])  # (u, E)
+        w1 = w1 * trans[:, None, :, None]
+        w2 = w2 * trans[:, None, :, None]
     return w1, w2
 
 
 @jax.jit
 def _expected_projective(
-    lengths, geometry, mu_mm, energies, photons, mas_per_view, detector, scatter=None
+    lengths,
+    geometry,
+    mu_mm,
+    energies,
+    photons,
+    mas_per_view,
+    detector,
+    scatter=None,
+    bowtie=None,
+    mu_bowtie=None,
 ):
     """Per-material path lengths ``(views, u, v, m)`` → readings, variance and flat field per
     channel, each ``(views, u, v, c)``."""
@@ -285,7 +305,7 @@ def _expected_projective(
     def one(args):
         view, lv = args
         w1, w2 = _projective_weights(
-            geometry, view, energies, photons, mas_per_view, dtype, detector
+            geometry, view, energies, photons, mas_per_view, dtype, detector, bowtie, mu_bowtie
         )
         t = jnp.exp(-jnp.einsum("uvm,me->uve", lv, mu_mm.astype(dtype)))
         return (
@@ -374,6 +394,8 @@ def expected_scan(
     else:
         mu = np.zeros((1, energies.size))
     arrays = partial(jax.tree_util.tree_map, jnp.asarray)
+    bowtie = protocol.bowtie
+    mu_bowtie = None if bowtie is None else jnp.asarray(bowtie.mu_per_mm(energies))
     if not planar:
         # point source and flat panel (cone beam, C-arm, radiographs): one projection per material
         maps = [fractions[i] for i in keep] or [jnp.zeros(fractions.shape[1:], dtype)]
@@ -390,6 +412,8 @@ def expected_scan(
             jnp.asarray(protocol.mas_per_view),
             arrays(protocol.detector),
             None if protocol.scatter is None else arrays(protocol.scatter),
+            None if bowtie is None else arrays(bowtie),
+            mu_bowtie,
         )
         return _scan(mean, var, flat, geometry, protocol)
     plan = planar_plan(
@@ -399,8 +423,6 @@ def expected_scan(
         batch=max(len(keep), 1),
         where=where,
     )
-    bowtie = protocol.bowtie
-    mu_bowtie = None if bowtie is None else jnp.asarray(bowtie.mu_per_mm(energies))
     # the plan follows the protocol's geometry: n_rows=None → the rows are the slices
     mean, var, flat = _expected(
         plan,

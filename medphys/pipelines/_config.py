@@ -17,12 +17,22 @@ PositiveMM = Annotated[float, pydantic.Field(gt=0.0, allow_inf_nan=False)]
 
 
 class PhantomSection(Strict):
-    name: str = "torso-basic"
+    #: one phantom family, or several that the cases take in turn (case i: ``name[i % n]``)
+    name: Annotated[
+        list[str],
+        pydantic.BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
+        pydantic.Field(min_length=1),
+    ] = pydantic.Field(default_factory=lambda: ["adult-male", "adult-female"])
     vary: bool = True
-    shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (128, 128, 48)
+    shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (144, 144, 56)
     spacing_mm: tuple[PositiveMM, PositiveMM, PositiveMM] = (3.0, 3.0, 6.0)
-    center_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    center_mm: tuple[float, float, float] = (0.0, 0.0, 50.0)
     supersample: Annotated[int, pydantic.Field(ge=1, le=8)] = 2
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The phantom families, in the order the cases take them."""
+        return tuple(self.name)
 
 
 class CTSection(Strict):

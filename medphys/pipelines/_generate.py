@@ -78,11 +78,20 @@ def check_output_dir(out: Path) -> None:
 
 @dataclass(frozen=True)
 class JobInputs:
-    """The phantom family and protocols a job uses, loaded and validated once before any case."""
+    """The phantom families and protocols a job uses, loaded and validated once before any case."""
 
-    phantom: phantoms.Phantom
+    families: tuple[phantoms.Phantom, ...]
     ct: Any
     mr: Any
+
+    @property
+    def phantom(self) -> phantoms.Phantom:
+        """The first phantom family."""
+        return self.families[0]
+
+    def family(self, index: int) -> phantoms.Phantom:
+        """The phantom family of case ``index`` (the families take turns)."""
+        return self.families[index % len(self.families)]
 
 
 def load_inputs(config: GenerateConfig) -> JobInputs:
@@ -90,7 +99,7 @@ def load_inputs(config: GenerateConfig) -> JobInputs:
     from .. import simulators
 
     return JobInputs(
-        phantom=phantoms.load(config.phantom.name),
+        families=tuple(phantoms.load(name) for name in config.phantom.names),
         ct=simulators.load(config.ct.protocol),
         mr=simulators.load(config.mr.protocol),
     )
@@ -126,24 +135,24 @@ def _save_npy(array: np.ndarray, path: Path) -> None:
 
 
 def simulate_case(
-    key: jax.Array, config: GenerateConfig, inputs: JobInputs
+    key: jax.Array, config: GenerateConfig, inputs: JobInputs, *, index: int = 0
 ) -> tuple[LabeledVolume, Volume, Volume, np.ndarray, dict[str, Any]]:
-    """One virtual patient: phantom → labels, CT (HU), MR image, CT projections, provenance."""
+    """Case ``index``: phantom → labels, CT (HU), MR image, CT projections, provenance."""
     # The job computes in float32 whatever the caller's `jax_enable_x64` setting, so the same
     # seed gives the same bytes from the command line and from a float64 session.
     with jax.enable_x64(False):
-        return _simulate_case(key, config, inputs)
+        return _simulate_case(key, config, inputs, index)
 
 
 def _simulate_case(
-    key: jax.Array, config: GenerateConfig, inputs: JobInputs
+    key: jax.Array, config: GenerateConfig, inputs: JobInputs, index: int
 ) -> tuple[LabeledVolume, Volume, Volume, np.ndarray, dict[str, Any]]:
     from ..simulators import ct as ct_sim
     from ..simulators import mr as mr_sim
     from ..simulators import xray
 
     k_phantom, k_ct, k_mr = jax.random.split(key, 3)
-    base = inputs.phantom
+    base = inputs.family(index)
     if config.phantom.vary:
         params = phantoms.sample_params(k_phantom, base)
         phantom = phantoms.apply(params, base)
@@ -161,7 +170,10 @@ def _simulate_case(
     scan = xray.simulate(labels, inputs.ct, k_ct)
     ct_image = ct_sim.reconstruct(scan, inputs.ct, like=labels)
     mr_result = mr_sim.simulate(labels, inputs.mr, k_mr)
-    provenance = {"phantom_params": None if params is None else params.to_dict()}
+    provenance = {
+        "phantom": base.name,
+        "phantom_params": None if params is None else params.to_dict(),
+    }
     return labels, ct_image, mr_result.image, np.asarray(scan.projections, np.float32), provenance
 
 
@@ -233,7 +245,9 @@ def generate(
         case_dir.mkdir(parents=True, exist_ok=True)
         (case_dir / "case.json").unlink(missing_ok=True)
         key = jax.random.fold_in(root, index)
-        labels, ct_image, mr_image, projections, provenance = simulate_case(key, config, inputs)
+        labels, ct_image, mr_image, projections, provenance = simulate_case(
+            key, config, inputs, index=index
+        )
         save_nifti(labels, case_dir / files["label"])
         save_nifti(
             ct_image.with_data(np.asarray(ct_image.data, np.float32)), case_dir / files["ct"]
@@ -310,9 +324,11 @@ def write_overview(out: Path, config: GenerateConfig, *, max_cases: int = 6) -> 
         ct_image = load_nifti(case_dir / "ct.nii.gz")
         mr_image = load_nifti(case_dir / "mr.nii.gz")
         name = case_name(index)
+        meta = json.loads((case_dir / "case.json").read_text(encoding="utf-8"))
+        family = meta.get("phantom") or ""
         rows.append(
             [
-                Panel(labels, f"{name} labels"),
+                Panel(labels, f"{name} {family}".rstrip()),
                 Panel(ct_image, "CT (HU) axial", window=(-1000.0, 400.0)),
                 Panel(ct_image, "CT coronal", plane="coronal", window=(-1000.0, 400.0)),
                 Panel(mr_image, "MR axial"),
@@ -322,7 +338,7 @@ def write_overview(out: Path, config: GenerateConfig, *, max_cases: int = 6) -> 
     return save_montage(
         rows,
         out / "overview.png",
-        title=f"medphys generate: {config.phantom.name}, seed {config.seed}",
+        title=f"medphys generate: {', '.join(config.phantom.names)}, seed {config.seed}",
     )
 
 

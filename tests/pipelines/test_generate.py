@@ -23,6 +23,7 @@ seed = 11
 name = "torso-basic"
 shape = [36, 26, 6]
 spacing_mm = [10.0, 10.0, 50.0]
+center_mm = [0.0, 0.0, 0.0]
 supersample = 1
 [output]
 montage = true
@@ -176,3 +177,33 @@ def test_folder_of_another_config_is_refused(dataset, tiny_config):
     other = load_config(tiny_config, overrides={"seed": 12})
     with pytest.raises(OutputError, match=r"different configuration.*--overwrite"):
         generate(out, other)
+
+
+def test_several_families_take_turns(tmp_path):
+    cfg = tmp_path / "two.toml"
+    cfg.write_text(
+        TINY.replace('name = "torso-basic"', 'name = ["torso-basic", "water-cylinder"]').replace(
+            "cases = 2", "cases = 3"
+        )
+    )
+    config = load_config(cfg)
+    assert config.phantom.names == ("torso-basic", "water-cylinder")
+    generate(tmp_path / "out", config)
+    families = []
+    for case in ("case-0000", "case-0001", "case-0002"):
+        d = tmp_path / "out" / "cases" / case
+        meta = json.loads((d / "case.json").read_text())
+        names = {row[1] for row in meta["structures"]}
+        families.append(meta["phantom"])
+        assert ("liver" in names) == (meta["phantom"] == "torso-basic")
+    assert families == ["torso-basic", "water-cylinder", "torso-basic"]
+
+
+def test_the_default_job_uses_the_adult_phantoms(tmp_path):
+    from medphys import ConfigError
+
+    assert load_config().phantom.names == ("adult-male", "adult-female")
+    cfg = tmp_path / "empty.toml"
+    cfg.write_text("[phantom]\nname = []\n")
+    with pytest.raises(ConfigError, match=r"empty.toml:2: phantom.name"):
+        load_config(cfg)

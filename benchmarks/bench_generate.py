@@ -32,18 +32,19 @@ from medphys.simulators import ct, mr, xray
 def stage_times(cases: int) -> list[dict[str, float]]:
     config = load_config()
     inputs = load_inputs(config)
-    base = inputs.phantom
     p = config.phantom
     out = []
     for index in range(cases):
         key = jax.random.fold_in(jax.random.PRNGKey(config.seed), index)
         k_ph, k_ct, k_mr = jax.random.split(key, 3)
         t = {}
+        base = inputs.family(index)
         t0 = time.perf_counter()
         labels = phantoms.voxelize(
             phantoms.apply(phantoms.sample_params(k_ph, base), base),
             shape=p.shape,
             spacing_mm=p.spacing_mm,
+            center_mm=p.center_mm,
             supersample=p.supersample,
         )
         t["phantom_s"] = time.perf_counter() - t0

@@ -133,14 +133,7 @@ class BlochSpinEcho(AbstractBlochSequence):
         """
         where = f"{chk.PREFIX}BlochSpinEcho.create"
         n_iso, dwell = _common(where, isochromats, dwell_s)
-        te = chk.positive(where, "te_s", te_s, " (seconds)")
-        tr = chk.positive(where, "tr_s", tr_s, " (seconds)")
-        if not te < tr:
-            raise chk.FieldError(
-                where,
-                "te_s",
-                f"`te_s` must be less than `tr_s` (got te_s={te:g} s, tr_s={tr:g} s)",
-            )
+        te, tr = chk.echo_times(where, te_s, tr_s)
         out = cls(
             te_s=te,
             tr_s=tr,
@@ -208,14 +201,7 @@ class BlochGradientEcho(AbstractBlochSequence):
         """
         where = f"{chk.PREFIX}BlochGradientEcho.create"
         n_iso, dwell = _common(where, isochromats, dwell_s)
-        te = chk.positive(where, "te_s", te_s, " (seconds)")
-        tr = chk.positive(where, "tr_s", tr_s, " (seconds)")
-        if not te < tr:
-            raise chk.FieldError(
-                where,
-                "te_s",
-                f"`te_s` must be less than `tr_s` (got te_s={te:g} s, tr_s={tr:g} s)",
-            )
+        te, tr = chk.echo_times(where, te_s, tr_s)
         out = cls(
             te_s=te,
             tr_s=tr,

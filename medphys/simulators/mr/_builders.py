@@ -150,12 +150,7 @@ def spin_echo(
         ValueError: ``te_s >= tr_s``, non-positive times, or timing that does not fit.
     """
     where = f"{chk.PREFIX}spin_echo"
-    te = chk.positive(where, "te_s", te_s, " (seconds)")
-    tr = chk.positive(where, "tr_s", tr_s, " (seconds)")
-    if not te < tr:
-        raise chk.FieldError(
-            where, "te_s", f"`te_s` must be less than `tr_s` (got te_s={te:g} s, tr_s={tr:g} s)"
-        )
+    te, tr = chk.echo_times(where, te_s, tr_s)
     n_reps = chk.integer(where, "n_reps", n_reps, minimum=1)
     n_dummy = chk.integer(where, "n_dummy", n_dummy, minimum=0)
     exc = excitation or hard_pulse(90.0, _PULSE_S)
@@ -256,12 +251,7 @@ def gradient_echo(
         ValueError: ``te_s >= tr_s``, non-positive times, flip outside (0, 180].
     """
     where = f"{chk.PREFIX}gradient_echo"
-    te = chk.positive(where, "te_s", te_s, " (seconds)")
-    tr = chk.positive(where, "tr_s", tr_s, " (seconds)")
-    if not te < tr:
-        raise chk.FieldError(
-            where, "te_s", f"`te_s` must be less than `tr_s` (got te_s={te:g} s, tr_s={tr:g} s)"
-        )
+    te, tr = chk.echo_times(where, te_s, tr_s)
     flip = chk.flip(where, "flip_deg", flip_deg)
     inc = chk.number(where, "rf_spoil_increment_deg", rf_spoil_increment_deg)
     base = excitation or hard_pulse(flip, _PULSE_S)

@@ -26,6 +26,8 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import Timing, machine, measure, run_isolated, table
@@ -60,7 +62,9 @@ def one(tool: str, task: str) -> Timing:
         n, fractions = {
             "torso-256": (256, False),
             "torso-256-fractions": (256, True),
+            "torso-256-sparse": (256, "sparse"),
             "torso-512": (512, False),
+            "torso-512-sparse": (512, "sparse"),
         }[task]
         # 256³ over the whole torso (384 × 256 × 589 mm: 1.5 × 1.0 × 2.3 mm voxels); 512³ halves them
         spacing = tuple(v * 256 / n for v in (1.5, 1.0, 2.3))
@@ -73,20 +77,32 @@ def one(tool: str, task: str) -> Timing:
         }
         if tool == "medphys":
             voxelize = phantoms.voxelize
-            repeats = 0 if n == 512 else 1 if fractions else 3
+            repeats = 0 if n == 512 else 3 if fractions is False else 1
         elif tool == "medphys-two-pass":
             voxelize = _previous_voxelize()
             repeats = 1
         else:
             raise ValueError(f"unknown tool {tool}")
         note = f"adult-male, {len(ph.shapes)} structures, {n}³ voxels of {spacing} mm, ss 2"
-        return measure(
+        last = []
+        timing = measure(
             tool,
             task,
-            lambda: voxelize(ph, **kw),
+            lambda: last.append(voxelize(ph, **kw)) or last[-1],
             repeats=repeats,
-            note=note + (", fractions" if fractions else ""),
+            note=note,
         )
+        f = last[-1].fractions
+        if fractions == "sparse":
+            held = sum(np.asarray(a).nbytes for a in (f.voxels, f.structure, f.fraction))
+            dense = 4 * f.n_structures * n**3
+            timing.note += (
+                f", sparse fractions: {f.voxels.shape[0]} entries, {held / 2**20:.1f} MB "
+                f"(+ labels as base) vs {dense / 2**30:.1f} GB dense"
+            )
+        elif fractions:
+            timing.note += f", dense fractions {np.asarray(f).nbytes / 2**30:.2f} GB"
+        return timing
     if task.startswith("shepp-logan"):
         n = 128
         if tool.startswith("medphys"):
@@ -138,7 +154,8 @@ def main() -> None:
         ("medphys", "torso-256"),
         *([] if args.skip_previous else [("medphys-two-pass", "torso-256")]),
         ("medphys", "torso-256-fractions"),
-        *([] if args.skip_512 else [("medphys", "torso-512")]),
+        ("medphys", "torso-256-sparse"),
+        *([] if args.skip_512 else [("medphys", "torso-512"), ("medphys", "torso-512-sparse")]),
     ]
     rows, loads = [], []
     for tool, task in jobs:

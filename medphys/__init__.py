@@ -21,6 +21,7 @@ from ._errors import UnknownNameError as UnknownNameError
 from ._version import __version__ as __version__
 from .volume import LabeledVolume as LabeledVolume
 from .volume import MRValues as MRValues
+from .volume import SparseFractions as SparseFractions
 from .volume import Structure as Structure
 from .volume import Volume as Volume
 from .volume import make_affine as make_affine

@@ -301,6 +301,80 @@ class Structure:
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
+class SparseFractions:
+    """Per-structure occupancy stored only where a voxel holds more than one structure.
+
+    Inside a structure most voxels are wholly one structure; only the voxels on a boundary need
+    fractions. This keeps those as entries (voxel, structure, fraction) and every other voxel as
+    one-hot of ``base``: at 512³ with 43 structures it replaces the dense 23 GB float32 array by
+    the boundary entries (9 bytes each) and ``base`` (the voxelizer passes its label array).
+
+    Attributes:
+        voxels: ``(n,)`` flat C-order index (x, y, z) of the voxel of each entry; a boundary voxel
+            has one entry per structure it contains.
+        structure: ``(n,)`` row of the structure table of each entry.
+        fraction: ``(n,)`` occupancy of that structure in that voxel, in [0, 1].
+        base: ``(x, y, z)`` table row of the structure that fills each voxel without an entry.
+        n_structures: number of rows of the structure table (static).
+    """
+
+    voxels: Int[Array, " n"]
+    structure: Int[Array, " n"]
+    fraction: Float[Array, " n"]
+    base: Int[Array, "x y z"]
+    n_structures: int = dataclasses.field(metadata={"static": True})
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The dense shape ``(structures, x, y, z)``."""
+        return (self.n_structures, *self.base.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.fraction.dtype
+
+    def grouped(
+        self, index: Sequence[int], n: int, dtype: Any = jnp.float32
+    ) -> Float[Array, "g x y z"]:
+        """Dense occupancy of groups of structures (row ``i`` adds to group ``index[i]``).
+
+        Args:
+            index: group of each table row (length ``n_structures``), e.g. its material.
+            n: number of groups.
+            dtype: output dtype.
+
+        Returns:
+            ``(n, x, y, z)`` sums of the fractions of each group's structures.
+        """
+        group = jnp.asarray(np.asarray(index, dtype=np.int32))
+        shape = tuple(self.base.shape)
+        size = int(np.prod(shape))
+        base = group[jnp.asarray(self.base).reshape(-1).astype(jnp.int32)]
+        out = jnp.zeros((n, size), dtype=dtype)
+        out = out.at[base, jnp.arange(size)].set(1)
+        voxels = jnp.asarray(self.voxels)
+        out = out.at[:, voxels].set(0, mode="drop")
+        frac = jnp.asarray(self.fraction, dtype=dtype)
+        out = out.at[group[jnp.asarray(self.structure)], voxels].add(frac, mode="drop")
+        return out.reshape(n, *shape)
+
+    def dense(self, dtype: Any = None) -> Float[Array, "s x y z"]:
+        """The dense ``(structures, x, y, z)`` fractions (``dtype`` default: the entries')."""
+        dtype = self.fraction.dtype if dtype is None else dtype
+        return self.grouped(tuple(range(self.n_structures)), self.n_structures, dtype)
+
+    def sums(self) -> np.ndarray:
+        """Total occupancy of each structure in voxels (float64, on the host)."""
+        n = self.n_structures
+        base = np.asarray(self.base).reshape(-1)
+        mixed = np.unique(np.asarray(self.voxels))
+        whole = np.bincount(base, minlength=n) - np.bincount(base[mixed], minlength=n)
+        frac = np.asarray(self.fraction, dtype=np.float64)
+        return whole + np.bincount(np.asarray(self.structure), weights=frac, minlength=n)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
 class LabeledVolume(_Grid):
     """Integer labels plus the table that gives each label its name and material.
 
@@ -309,14 +383,15 @@ class LabeledVolume(_Grid):
         affine: ``(4, 4)`` voxel index → RAS+ mm.
         structures: the label table (static); label values are unique.
         fractions: optional ``(structures, x, y, z)`` fractional occupancy of each structure, in the
-            order of ``structures``, summing to 1 in each voxel (partial volume). ``None`` means
-            each voxel is wholly its label's structure.
+            order of ``structures``, summing to 1 in each voxel (partial volume): a dense array
+            or a `SparseFractions` (boundary voxels only). ``None`` means each voxel is wholly
+            its label's structure.
     """
 
     labels: Int[Array, "x y z"]
     affine: Float[Array, "4 4"]
     structures: tuple[Structure, ...] = dataclasses.field(metadata={"static": True})
-    fractions: Float[Array, "s x y z"] | None = None
+    fractions: Float[Array, "s x y z"] | SparseFractions | None = None
 
     @classmethod
     def create(
@@ -327,7 +402,7 @@ class LabeledVolume(_Grid):
         affine: ArrayLike | None = None,
         spacing_mm: float | Sequence[float] | None = None,
         center_mm: Sequence[float] | None = None,
-        fractions: ArrayLike | None = None,
+        fractions: ArrayLike | SparseFractions | None = None,
     ) -> LabeledVolume:
         """Validated constructor.
 
@@ -336,7 +411,8 @@ class LabeledVolume(_Grid):
             structures: ``Structure`` rows or ``(label, name, material)`` tuples; every label value
                 present in ``labels`` needs a row.
             affine, spacing_mm, center_mm: as in `Volume.create`.
-            fractions: optional ``(len(structures), x, y, z)`` occupancy in [0, 1].
+            fractions: optional ``(len(structures), x, y, z)`` occupancy in [0, 1], dense or a
+                `SparseFractions`.
 
         Raises:
             ValueError: non-integer labels, labels without a row, duplicate labels or names,
@@ -383,7 +459,20 @@ class LabeledVolume(_Grid):
                 f"{where}: label values {missing} occur in `labels` but have no row in `structures` "
                 f"(rows exist for {sorted(seen_labels)}); add a (label, name, material) row for each"
             )
-        if fractions is not None:
+        if isinstance(fractions, SparseFractions):
+            expected = (len(rows), *labels.shape)
+            if fractions.shape != expected:
+                raise ValueError(
+                    f"{where}: `fractions` (SparseFractions) must have shape {expected} "
+                    f"(got {fractions.shape})"
+                )
+            frac = np.asarray(fractions.fraction)
+            if frac.size and (frac.min() < -1e-6 or frac.max() > 1 + 1e-6):
+                raise ValueError(
+                    f"{where}: `fractions.fraction` must lie in [0, 1] "
+                    f"(got range [{frac.min()}, {frac.max()}])"
+                )
+        elif fractions is not None:
             f = (
                 fractions
                 if isinstance(fractions, (np.ndarray, jax.Array))
@@ -428,9 +517,13 @@ class LabeledVolume(_Grid):
 
     def structure_volume_mm3(self, name: str) -> float:
         """Volume of a structure (mm³), from fractions when present, else from labels."""
+        if isinstance(self.fractions, SparseFractions):
+            i = self.names.index(self.structure(name).name)
+            return float(self.fractions.sums()[i]) * self.voxel_volume_mm3
         if self.fractions is not None:
             i = self.names.index(self.structure(name).name)
-            return float(jnp.sum(jnp.asarray(self.fractions[i]))) * self.voxel_volume_mm3
+            total = np.sum(np.asarray(self.fractions[i]), dtype=np.float64)
+            return float(total) * self.voxel_volume_mm3
         return float(jnp.sum(self.mask(name))) * self.voxel_volume_mm3
 
     @property
@@ -446,6 +539,8 @@ class LabeledVolume(_Grid):
         """
         mats = self.material_names
         index = np.asarray([mats.index(s.material) for s in self.structures])
+        if isinstance(self.fractions, SparseFractions):
+            return self.fractions.grouped(tuple(int(i) for i in index), len(mats), dtype)
         if self.fractions is not None:
             out = jnp.zeros((len(mats), *self.shape), dtype=dtype)
             return out.at[index].add(jnp.asarray(self.fractions, dtype=dtype))

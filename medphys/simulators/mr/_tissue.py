@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Complex, Float
 
-from ...volume import LabeledVolume, Structure, _check_affine
+from ...volume import LabeledVolume, SparseFractions, Structure, _check_affine
 from . import _checks as chk
 from ._sequences import AbstractSequence
 
@@ -252,6 +252,8 @@ def _compartment_fractions(
     compartment (``index[i]`` is the compartment of structure ``i``)."""
     shape = labeled_volume.shape
     out = jnp.zeros((n, *shape), dtype=dtype)
+    if isinstance(labeled_volume.fractions, SparseFractions):
+        return labeled_volume.fractions.grouped(index, n, dtype)
     if labeled_volume.fractions is not None:
         return out.at[np.asarray(index)].add(jnp.asarray(labeled_volume.fractions, dtype=dtype))
     labels = jnp.asarray(labeled_volume.labels)

@@ -12,7 +12,7 @@ from medphys.pipelines import load_config
 def test_default_config_is_valid():
     cfg = load_config()
     assert cfg.cases >= 1
-    assert cfg.phantom.name == "torso-basic"
+    assert cfg.phantom.names == ("adult-male", "adult-female")
 
 
 def test_overrides_apply_and_are_validated():

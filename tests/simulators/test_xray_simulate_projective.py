@@ -135,7 +135,9 @@ def test_carm_short_scan_protocol_reads_water_and_air_in_hu(phantom):
     prot = load("ct-carm-cbct")
     g = prot.geometry
     g = dataclasses.replace(g, n_u=50, n_v=37, du_mm=g.du_mm * 5, dv_mm=g.dv_mm * 5)
-    prot = dataclasses.replace(prot, geometry=g, scatter=None, water_diameter_mm=2 * R)
+    prot = dataclasses.replace(
+        prot, geometry=g, scatter=None, scatter_correction=None, water_diameter_mm=2 * R
+    )
     scan = xray.expected_scan(phantom, prot)
     hu = np.asarray(ct.reconstruct(scan, prot, like=phantom).data)
     c = (np.arange(N) - (N - 1) / 2) * SP

@@ -7,6 +7,8 @@ calibration and Hounsfield units.
 - `water_mu(protocol)`, `to_hu(mu, mu_water, mu_air=0)`;
 - `reconstruct(scan, protocol, *, like)` → `Volume` in HU on the phantom's grid;
 - `correct_beam_hardening(projections, protocol)`: water linearisation;
+- `remove_scatter(scan, correction)`: kernel scatter correction of the readings (the protocol's
+  `scatter_correction` is applied by `reconstruct`);
 - iterative: `sirt`, `cgls`, `tv` → `IterativeReconstructor` (``init``/``step``/``run``/``image``).
 """
 
@@ -17,6 +19,7 @@ from ._fbp import ramp_response as ramp_response
 from ._fdk import fdk as fdk
 from ._hu import correct_beam_hardening as correct_beam_hardening
 from ._hu import reconstruct as reconstruct
+from ._hu import remove_scatter as remove_scatter
 from ._hu import to_hu as to_hu
 from ._hu import water_mu as water_mu
 from ._iterative import CGLSState as CGLSState

@@ -37,6 +37,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -50,11 +51,12 @@ from ...volume import Volume
 from ..geometry import ConeBeam
 from ..xray._detector import channel_weights
 from ..xray._protocol import CTProtocol
-from ..xray._simulate import XrayScan, ray_radius_mm
+from ..xray._scatter_correction import ScatterCorrection, correct_scatter
+from ..xray._simulate import MIN_COUNTS, XrayScan, detector_pitch_mm, ray_radius_mm
 from ._fbp import fbp
 from ._fdk import fdk
 
-__all__ = ["correct_beam_hardening", "reconstruct", "to_hu", "water_mu"]
+__all__ = ["correct_beam_hardening", "reconstruct", "remove_scatter", "to_hu", "water_mu"]
 
 _BHC_MAX_WATER_MM = 600.0
 _BHC_DEGREE = 6
@@ -207,14 +209,49 @@ def to_hu(mu_image: Any, mu_water: float, mu_air: float = 0.0) -> Any:
     return ((x - mu_air) * (1000.0 / (mu_water - mu_air)) - 1000.0).astype(x.dtype)
 
 
+def remove_scatter(scan: XrayScan, correction: ScatterCorrection) -> XrayScan:
+    """The scan with its readings replaced by the kernel estimate of the primary signal.
+
+    Args:
+        scan: an `XrayScan` (noisy or expected); its ``counts`` and ``flat_counts`` are used.
+        correction: the `medphys.simulators.xray.ScatterCorrection` (kernel and iterations).
+
+    Returns:
+        the scan with primary ``counts`` and their post-log ``projections`` (for a
+        photon-counting detector the totals are corrected; the per-bin fields are kept).
+
+    Raises:
+        TypeError: wrong argument types.
+
+    Example:
+        >>> primary = remove_scatter(scan, xray.ScatterCorrection.create(spr=0.5, fwhm_mm=150))
+    """
+    where = "medphys.simulators.ct.remove_scatter"
+    if not isinstance(scan, XrayScan):
+        raise TypeError(f"{where}: `scan` must be an XrayScan (got {type(scan).__name__})")
+    if not isinstance(correction, ScatterCorrection):
+        raise TypeError(
+            f"{where}: `correction` must be a medphys.simulators.xray.ScatterCorrection "
+            f"(got {type(correction).__name__})"
+        )
+    dtype = jnp.asarray(scan.counts).dtype
+    du, dv = detector_pitch_mm(scan.geometry, dtype)
+    primary = correct_scatter(correction, scan.counts, scan.flat_counts, du, dv)
+    flat = jnp.asarray(scan.flat_counts, dtype)
+    flat = flat if flat.ndim == primary.ndim else flat[None]
+    projections = -jnp.log(jnp.maximum(primary, MIN_COUNTS) / flat)
+    return dataclasses.replace(scan, counts=primary, projections=projections)
+
+
 def reconstruct(scan: XrayScan, protocol: CTProtocol, *, like: Any) -> Volume:
     """FBP (fan/parallel) or FDK (circular cone beam) of a scan, in Hounsfield units, on the grid
     of ``like``.
 
     Args:
         scan: the `XrayScan` from `medphys.simulators.xray.simulate`.
-        protocol: supplies the filter, the water calibration (`water_mu`) and whether to apply
-            the water beam-hardening correction first (`correct_beam_hardening`).
+        protocol: supplies the filter, the water calibration (`water_mu`), the optional kernel
+            scatter correction (`remove_scatter`, applied first, to the readings) and whether to
+            apply the water beam-hardening correction (`correct_beam_hardening`).
         like: a `Volume` or `LabeledVolume` (usually the phantom) giving shape and affine.
 
     Returns:
@@ -233,6 +270,8 @@ def reconstruct(scan: XrayScan, protocol: CTProtocol, *, like: Any) -> Volume:
             f"{where}: protocol {protocol.name or '(unnamed)'} is a {protocol.modality!r} protocol; "
             "only 'ct' protocols are reconstructed (use the projections as they are)"
         )
+    if protocol.scatter_correction is not None:
+        scan = remove_scatter(scan, protocol.scatter_correction)
     projections = scan.projections
     if protocol.beam_hardening_correction:
         projections = correct_beam_hardening(projections, protocol)

@@ -3,7 +3,8 @@
 - `project` / `backproject`: line integrals through a `Volume` along a geometry's rays and the
   exact adjoint (``jax.grad`` through `project` runs `backproject`).
 - `Spectrum`: tube spectra from SpekPy; `Bowtie` filters; detectors (`EnergyIntegratingDetector`,
-  `PhotonCountingDetector`, with blur); `KernelScatter`; `CTProtocol`.
+  `PhotonCountingDetector`, with blur); `KernelScatter` and its correction `ScatterCorrection`
+  (`correct_scatter`: primary from readings); `CTProtocol`.
 - `simulate` = `expected_scan` (deterministic) + `add_noise` (random): a polychromatic, noisy scan
   of a `LabeledVolume` → `XrayScan`.
 - `drr(ct_volume_hu, geometry, spectrum=...)`: DRRs from a CT in HU (volume or NIfTI path).
@@ -26,6 +27,8 @@ from ._projector import project as project
 from ._protocol import CTProtocol as CTProtocol
 from ._protocol import protocol_from_config as protocol_from_config
 from ._scatter import KernelScatter as KernelScatter
+from ._scatter_correction import ScatterCorrection as ScatterCorrection
+from ._scatter_correction import correct_scatter as correct_scatter
 from ._simulate import MIN_COUNTS as MIN_COUNTS
 from ._simulate import XrayScan as XrayScan
 from ._simulate import add_noise as add_noise

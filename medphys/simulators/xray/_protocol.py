@@ -4,7 +4,9 @@ A protocol file in the ``simulators/`` catalog (``modality = "ct"`` or ``"radiog
 sections ``[geometry]`` (``kind = "parallel"``, ``"fan"``, ``"cone"`` or ``"tomosynthesis"``),
 ``[spectrum]``, ``[dose]``, ``[detector]``
 (``kind = "energy-integrating"``, the default, or ``"photon-counting"`` with ``thresholds_kev``),
-optional ``[bowtie]`` and ``[scatter]``, and ``[reconstruction]``; `protocol_from_config` validates
+optional ``[bowtie]`` and ``[scatter]``, and ``[reconstruction]`` (with an optional
+``[reconstruction.scatter_correction]``: ``spr``, ``fwhm_mm``, ``n_iter`` of the kernel scatter
+correction applied before the log); `protocol_from_config` validates
 it with pydantic and builds a `CTProtocol`.
 When ``n_u`` is not given, the detector is sized to cover the reconstruction field of view
 ``fov_mm`` (a circle of that diameter about the rotation axis).
@@ -31,6 +33,7 @@ from ..geometry import ConeBeam, FanBeam, ParallelBeam, ProjectionGeometry
 from ._bowtie import Bowtie
 from ._detector import EnergyIntegratingDetector, PhotonCountingDetector
 from ._scatter import KernelScatter
+from ._scatter_correction import ScatterCorrection
 from ._spectrum import KVP_RANGE, Spectrum
 
 __all__ = ["CTProtocol", "protocol_from_config"]
@@ -53,6 +56,8 @@ class CTProtocol:
         bowtie: an optional `Bowtie` filter (per detector column extra filtration; parallel,
             fan or cone beam).
         scatter: an optional `KernelScatter` estimate added to the signal.
+        scatter_correction: an optional `ScatterCorrection` applied by
+            `medphys.simulators.ct.reconstruct` before the log (kernel-based primary estimate).
         filter: FBP filter name (static).
         beam_hardening_correction: linearise the projections to water before reconstruction
             (`medphys.simulators.ct.correct_beam_hardening`) (static).
@@ -67,6 +72,7 @@ class CTProtocol:
     mas_per_view: Float[Array, ""]
     bowtie: Bowtie | None = None
     scatter: KernelScatter | None = None
+    scatter_correction: ScatterCorrection | None = None
     filter: str = dataclasses.field(default="hann", metadata={"static": True})
     beam_hardening_correction: bool = dataclasses.field(default=False, metadata={"static": True})
     water_diameter_mm: float = dataclasses.field(default=200.0, metadata={"static": True})
@@ -85,6 +91,7 @@ class CTProtocol:
         detector: EnergyIntegratingDetector | PhotonCountingDetector | None = None,
         bowtie: Bowtie | None = None,
         scatter: KernelScatter | None = None,
+        scatter_correction: ScatterCorrection | None = None,
         filter: str = "hann",
         beam_hardening_correction: bool = False,
         water_diameter_mm: float = 200.0,
@@ -102,6 +109,7 @@ class CTProtocol:
                 `PhotonCountingDetector`.
             bowtie: optional `Bowtie` filter (not with a `ProjectionGeometry`).
             scatter: optional `KernelScatter`.
+            scatter_correction: optional `ScatterCorrection` applied in reconstruction.
             filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
             beam_hardening_correction: water linearisation before reconstruction.
             water_diameter_mm: reference water cylinder for the HU calibration (mm).
@@ -172,6 +180,11 @@ class CTProtocol:
             raise TypeError(
                 f"{where}: `scatter` must be a KernelScatter or None (got {type(scatter).__name__})"
             )
+        if scatter_correction is not None and not isinstance(scatter_correction, ScatterCorrection):
+            raise TypeError(
+                f"{where}: `scatter_correction` must be a ScatterCorrection or None "
+                f"(got {type(scatter_correction).__name__})"
+            )
         if not isinstance(beam_hardening_correction, bool):
             raise TypeError(
                 f"{where}: `beam_hardening_correction` must be True or False "
@@ -184,6 +197,7 @@ class CTProtocol:
             mas_per_view=np.asarray(per_view, np.float64),
             bowtie=bowtie,
             scatter=scatter,
+            scatter_correction=scatter_correction,
             filter=filter,
             beam_hardening_correction=beam_hardening_correction,
             water_diameter_mm=diameter,
@@ -364,10 +378,17 @@ class _ScatterConfig(Strict):
     fwhm_mm: Positive = 100.0
 
 
+class _ScatterCorrectionConfig(Strict):
+    spr: Annotated[float, pydantic.Field(ge=0, lt=1)]
+    fwhm_mm: Positive = 100.0
+    n_iter: Annotated[int, pydantic.Field(ge=1)] = 10
+
+
 class _ReconConfig(Strict):
     filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "hann"
     water_diameter_mm: Positive = 200.0
     beam_hardening_correction: bool = False
+    scatter_correction: _ScatterCorrectionConfig | None = None
 
 
 _AnyGeometry = _ParallelConfig | _FanConfig | _ConeConfig | _TomoConfig
@@ -511,6 +532,9 @@ def protocol_from_config(
             scatter=None
             if cfg.scatter is None
             else KernelScatter.create(**cfg.scatter.model_dump()),
+            scatter_correction=None
+            if cfg.reconstruction.scatter_correction is None
+            else ScatterCorrection.create(**cfg.reconstruction.scatter_correction.model_dump()),
             filter=cfg.reconstruction.filter,
             beam_hardening_correction=cfg.reconstruction.beam_hardening_correction,
             water_diameter_mm=cfg.reconstruction.water_diameter_mm,

@@ -20,6 +20,9 @@ Model (convolution / scatter-kernel superposition, after Ohnesorge et al. 1999)
     primary: a simplification) before noise; its quantum variance is the scatter signal times the
     variance-to-mean ratio of the unattenuated beam. The flat field (air scan) carries no scatter.
 
+    Reconstruction removes it with the kernel correction of ``_scatter_correction``
+    (`ScatterCorrection`, applied by `medphys.simulators.ct.reconstruct` when the protocol has one).
+
 References:
     B. Ohnesorge, T. Flohr, K. Klingenbeck-Regn, "Efficient object scatter correction algorithm for
     third and fourth generation CT scanners", Eur. Radiol. 9:563–569, 1999.

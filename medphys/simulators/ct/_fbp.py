@@ -55,7 +55,7 @@ from jaxtyping import Array, Float
 from ...volume import Volume
 from ..geometry import FanBeam, ParallelBeam, _Planar
 from ..xray._projector import _is_z_aligned
-from ._parker import check_redundancy, parker_weights, scan_needs_weights, weigh
+from ._parker import redundancy_weighted, scan_needs_weights
 
 __all__ = ["FILTERS", "FilterName", "fbp", "ramp_response"]
 
@@ -314,10 +314,7 @@ def fbp(
             f"{where}: `projections` must have shape {expected} (got {tuple(proj.shape)})"
         )
     geo = jax.tree_util.tree_map(jnp.asarray, geometry)
-    if redundancy is not None:
-        proj = weigh(proj, check_redundancy(where, redundancy, geometry), geo)
-    elif short:
-        proj = weigh(proj, parker_weights(geo, dtype=proj.dtype), geo)
+    proj = redundancy_weighted(where, proj, geometry, geo, redundancy, short)
     data = _fbp_kernel(
         proj,
         geo,

@@ -43,7 +43,7 @@ from jaxtyping import Array, Float
 from ...volume import Volume
 from ..geometry import ConeBeam
 from ._fbp import FilterName, _filter_rows, check_filter
-from ._parker import check_redundancy, parker_weights, scan_needs_weights, weigh
+from ._parker import redundancy_weighted, scan_needs_weights
 
 __all__ = ["fdk"]
 
@@ -181,10 +181,7 @@ def fdk(
     shape = tuple(int(s) for s in like.shape)
     block = int(min(_BLOCK, shape[0] * shape[1] * shape[2]))
     geo = jax.tree_util.tree_map(jnp.asarray, geometry)
-    if redundancy is not None:
-        proj = weigh(proj, check_redundancy(where, redundancy, geometry), geo)
-    elif short:
-        proj = weigh(proj, parker_weights(geo, dtype=proj.dtype), geo)
+    proj = redundancy_weighted(where, proj, geometry, geo, redundancy, short)
     data = _fdk_kernel(
         proj,
         geo,

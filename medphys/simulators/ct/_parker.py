@@ -213,3 +213,15 @@ def weigh(proj: Array, weights: Array, geometry: Any) -> Array:
     n = proj.shape[0]
     scale = n * jnp.abs(angular_step(geometry)).astype(dtype) / math.pi
     return proj * (weights.astype(dtype) * scale)[:, :, None]
+
+
+def redundancy_weighted(
+    where: str, proj: Array, geometry: Any, geo: Any, redundancy: Any, short: bool
+) -> Array:
+    """``proj`` weighted by the user's ``redundancy``, by Parker weights for a short scan, or as it
+    is for a full scan (``geometry`` concrete, ``geo`` its array form)."""
+    if redundancy is not None:
+        return weigh(proj, check_redundancy(where, redundancy, geometry), geo)
+    if short:
+        return weigh(proj, parker_weights(geo, dtype=proj.dtype), geo)
+    return proj

@@ -1,5 +1,6 @@
 """Phantoms of simple analytic shapes (Shepp–Logan 3-D): the brute-force answer, and at
-supersample 1 the finest cells are the sample points themselves (no separate sample pass)."""
+supersample 1 the cell hierarchy's finest cells are the sample points themselves (no separate
+sample pass)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ def test_supersample_1_needs_no_sample_pass(monkeypatch):
     calls = []
     paint = _voxelize._paint
     monkeypatch.setattr(_voxelize, "_paint", lambda *a: calls.append(1) or paint(*a))
-    ph = phantoms.load("shepp-logan-3d")
-    _voxelize.voxelize(ph, shape=(24, 24, 24), spacing_mm=9.0, supersample=1, fractions=False)
+    ph = phantoms.load("torso-basic")  # not only ellipsoids: the cell hierarchy answers
+    _voxelize.voxelize(ph, shape=(24, 24, 24), spacing_mm=18.0, supersample=1, fractions=False)
     assert calls == []
-    _voxelize.voxelize(ph, shape=(24, 24, 24), spacing_mm=9.0, supersample=2, fractions=False)
+    _voxelize.voxelize(ph, shape=(24, 24, 24), spacing_mm=18.0, supersample=2, fractions=False)
     assert calls

@@ -11,7 +11,8 @@ also voxelized with the previous two-pass voxelizer (commit ``9ad9f3e``, read fr
 time, never part of the package) for a same-machine ratio; ``--skip-previous`` leaves it out
 (about two minutes). Shepp–Logan: ODL and phantominator sample each voxel centre once; medphys is
 timed with ``supersample=1`` (the same work) and ``supersample=2`` (partial volume: 8 samples per
-voxel).
+voxel). A phantom made only of ellipsoids takes the voxelizer's column path (closed-form chords,
+the same labels as brute force); the torso takes the cell hierarchy.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ every sample point, the definition `._voxelize` is held to):
 - a column that grazes the surface (the discriminant within its error of zero) is evaluated
   with ``level`` on the whole window that can hold its chord.
 
+It paints every sample, so supersampled grids of more than ``_MAX_SAMPLES`` samples are left to
+the cell hierarchy, whose work follows the surfaces (at 512³ with 8 samples per voxel it is 2.5×
+faster; at 128³ the column path is 2–3× faster, at one sample per voxel 2.5× at 512³ too).
+
 When a window would hold more than ``_WINDOW`` samples (grids far finer than the ellipsoid's
 float32 resolution) or the evaluated samples are not one interval (rounding noise wider than
 a sample), the caller falls back to the general path: exact, slower.
@@ -39,11 +43,16 @@ _EPS = 2.0**-23  # twice float32's unit roundoff
 _MAX_LEAVES = 64  # painting unrolls over the leaves
 _SLAB_SAMPLES = 1 << 25  # samples painted per call (bounds memory: 1 byte each)
 _BIG = 1 << 30
+_MAX_SAMPLES = 1 << 25  # supersampled grids above this go to the cell hierarchy
 
 
-def applicable(groups, warp, affine: np.ndarray) -> bool:
-    """Whether the column path answers this voxelization (ellipsoids only, no warp)."""
+def applicable(groups, warp, affine: np.ndarray, shape=(1, 1, 1), k: int = 1) -> bool:
+    """Whether the column path answers this voxelization: ellipsoids only, no warp, and either
+    one sample per voxel or at most ``_MAX_SAMPLES`` samples (it paints every sample, while the
+    cell hierarchy's work follows the surfaces: on large supersampled grids that wins)."""
     if warp is not None or len(groups) != 1:
+        return False
+    if k > 1 and math.prod(shape) * k**3 > _MAX_SAMPLES:
         return False
     g = groups[0]
     if not isinstance(g.shapes, Ellipsoid) or g.labels.size > _MAX_LEAVES:

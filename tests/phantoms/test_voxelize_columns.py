@@ -109,7 +109,7 @@ def test_shepp_logan_equals_the_general_path(monkeypatch):
         )
 
 
-def test_only_plain_ellipsoid_phantoms_take_the_column_path():
+def test_which_voxelizations_take_the_column_path():
     from medphys.phantoms import _voxelize_leaves as leaves
     from medphys.volume import make_affine
 
@@ -120,6 +120,11 @@ def test_only_plain_ellipsoid_phantoms_take_the_column_path():
     assert not columns.applicable(leaves.groups(torso.shapes), None, affine)
     moving = torso.at(respiratory_phase=0.5)
     assert not columns.applicable(leaves.groups(sl.shapes), moving.warp, affine)
+    # supersampled grids beyond the painting budget go to the cell hierarchy (work ~ surface)
+    big = (512, 512, 512)
+    assert columns.applicable(leaves.groups(sl.shapes), None, affine, big, 1)
+    assert not columns.applicable(leaves.groups(sl.shapes), None, affine, big, 2)
+    assert columns.applicable(leaves.groups(sl.shapes), None, affine, (128, 128, 128), 2)
 
 
 def test_window_overflow_falls_back(monkeypatch):

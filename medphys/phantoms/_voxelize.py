@@ -300,7 +300,7 @@ def voxelize(
     label_dtype = np.uint8 if n_shapes + 1 <= 256 else np.int16
     groups = _leaves.groups(phantom.shapes)
     spans = None
-    if _columns.applicable(groups, warp, affine, shape_t, k):
+    if _columns.applicable(groups, warp, affine):
         spans = _columns.sample(groups, affine, shape_t, k)
     if spans is None:
         spans = _hierarchy(groups, warp, affine_j, shape_t, spacing, k, label_dtype, stretch)

@@ -17,9 +17,9 @@ every sample point, the definition `._voxelize` is held to):
 - a column that grazes the surface (the discriminant within its error of zero) is evaluated
   with ``level`` on the whole window that can hold its chord.
 
-It paints every sample, so supersampled grids of more than ``_MAX_SAMPLES`` samples are left to
-the cell hierarchy, whose work follows the surfaces (at 512³ with 8 samples per voxel it is 2.5×
-faster; at 128³ the column path is 2–3× faster, at one sample per voxel 2.5× at 512³ too).
+With several samples per voxel it decides each voxel from the chords of its sub-columns (a
+leaf holding all of its samples, or some): only voxels where a leaf above the top holding one
+touches without holding get their samples labelled one by one, as in the hierarchy.
 
 When a window would hold more than ``_WINDOW`` samples (grids far finer than the ellipsoid's
 float32 resolution) or the evaluated samples are not one interval (rounding noise wider than
@@ -41,18 +41,13 @@ from ._shapes import Ellipsoid, _rotation
 _WINDOW = 8  # samples evaluated with `level` around an uncertain root
 _EPS = 2.0**-23  # twice float32's unit roundoff
 _MAX_LEAVES = 64  # painting unrolls over the leaves
-_SLAB_SAMPLES = 1 << 25  # samples painted per call (bounds memory: 1 byte each)
+_SLAB_SAMPLES = 1 << 25  # voxels × k² per call (bounds memory)
 _BIG = 1 << 30
-_MAX_SAMPLES = 1 << 25  # supersampled grids above this go to the cell hierarchy
 
 
-def applicable(groups, warp, affine: np.ndarray, shape=(1, 1, 1), k: int = 1) -> bool:
-    """Whether the column path answers this voxelization: ellipsoids only, no warp, and either
-    one sample per voxel or at most ``_MAX_SAMPLES`` samples (it paints every sample, while the
-    cell hierarchy's work follows the surfaces: on large supersampled grids that wins)."""
+def applicable(groups, warp, affine: np.ndarray) -> bool:
+    """Whether the column path answers this voxelization (ellipsoids only, no warp)."""
     if warp is not None or len(groups) != 1:
-        return False
-    if k > 1 and math.prod(shape) * k**3 > _MAX_SAMPLES:
         return False
     g = groups[0]
     if not isinstance(g.shapes, Ellipsoid) or g.labels.size > _MAX_LEAVES:
@@ -150,9 +145,10 @@ def _paint(ell, labels, affine, x0, chords, which, *, k: int, sx: int, ny: int, 
             with the number of roots).
 
     Returns:
-        ``(first, pure, samples, bad)``: per voxel of the slab (x, y, z order) its first
-        sample's label and whether all its samples agree, the (voxels, k³) sample labels, and
-        ``bad``, true when a window overflowed or the evaluated samples were not one interval.
+        ``(label, pure, ends, bad)``: per voxel of the slab, (sx, ny, nz), its label where
+        all its samples agree (``pure``; None when k = 1: always), the integer chord ends
+        ``(a, b)`` (L, cx, cy) in sample units (empty: a > b) for `_mixed_rows`, and ``bad``,
+        true when a window overflowed or the evaluated samples were not one interval.
     """
     lo, hi, e, empty = chords
     nzk = nz * k
@@ -202,36 +198,61 @@ def _paint(ell, labels, affine, x0, chords, which, *, k: int, sx: int, ny: int, 
     a_e, b_e = a[leaf, cxi, cyi], b[leaf, cxi, cyi]
     holes = jnp.any(valid & ~inside & (u >= a_e[:, None]) & (u <= b_e[:, None]))
 
-    zs = jnp.arange(nzk, dtype=jnp.int32)[None, None, :]
-    out = jnp.zeros((sx * k, ny * k, nzk), jnp.uint8)  # at most _MAX_LEAVES structures
-    for j in range(n_leaves):  # painting order = priority: the largest label wins
-        hit = (zs >= a[j][:, :, None]) & (zs <= b[j][:, :, None])
-        out = jnp.maximum(out, jnp.where(hit, labels[j].astype(jnp.uint8), jnp.uint8(0)))
-    if k == 1:
-        return out.reshape(-1), None, out, overflow | holes
-    out = jax.lax.optimization_barrier(out)  # painted once, not once per slice below
-    low = high = out.reshape(sx, k, ny, k, nz, k)
-    for axis in (5, 3, 1):  # by slices: XLA's CPU windowed reductions are far slower
-        parts = [jax.lax.index_in_dim(low, i, axis, keepdims=False) for i in range(k)]
-        low = functools.reduce(jnp.minimum, parts)
-        parts = [jax.lax.index_in_dim(high, i, axis, keepdims=False) for i in range(k)]
-        high = functools.reduce(jnp.maximum, parts)
-    return low.reshape(-1), (low == high).reshape(-1), out, overflow | holes
+    bad = overflow | holes
+    # computed once: XLA would otherwise fuse the chain above into every voxel's read below
+    a, b = jax.lax.optimization_barrier((a, b))
+    if k == 1:  # paint every voxel: the largest label whose chord holds it (painting order)
+        zs = jnp.arange(nz, dtype=jnp.int32)[None, None, :]
+        out = jnp.zeros((sx, ny, nz), jnp.uint8)  # at most _MAX_LEAVES structures
+        for j in range(n_leaves):
+            hit = (zs >= a[j][:, :, None]) & (zs <= b[j][:, :, None])
+            out = jnp.maximum(out, jnp.where(hit, labels[j].astype(jnp.uint8), jnp.uint8(0)))
+        return out, None, (a, b), bad
+
+    # k > 1: per voxel, the leaves holding all its samples and those holding some of them
+    def over_subcolumns(v, op):  # (L, sx k, ny k) → (L, sx, ny, 1), by slices (XLA CPU)
+        v = v.reshape(n_leaves, sx, k, ny, k)
+        parts = [v[:, :, i, :, j] for i in range(k) for j in range(k)]
+        return functools.reduce(op, parts)[:, :, :, None]
+
+    a_all, b_all = over_subcolumns(a, jnp.maximum), over_subcolumns(b, jnp.minimum)
+    a_any, b_any = over_subcolumns(a, jnp.minimum), over_subcolumns(b, jnp.maximum)
+    a_all, b_all, a_any, b_any = jax.lax.optimization_barrier((a_all, b_all, a_any, b_any))
+    z_lo = (jnp.arange(nz, dtype=jnp.int32) * k)[None, None, :]
+    z_hi = z_lo + (k - 1)
+    top = jnp.zeros((sx, ny, nz), jnp.uint8)
+    for j in range(n_leaves):
+        full = (z_lo >= a_all[j]) & (z_hi <= b_all[j])
+        top = jnp.maximum(top, jnp.where(full, labels[j].astype(jnp.uint8), jnp.uint8(0)))
+    # a separate pass: XLA's CPU backend fuses one loop with two outputs ~200× slower
+    top = jax.lax.optimization_barrier(top)
+    edge = jnp.zeros((sx, ny, nz), jnp.uint8)
+    for j in range(n_leaves):
+        full = (z_lo >= a_all[j]) & (z_hi <= b_all[j])
+        some = (z_hi >= a_any[j]) & (z_lo <= b_any[j])
+        edge = jnp.maximum(edge, jnp.where(some & ~full, labels[j].astype(jnp.uint8), jnp.uint8(0)))
+    edge = jax.lax.optimization_barrier(edge)
+    # a voxel is one label when no leaf above its top label touches it without holding it
+    return top, edge <= top, (a, b), bad
 
 
-@partial(jax.jit, static_argnames=("k",))
-def _rows(samples, voxels, *, k: int):
-    """The k³ sample labels of voxels (flat indices into the slab; out of range: zeros)."""
-    ny, nz = samples.shape[1] // k, samples.shape[2] // k
+@partial(jax.jit, static_argnames=("k", "ny", "nz"))
+def _mixed_rows(chords, labels, voxels, *, k: int, ny: int, nz: int):
+    """The k³ sample labels of slab voxels ``voxels`` (flat; out of range: zeros)."""
+    a, b = chords
     x, rest = voxels // (ny * nz), voxels % (ny * nz)
     y, z = rest // nz, rest % nz
     o = jnp.arange(k, dtype=jnp.int32)
-    ox, oy, oz = (g.reshape(-1) for g in jnp.meshgrid(o, o, o, indexing="ij"))
-    return samples.at[
-        (x[:, None] * k + ox[None, :]),
-        (y[:, None] * k + oy[None, :]),
-        (z[:, None] * k + oz[None, :]),
-    ].get(mode="fill", fill_value=0)
+    ox, oy = (g.reshape(-1) for g in jnp.meshgrid(o, o, indexing="ij"))
+    cx = jnp.clip(x[:, None] * k + ox[None, :], 0, a.shape[1] - 1)  # (rows, k²)
+    cy = jnp.clip(y[:, None] * k + oy[None, :], 0, a.shape[2] - 1)
+    u = (z[:, None] * k + o[None, :])[:, None, :]  # (rows, 1, k)
+    out = jnp.zeros((voxels.shape[0], k * k, k), jnp.uint8)
+    for j in range(a.shape[0]):
+        hit = (u >= a[j][cx, cy][:, :, None]) & (u <= b[j][cx, cy][:, :, None])
+        out = jnp.maximum(out, jnp.where(hit, labels[j].astype(jnp.uint8), jnp.uint8(0)))
+    live = voxels < a.shape[1] // k * ny * nz
+    return jnp.where(live[:, None], out.reshape(-1, k**3), jnp.uint8(0))
 
 
 def sample(groups, affine: np.ndarray, shape: tuple[int, int, int], k: int):
@@ -246,7 +267,7 @@ def sample(groups, affine: np.ndarray, shape: tuple[int, int, int], k: int):
     labels = jnp.asarray(g.labels)
     aff = jnp.asarray(affine.astype(np.float32))
     nx, ny, nz = shape
-    per_x = ny * nz * k**3
+    per_x = ny * nz * k * k  # voxels painted, and sub-columns per voxel column
     sx = max(1, min(nx, _SLAB_SAMPLES // per_x))
     covers, voxels, fines = [], [], []
     for x0 in range(0, nx, sx):
@@ -256,18 +277,25 @@ def sample(groups, affine: np.ndarray, shape: tuple[int, int, int], k: int):
         which = np.flatnonzero(np.asarray(flag)).astype(np.int32)
         pad = 1 << max(6, math.ceil(math.log2(which.size + 1)))
         which = np.pad(which, (0, pad - which.size), constant_values=flag.size)
-        first, pure, v, bad = _paint(ell, labels, aff, np.int32(x0), chords, which, **dims,
-                                     window=_WINDOW)  # fmt: skip
+        first, pure, ends, bad = _paint(ell, labels, aff, np.int32(x0), chords, which, **dims,
+                                        window=_WINDOW)  # fmt: skip
         if bool(bad):
             return None
-        covers.append((x0, first))
+        covers.append((x0, first.reshape(-1)))  # outside jit: XLA's CPU reshape copies slowly
         if k == 1:
             continue
-        mixed = np.flatnonzero(~np.asarray(pure)).astype(np.int32)
-        pad = 1 << max(4, math.ceil(math.log2(mixed.size + 1)))
-        rows = np.pad(mixed, (0, pad - mixed.size), constant_values=sx * ny * nz)
+        mixed = np.flatnonzero(~np.asarray(pure).reshape(-1)).astype(np.int32)
         voxels.append(mixed + np.int32(x0 * ny * nz))
-        fines.append((mixed.size, _rows(v, rows, k=k)))
+        step = max(16, (1 << 22) // (labels.size * k**3))  # rows per call (bounds memory)
+        rows = []
+        for start in range(0, mixed.size, step):
+            part = mixed[start : start + step]
+            size = min(step, 1 << max(4, math.ceil(math.log2(part.size))))
+            part = np.pad(part, (0, size - part.size), constant_values=sx * ny * nz)
+            rows.append(_mixed_rows(ends, labels, part, k=k, ny=ny, nz=nz))
+        fines.append(
+            (mixed.size, jnp.concatenate(rows) if rows else jnp.zeros((0, k**3), jnp.uint8))
+        )
     # slabs may overlap at the end: the last slab's values win (they are equal anyway)
     cover = jnp.concatenate(
         [c if i + 1 == len(covers) else c[: (covers[i + 1][0] - x0) * ny * nz]

@@ -59,8 +59,9 @@ def applicable(groups, warp, affine: np.ndarray) -> bool:
 def _chords(ell, affine, px, py, *, nzk: int, k: int):
     """Roots (sample units, float) and their error bounds for every (leaf, x column, y column).
 
-    Returns ``lo, hi, e_lo, e_hi, empty`` with shapes (L, cx, cy): the chord is ``(lo, hi)``, a
-    sample within ``e`` of a root is uncertain; ``empty`` marks pairs with no sample inside.
+    Returns ``lo, hi, e, empty`` with shapes (L, cx, cy): the chord is ``(lo, hi)``, a sample
+    within ``e`` of a root is uncertain (grazing columns: ``lo = hi`` and ``e`` covers the
+    longest chord possible); ``empty`` marks pairs with no sample inside.
     """
     rot = jax.vmap(_rotation)(ell.rotation_rad)  # (L, 3, 3): q_j = sum_i d_i R_ij / a_j
     inv = 1.0 / ell.semi_axes_mm  # (L, 3)

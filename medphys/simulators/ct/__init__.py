@@ -3,7 +3,8 @@ calibration and Hounsfield units.
 
 - `fbp(projections, geometry, *, like, filter=...)` → `Volume` (1/mm for post-log data);
   `fdk(...)` for circular cone beam; both take full turns or short scans (Parker weights,
-  `parker_weights(geometry)`);
+  `parker_weights(geometry)`), and full turns with an offset detector (Wang's weights,
+  `offset_detector_weights(geometry)`);
 - `water_mu(protocol)`, `to_hu(mu, mu_water, mu_air=0)`;
 - `reconstruct(scan, protocol, *, like)` → `Volume` in HU on the phantom's grid;
 - `correct_beam_hardening(projections, protocol)`: water linearisation;
@@ -29,4 +30,5 @@ from ._iterative import TVState as TVState
 from ._iterative import cgls as cgls
 from ._iterative import sirt as sirt
 from ._iterative import tv as tv
+from ._parker import offset_detector_weights as offset_detector_weights
 from ._parker import parker_weights as parker_weights

@@ -271,8 +271,9 @@ def fbp(
         filter: ``"ram-lak"`` (plain ramp), ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
         redundancy: optional ``(views, u)`` redundancy weights (the measurements of each line
             adding up to 1); the image is then ``|dtheta| sum_views w Q``. Default: none for a
-            full turn (or a parallel-beam half turn), `parker_weights` for a short scan (views
-            over at least π + the fan angle and less than 2π).
+            full turn (or a parallel-beam half turn), `offset_detector_weights` for a full
+            turn with a displaced detector, `parker_weights` for a short scan (views over at
+            least π + the fan angle and less than 2π).
 
     Returns:
         `Volume` on ``like``'s grid, in projection units per mm (1/mm for post-log data), in the
@@ -281,7 +282,8 @@ def fbp(
     Raises:
         ValueError: unknown filter, projections or redundancy weights whose shape does not match
             the geometry, views that are not uniformly spaced, or that cover neither a full turn
-            (parallel beam: a half turn) nor π + the fan angle (short scan).
+            (parallel beam: a half turn) nor π + the fan angle (short scan), a short scan with
+            an offset detector, or an offset detector that misses the central ray.
 
     Example:
         >>> g = ParallelBeam.create(n_views=180, n_u=96, du_mm=1.0)
@@ -295,7 +297,7 @@ def fbp(
         raise TypeError(
             f"{where}: `geometry` must be a ParallelBeam or FanBeam (got {type(geometry).__name__})"
         )
-    short = scan_needs_weights(where, geometry, what="FBP", custom=redundancy is not None)
+    kind = scan_needs_weights(where, geometry, what="FBP", custom=redundancy is not None)
     proj = jnp.asarray(projections)
     if not jnp.issubdtype(proj.dtype, jnp.floating):
         proj = proj.astype(jnp.float32)
@@ -314,7 +316,7 @@ def fbp(
             f"{where}: `projections` must have shape {expected} (got {tuple(proj.shape)})"
         )
     geo = jax.tree_util.tree_map(jnp.asarray, geometry)
-    proj = redundancy_weighted(where, proj, geometry, geo, redundancy, short)
+    proj, geo = redundancy_weighted(where, proj, geometry, geo, redundancy, kind)
     data = _fbp_kernel(
         proj,
         geo,

@@ -141,7 +141,8 @@ def fdk(
             orientation).
         filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
         redundancy: optional ``(views, u)`` redundancy weights shared by all rows (see `fbp`);
-            default none for a full turn, `parker_weights` for a short scan.
+            default none for a full turn, `offset_detector_weights` for a full turn with a
+            displaced detector, `parker_weights` for a short scan.
 
     Returns:
         `Volume` on ``like``'s grid in projection units per mm (1/mm for post-log data), in the
@@ -150,8 +151,8 @@ def fdk(
     Raises:
         TypeError: ``geometry`` is not a `ConeBeam`.
         ValueError: unknown filter, a helical trajectory, views not uniformly spaced or covering
-            neither a full turn nor π + the fan angle, or projections (redundancy weights)
-            whose shape does not match the geometry.
+            neither a full turn nor π + the fan angle, a short scan with an offset detector,
+            or projections (redundancy weights) whose shape does not match the geometry.
 
     Example:
         >>> g = ConeBeam.create(n_views=180, n_u=96, n_v=64, du_mm=1.0, dv_mm=1.0,
@@ -169,7 +170,7 @@ def fdk(
             f"{where}: FDK needs a circular trajectory (got pitch_mm={float(geometry.pitch_mm):g}); "
             "helical data need a helical reconstruction"
         )
-    short = scan_needs_weights(where, geometry, what="FDK", custom=redundancy is not None)
+    kind = scan_needs_weights(where, geometry, what="FDK", custom=redundancy is not None)
     proj = jnp.asarray(projections)
     if not jnp.issubdtype(proj.dtype, jnp.floating):
         proj = proj.astype(jnp.float32)
@@ -181,7 +182,7 @@ def fdk(
     shape = tuple(int(s) for s in like.shape)
     block = int(min(_BLOCK, shape[0] * shape[1] * shape[2]))
     geo = jax.tree_util.tree_map(jnp.asarray, geometry)
-    proj = redundancy_weighted(where, proj, geometry, geo, redundancy, short)
+    proj, geo = redundancy_weighted(where, proj, geometry, geo, redundancy, kind)
     data = _fdk_kernel(
         proj,
         geo,

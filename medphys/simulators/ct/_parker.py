@@ -38,16 +38,37 @@ Which scans are accepted (`scan_needs_weights`)
     the minimum has lines that were never measured and is refused, unless the caller supplies
     its own redundancy weights.
 
+Offset detectors (half-fan full scans)
+    A detector shifted sideways (``u_offset_mm``) so that it covers one side of the central ray
+    further than the other enlarges the field of view of a full turn: lines at fan angles beyond
+    the short side's reach ``Delta`` are measured once (on the long side), lines with
+    ``|gamma| < Delta`` twice. Wang's weights (2002) make every line count once with a smooth
+    ``sin^2`` transition over the overlap, applied before the ramp filter (it also softens the
+    truncation of the filtered projections)::
+
+        w = 0                                  s gamma <= -Delta
+        w = sin^2(pi/4 · (s gamma + Delta) / Delta)   |gamma| < Delta
+        w = 1                                  s gamma >= Delta
+
+    with ``s = ±1`` the side the detector extends to; ``w(gamma) + w(-gamma) = 1``. A parallel
+    beam uses the detector coordinate ``u`` in place of ``gamma``. They apply automatically to a
+    full turn when the unmirrored part of the detector is wider than ``max(2 pixels, 5%)`` of it
+    (a quarter-pixel offset is not an offset detector); a short scan with such a detector is
+    refused (Parker's conjugate rays would fall off the detector).
+
 References:
     D. L. Parker, "Optimal short scan convolution reconstruction for fanbeam CT", Med. Phys.
     9(2):254–257, 1982.
     S. Wesarg, M. Ebert, T. Bortfeld, "Parker weights revisited", Med. Phys. 29(3):372–378, 2002.
+    G. Wang, "X-ray micro-CT with a displaced detector array", Med. Phys. 29(7):1634–1636,
+    2002.
     A. C. Kak and M. Slaney, Principles of Computerized Tomographic Imaging, IEEE Press, 1988,
     §3.4 (fan-beam redundancy).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -58,7 +79,7 @@ from jaxtyping import Array, Float
 
 from ..geometry import ConeBeam, FanBeam, ParallelBeam
 
-__all__ = ["parker_weights"]
+__all__ = ["offset_detector_weights", "parker_weights"]
 
 _FULL_TOL = 1e-3  # relative tolerance on the covered range for a full (half) turn
 
@@ -140,6 +161,69 @@ def parker_weights(
     return _parker_weight(beta[:, None], gamma[None, :], delta)
 
 
+def _lateral(geometry: Any, dtype: Any) -> Array:
+    """The coordinate that mirrors between the two measurements of a line in a full turn: the
+    fan angle (rad), or ``u`` (mm) for a parallel beam."""
+    if isinstance(geometry, ParallelBeam):
+        return geometry.u_mm(dtype)
+    return fan_angles_rad(geometry, dtype)
+
+
+def offset_detector_weights(
+    geometry: FanBeam | ConeBeam | ParallelBeam, *, dtype: Any = None
+) -> Float[Array, "views u"]:
+    """Wang's redundancy weights of a full turn with an offset (displaced) detector.
+
+    Traceable. ``Delta`` is the reach of the detector's short side (its column centre nearest
+    to the central ray's mirror); the weights rise from 0 to 1 across ``[-Delta, Delta]`` towards
+    the long side (see the module docstring), the same for every view and, on a cone-beam
+    detector, every row.
+
+    Args:
+        geometry: a `FanBeam`, circular `ConeBeam` or `ParallelBeam` whose detector covers the
+            central ray.
+        dtype: floating dtype of the result (default: JAX's default float).
+
+    Returns:
+        ``(views, u)`` weights in ``[0, 1]`` with ``w(gamma) + w(-gamma) = 1``.
+
+    Example:
+        >>> g = FanBeam.create(n_views=720, n_u=300, du_mm=1.0, sod_mm=500.0, sdd_mm=800.0,
+        ...                    u_offset_mm=-100.0)  # 50 columns past the centre on one side
+        >>> fbp(projections, g, like=vol)  # applies offset_detector_weights(g) itself
+
+    References:
+        Wang, Med. Phys. 29:1634, 2002.
+    """
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    x = _lateral(geometry, dtype)
+    lo, hi = jnp.min(x), jnp.max(x)
+    side = jnp.where(hi + lo >= 0, 1.0, -1.0).astype(dtype)
+    delta = jnp.maximum(jnp.minimum(-lo, hi), jnp.finfo(dtype).tiny ** 0.5)
+    y = side * x
+    ramp = jnp.sin(0.25 * math.pi * (y + delta) / delta) ** 2
+    w = jnp.where(y >= delta, 1.0, jnp.where(y <= -delta, 0.0, ramp)).astype(dtype)
+    return jnp.broadcast_to(w[None, :], (geometry.n_views, w.shape[0]))
+
+
+def _offset_detector(where: str, geometry: Any) -> bool:
+    """Whether a concrete geometry's detector is displaced (see the module docstring); refuses
+    one that does not cover the central ray."""
+    x = np.asarray(_lateral(geometry, jnp.float32), dtype=np.float64)
+    lo, hi = float(x.min()), float(x.max())
+    pitch = (hi - lo) / max(x.size - 1, 1)
+    unmirrored = abs(hi + lo)
+    if unmirrored <= max(2.0 * pitch, 0.05 * (hi - lo + pitch)):
+        return False
+    if lo >= 0.0 or hi <= 0.0:
+        raise ValueError(
+            f"{where}: the offset detector must cover the central ray (its columns span "
+            f"[{lo:.4g}, {hi:.4g}] {'mm' if isinstance(geometry, ParallelBeam) else 'rad'}); "
+            "reduce `u_offset_mm`"
+        )
+    return True
+
+
 def angular_step(geometry: Any) -> Array:
     """The signed step between views (traceable)."""
     a = jnp.asarray(geometry.angles)
@@ -147,8 +231,9 @@ def angular_step(geometry: Any) -> Array:
     return (a[n - 1] - a[0]) / max(n - 1, 1)
 
 
-def scan_needs_weights(where: str, geometry: Any, *, what: str, custom: bool) -> bool:
-    """Validate the view angles of a FBP/FDK scan; True for a short scan (redundancy weights).
+def scan_needs_weights(where: str, geometry: Any, *, what: str, custom: bool) -> str | None:
+    """Validate the view angles of a FBP/FDK scan and say which redundancy weights it needs:
+    ``"parker"`` (a short scan), ``"offset"`` (a full turn with a displaced detector) or None.
 
     Args:
         where: the public call, for messages.
@@ -159,7 +244,7 @@ def scan_needs_weights(where: str, geometry: Any, *, what: str, custom: bool) ->
     Traced angles are not checked and count as a full scan.
     """
     if isinstance(geometry.angles, jax.core.Tracer):
-        return False
+        return None
     a = np.asarray(geometry.angles, dtype=np.float64)
     n = a.size
     if n < 2:
@@ -170,16 +255,23 @@ def scan_needs_weights(where: str, geometry: Any, *, what: str, custom: bool) ->
         raise ValueError(f"{where}: {what} needs uniformly spaced view angles")
     span = abs(step) * n
     if abs(span - 2 * math.pi) < _FULL_TOL * 2 * math.pi:
-        return False
+        return "offset" if not custom and _offset_detector(where, geometry) else None
     if isinstance(geometry, ParallelBeam) and abs(span - math.pi) < _FULL_TOL * math.pi:
-        return False
+        return None
     if span > 2 * math.pi:
         raise ValueError(
             f"{where}: the views must cover at most one turn, 2π (got {n} views × "
             f"{abs(step):.4g} rad = {span:.4g} rad)"
         )
     if custom:
-        return True
+        return "custom"
+    if _offset_detector(where, geometry):
+        raise ValueError(
+            f"{where}: a short scan ({math.degrees(span):.1f}°) with an offset detector "
+            f"(u_offset_mm={float(geometry.u_offset_mm):g}) leaves lines without their Parker "
+            "conjugate; scan a full turn (offset-detector weights apply) or pass your own "
+            "`redundancy` weights"
+        )
     need = math.pi + 2 * max_fan_angle_rad(geometry)
     if span < need * (1 - 1e-9):
         raise ValueError(
@@ -188,7 +280,7 @@ def scan_needs_weights(where: str, geometry: Any, *, what: str, custom: bool) ->
             f"got {n} views × {abs(step):.4g} rad = {span:.4g} rad ({math.degrees(span):.2f}°). "
             "Widen the arc, narrow the detector, or pass your own `redundancy` weights"
         )
-    return True
+    return "parker"
 
 
 def check_redundancy(where: str, redundancy: Any, geometry: Any) -> Array:
@@ -216,12 +308,39 @@ def weigh(proj: Array, weights: Array, geometry: Any) -> Array:
 
 
 def redundancy_weighted(
-    where: str, proj: Array, geometry: Any, geo: Any, redundancy: Any, short: bool
-) -> Array:
-    """``proj`` weighted by the user's ``redundancy``, by Parker weights for a short scan, or as it
-    is for a full scan (``geometry`` concrete, ``geo`` its array form)."""
+    where: str, proj: Array, geometry: Any, geo: Any, redundancy: Any, kind: str | None
+) -> tuple[Array, Any]:
+    """``proj`` weighted by the user's ``redundancy``, by Parker weights for a short scan, by
+    Wang's for a full turn with an offset detector, or as it is for a full scan (``kind`` from
+    `scan_needs_weights`; ``geometry`` concrete, ``geo`` its array form), and the geometry to
+    reconstruct them with.
+
+    An offset detector's weighted projections are zero beyond its short side, so they are padded
+    with zero columns there up to the mirror of the long side: the ramp-filtered projections
+    do not vanish beyond the detector, and the backprojection reads them there (through the
+    conjugate views); without the padding the image is too bright outside the overlap.
+    """
     if redundancy is not None:
-        return weigh(proj, check_redundancy(where, redundancy, geometry), geo)
-    if short:
-        return weigh(proj, parker_weights(geo, dtype=proj.dtype), geo)
-    return proj
+        return weigh(proj, check_redundancy(where, redundancy, geometry), geo), geo
+    if kind == "parker":
+        return weigh(proj, parker_weights(geo, dtype=proj.dtype), geo), geo
+    if kind == "offset":
+        proj = weigh(proj, offset_detector_weights(geo, dtype=proj.dtype), geo)
+        return _mirror_padded(proj, geometry, geo)
+    return proj, geo
+
+
+def _mirror_padded(proj: Array, geometry: Any, geo: Any) -> tuple[Array, Any]:
+    """Zero columns on the short side of an offset detector up to the mirror of its long side."""
+    du = float(geometry.du_mm)
+    first = float(geometry.u_offset_mm) - 0.5 * (geometry.n_u - 1) * du
+    last = first + (geometry.n_u - 1) * du
+    pad = max(0, math.ceil(abs(first + last) / du - 1e-9))
+    if first + last >= 0:  # long side at +u: columns below the first
+        proj = jnp.pad(proj, ((0, 0), (pad, 0), (0, 0)))
+        shift = -0.5 * pad * du
+    else:
+        proj = jnp.pad(proj, ((0, 0), (0, pad), (0, 0)))
+        shift = 0.5 * pad * du
+    offset = jnp.asarray(float(geometry.u_offset_mm) + shift, jnp.asarray(geo.u_offset_mm).dtype)
+    return proj, dataclasses.replace(geo, n_u=geometry.n_u + pad, u_offset_mm=offset)

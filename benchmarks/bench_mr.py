@@ -14,8 +14,9 @@ Scenarios, each in its own interpreter (so peak memory is its own):
     * Bloch throughput in spin-steps per second (65,536 isochromats, a 64^2 gradient-echo
       readout, float32), forward and forward + backward.
 
-Bloch rows: "events" is the default integrator (free intervals in closed form, ADC samples by a
-recurrence), "time-stepped" the reference (``time_stepped=True``). Spin-steps per second are
+Bloch rows: "events" is the default integrator (free intervals in closed form, the coefficients
+of a block of events computed together, the readouts of all lines as one matrix product per
+readout class), "time-stepped" the reference (``time_stepped=True``). Spin-steps per second are
 *equivalent time-stepped* spin-steps: isochromats x raster steps of the lowered sequence (the
 reference's work) divided by the measured wall time; the event integrator does fewer, larger
 steps, so read them together with the times.

@@ -31,6 +31,7 @@ Typical use::
 from ._bloch import Spins as Spins
 from ._bloch import bloch as bloch
 from ._bloch import lorentzian_offsets as lorentzian_offsets
+from ._bloch import lorentzian_quadrature as lorentzian_quadrature
 from ._bloch_tier import AbstractBlochSequence as AbstractBlochSequence
 from ._bloch_tier import BlochGradientEcho as BlochGradientEcho
 from ._bloch_tier import BlochSpinEcho as BlochSpinEcho

@@ -53,7 +53,7 @@ from . import _bloch_events as _ev
 from . import _checks as chk
 from ._waveforms import StepPattern, StepSequence
 
-__all__ = ["Spins", "bloch", "lorentzian_offsets"]
+__all__ = ["Spins", "bloch", "lorentzian_offsets", "lorentzian_quadrature"]
 
 _TWO_PI = 2.0 * math.pi
 
@@ -149,7 +149,9 @@ def lorentzian_offsets(n: int, t2prime_s: float, *, dtype: Any = None) -> Float[
 
     ``Δf_j = Γ tan(π (u_j - 1/2))`` with ``u_j = (j + 1/2) / n`` and half-width ``Γ = 1/(2π T2')``
     (Hz); ``1/T2* = 1/T2 + 1/T2'``. With ``n`` isochromats the mean of ``exp(-i 2π Δf t)`` follows
-    ``exp(-t/T2')`` for ``t`` up to about ``n T2' / 10`` and then revives (a finite sample).
+    ``exp(-t/T2')`` only roughly (8: 0.820 instead of 0.787 at ``t = 0.24 T2'``, 0.33 off at
+    worst over ``2 T2'``) and then revives (a finite sample); `lorentzian_quadrature` (with
+    weights) is the accurate rule.
 
     Raises:
         ValueError: ``n < 1`` or ``t2prime_s <= 0``.
@@ -164,6 +166,89 @@ def lorentzian_offsets(n: int, t2prime_s: float, *, dtype: Any = None) -> Float[
     u = (np.arange(n) + 0.5) / n
     f = jnp.zeros(()).dtype if dtype is None else dtype
     return jnp.asarray(np.tan(math.pi * (u - 0.5)) / (_TWO_PI * t2p), f)
+
+
+def _szego_nodes(n: int, h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Angles and weights of the n-point Szegő quadrature of the wrapped Cauchy (Poisson kernel)
+    measure with trigonometric moments ``exp(-|k| h)``: float64 host arrays."""
+    if n == 1:
+        return np.zeros(1), np.ones(1)
+    rho = math.exp(-h)
+    # nodes: zeros on the unit circle of the para-orthogonal polynomial
+    # z^(n-1) (z - ρ) - τ (1 - ρ z), τ = +1 (odd n) or -1 (even n: conjugate pairs, no z = -1).
+    # With z = exp(iθ) they solve F(θ) = n θ + 2 atan2(ρ sin θ, 1 - ρ cos θ) = arg τ + 2π m,
+    # F increasing with |F(θ) - n θ| < π: one root per target, bracketed within ±π/n
+    target = np.pi * (np.arange(n) * 2.0 - (n - 1))
+    lo, hi = (target - np.pi) / n, (target + np.pi) / n
+    for _ in range(64):  # bisection to the last bit
+        mid = 0.5 * (lo + hi)
+        f = n * mid + 2.0 * np.arctan2(rho * np.sin(mid), 1.0 - rho * np.cos(mid)) - target
+        lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
+    theta = 0.5 * (lo + hi)
+    theta = 0.5 * (theta - theta[::-1])  # exactly symmetric
+    z = np.exp(1j * theta)
+    # Christoffel numbers: orthonormal polynomials 1, z^(k-1) (z - ρ) / sqrt(1 - ρ²)
+    weights = 1.0 / (1.0 + (n - 1) * np.abs(z - rho) ** 2 / -math.expm1(-2.0 * h))
+    return theta, weights / weights.sum()
+
+
+def lorentzian_quadrature(
+    n: int, t2prime_s: float, *, horizon_s: float | None = None, dtype: Any = None
+) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
+    """Off-resonances and weights of ``n`` isochromats whose summed signal decays as
+    ``exp(-|t|/T2')`` over ``|t| <= horizon_s``: the characteristic function of a Lorentzian
+    line of half-width ``1/(2π T2')``.
+
+    The rule is the Szegő quadrature of the wrapped Cauchy measure: with ``h = horizon/(n-1)``,
+    ``Σ_j w_j exp(-i 2π Δf_j k h) = exp(-k h/T2')`` holds exactly for ``k = 0 .. n-1`` (to
+    rounding), the weights are positive and sum to 1, the offsets are symmetric (a real
+    signal) and include 0 for odd ``n``. Between these times the error is about
+    ``0.2 h/T2'`` at most (8 isochromats over 2 T2': 0.053; 16 over 3 T2': 0.038; 8 over
+    0.25 T2': 0.0066); beyond the horizon the finite set rephases (the sum revives), so choose
+    the horizon to cover the longest time from an RF pulse to an ADC sample that matters.
+    Use the weights as fractions of the voxel's PD. ``n = 1`` gives one on-resonance
+    isochromat (no T2').
+
+    Args:
+        n: isochromats.
+        t2prime_s: T2' (s), ``1/T2' = 1/T2* - 1/T2``.
+        horizon_s: the longest time (s) the decay must follow (default ``3 T2'``, where
+            ``exp(-t/T2')`` has fallen to 5 %).
+        dtype: float dtype of the result (default: JAX's default float).
+
+    Returns:
+        ``(offsets_hz, weights)``, each ``(n,)``.
+
+    Raises:
+        ValueError: ``n < 1``, non-positive ``t2prime_s`` or ``horizon_s``.
+
+    Example:
+        >>> f, w = lorentzian_quadrature(3, 0.05, horizon_s=0.1)
+        >>> [round(float(v), 3) for v in f], round(float(w.sum()), 12)
+        ([-6.024, 0.0, 6.024], 1.0)
+
+    References:
+        Jones WB, Njåstad O, Thron WJ. Moment theory, orthogonal polynomials, quadrature, and
+        continued fractions associated with the unit circle. Bull London Math Soc 21:113-152
+        (1989) (Szegő quadrature, para-orthogonal polynomials).
+        Simon B. Orthogonal Polynomials on the Unit Circle, Part 1. AMS 2005, ch. 1.6
+        (Bernstein-Szegő and Poisson-kernel measures: Verblunsky coefficients ρ, 0, 0, ...).
+    """
+    where = f"{chk.PREFIX}lorentzian_quadrature"
+    n = chk.integer(where, "n", n, minimum=1)
+    t2p = chk.positive(where, "t2prime_s", t2prime_s, " (seconds)")
+    horizon = 3.0 * t2p if horizon_s is None else horizon_s
+    horizon = chk.positive(where, "horizon_s", horizon, " (seconds)")
+    offsets, weights = lorentzian_rule(n, t2p, horizon)
+    f = jnp.zeros(()).dtype if dtype is None else dtype
+    return jnp.asarray(offsets, f), jnp.asarray(weights, f)
+
+
+def lorentzian_rule(n: int, t2prime_s: float, horizon_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """`lorentzian_quadrature` on the host without checks: float64 ``(offsets_hz, weights)``."""
+    step = horizon_s / max(n - 1, 1)  # s
+    theta, weights = _szego_nodes(n, step / t2prime_s)
+    return theta / (_TWO_PI * step), weights
 
 
 def _step(spins: Spins, m: tuple[Array, Array, Array], x: tuple[Array, ...]):
@@ -192,9 +277,10 @@ def _pad(a: Array, k: int, fill: Any = 0.0) -> Array:
     return jnp.pad(a, [(0, k)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
 
 
-def _padded_spins(spins: Spins, weights: Array | None):
-    """Pad the spins to a multiple of 16 with zero-PD spins (fewer distinct compiled shapes)."""
-    pn = _round_up(spins.n_spins, 16) - spins.n_spins
+def _padded_spins(spins: Spins, weights: Array | None, multiple: int = 16):
+    """Pad the spins to a multiple of ``multiple`` with zero-PD spins (fewer distinct compiled
+    shapes, whole chunks)."""
+    pn = _round_up(spins.n_spins, multiple) - spins.n_spins
     if pn:
         spins = Spins(
             position_mm=_pad(spins.position_mm, pn),
@@ -364,7 +450,9 @@ def bloch(
         out, m = _run(seq, spins, weights, block_steps)
     else:
         plan = _ev.make_plan(pattern, n_adc)
-        spins, weights = _padded_spins(spins, weights)
+        n_coils = 1 if weights is None else weights.shape[0]
+        n_chunks = _ev.spin_chunks(plan, n_spins, n_coils)
+        spins, weights = _padded_spins(spins, weights, 16 * n_chunks)
         rates = dataclasses.replace(spins, t1_s=1.0 / spins.t1_s, t2_s=1.0 / spins.t2_s)
         out, m = _ev.run_events(
             sequence,
@@ -375,6 +463,9 @@ def bloch(
             n_events=plan.n_events,
             uniform=plan.uniform,
             n_flat=plan.n_flat,
+            classes=plan.class_shapes,
+            rf_adc=plan.rf_adc,
+            n_chunks=n_chunks,
         )
     out, m = out[:n_adc], m[:n_spins]
     if weights is not None:

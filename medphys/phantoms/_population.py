@@ -6,19 +6,34 @@ every generated case, so each case can be rebuilt exactly.
 
 Model (per family, in its TOML ``[population]`` table):
 
-- covariates (families that define them): height and body-mass index, each drawn from a normal
-  distribution truncated at ``± truncate_sd`` unless given. Height scales the body length (z)
-  by ``height / reference height``; BMI sets the subcutaneous fat thickness
-  ``fat_mm + fat_mm_per_bmi * (BMI - reference BMI)`` (floored at 20% of the reference), applied
-  by moving the outer surface of the ``fat_layer`` structures (skin, subcutaneous fat);
+- covariates (families that define them), unless given: height from a normal distribution
+  truncated at ``± truncate_sd``; body-mass index from a log-normal distribution (adult BMI is
+  right-skewed), truncated at ``± truncate_sd`` in log space and never below 16 kg/m^2 (severe
+  thinness, WHO). ``adult-male`` and ``adult-female`` use the log-normal fitted to the published
+  adult percentiles of NHANES 2015-2018 (`BMI_NHANES_2015_2018`); other families use the
+  log-normal with the mean and standard deviation of their TOML ``bmi = [mean, sd]``.
+  The TOML's ``bmi`` mean is also the reference individual's BMI (the catalog's geometry).
+  Height scales the body length (z) by ``height / reference height``; BMI sets the subcutaneous
+  fat thickness ``fat_mm + fat_mm_per_bmi * (BMI - reference BMI)`` (floored at 20% of the
+  reference), applied by moving the outer surface of the ``fat_layer`` structures (skin,
+  subcutaneous fat);
 - the whole body is then scaled about the origin by ``1 + body_scale_sd * z`` per axis (lateral,
   antero-posterior, length); each structure is scaled about its own centre by
   ``1 + size_sd * z``; every ``z`` is a standard normal truncated at ``± truncate_sd``.
+
+References:
+    Fryar CD, Carroll MD, Gu Q, Afful J, Ogden CL. Anthropometric reference data for children and
+    adults: United States, 2015-2018. National Center for Health Statistics, Vital Health Stat
+    3(46), 2021 (body-mass index of adults aged 20 and over, all race and Hispanic-origin groups:
+    selected percentiles).
+    WHO Expert Consultation, Lancet 363 (2004) 157-163 (BMI classes; < 16 kg/m^2: severe
+    thinness).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import jax
@@ -32,6 +47,68 @@ from ._phantom import Phantom, load
 _HEIGHT_CM = (120.0, 220.0)
 _WEIGHT_KG = (30.0, 250.0)
 _BMI = (14.0, 50.0)
+#: lowest BMI a drawn individual gets (kg/m^2): below it is severe thinness (WHO)
+BMI_FLOOR = 16.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LogNormalBMI:
+    """A log-normal adult BMI distribution: ``ln BMI ~ N(ln median, sigma_log^2)``.
+
+    Attributes:
+        median: median BMI (kg/m^2).
+        sigma_log: standard deviation of ``ln BMI``.
+        percentiles: the published (5th, 50th, 95th) percentiles it was fitted to (kg/m^2).
+        source: where the percentiles come from.
+    """
+
+    median: float
+    sigma_log: float
+    percentiles: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    source: str = ""
+
+    @classmethod
+    def fit(cls, p5: float, p50: float, p95: float, source: str) -> LogNormalBMI:
+        """Least-squares fit of ``ln q = mu + sigma z`` to the 5th/50th/95th percentiles."""
+        logs = [math.log(p5), math.log(p50), math.log(p95)]
+        z95 = 1.6448536269514722
+        return cls(
+            median=math.exp(sum(logs) / 3.0),
+            sigma_log=(logs[2] - logs[0]) / (2.0 * z95),
+            percentiles=(p5, p50, p95),
+            source=source,
+        )
+
+    @classmethod
+    def from_moments(cls, mean: float, sd: float, source: str = "") -> LogNormalBMI:
+        """The log-normal with this arithmetic mean and standard deviation."""
+        var_log = math.log1p((sd / mean) ** 2)
+        return cls(math.exp(math.log(mean) - var_log / 2.0), math.sqrt(var_log), source=source)
+
+
+_FRYAR_2021 = (
+    "Fryar et al. 2021, Vital Health Stat 3(46): NHANES 2015-2018, adults aged 20 and over"
+)
+#: adult BMI of the catalog's adult families: log-normal fits to the published 5th/50th/95th
+#: percentiles of NHANES 2015-2018 (men: 20.7 / 28.2 / 40.1; women: 19.6 / 28.4 / 43.6 kg/m^2)
+BMI_NHANES_2015_2018 = {
+    "adult-male": LogNormalBMI.fit(20.7, 28.2, 40.1, _FRYAR_2021 + ", men"),
+    "adult-female": LogNormalBMI.fit(19.6, 28.4, 43.6, _FRYAR_2021 + ", women"),
+}
+
+
+def bmi_distribution(phantom: Phantom) -> LogNormalBMI | None:
+    """The BMI distribution individuals of this family are drawn from (``None``: no BMI model)."""
+    pop = phantom.population
+    if pop is None or pop.bmi is None:
+        return None
+    return _bmi_distribution(phantom.name, pop.bmi, pop.source)
+
+
+def _bmi_distribution(name: str, bmi: tuple[float, float], source: str) -> LogNormalBMI:
+    if name in BMI_NHANES_2015_2018:
+        return BMI_NHANES_2015_2018[name]
+    return LogNormalBMI.from_moments(bmi[0], bmi[1], source)
 
 
 @jax.tree_util.register_dataclass
@@ -114,7 +191,12 @@ def sample_params(
     organ = 1.0 + jnp.asarray(pop.organ_size_sd, jnp.float32) * z_organ
     if pop.height_cm is None or pop.bmi is None:
         return PhantomParams(body, organ)
-    z_h, z_b = jax.random.truncated_normal(jax.random.fold_in(key, 2), -t, t, (2,), jnp.float32)
+    dist = _bmi_distribution(phantom.name, pop.bmi, pop.source)
+    # BMI: log-normal, truncated at +-t in log space and at the floor (height: the same draw as a
+    # plain truncated normal, so a key keeps its height)
+    lo = -t if dist.sigma_log == 0 else max(-t, math.log(BMI_FLOOR / dist.median) / dist.sigma_log)
+    lower = jnp.asarray([-t, min(lo, 0.999 * t)], jnp.float32)
+    z_h, z_b = jax.random.truncated_normal(jax.random.fold_in(key, 2), lower, t, (2,), jnp.float32)
     if height_cm is None:
         h = pop.height_cm[0] + pop.height_cm[1] * z_h
     else:
@@ -126,7 +208,7 @@ def sample_params(
     elif bmi is not None:
         b = jnp.float32(_covariate(where, "bmi", bmi, _BMI))
     else:
-        b = pop.bmi[0] + pop.bmi[1] * z_b
+        b = jnp.maximum(dist.median * jnp.exp(jnp.float32(dist.sigma_log) * z_b), BMI_FLOOR)
     fat = jnp.maximum(pop.fat_mm_per_bmi * (b - pop.bmi[0]), -0.8 * pop.fat_mm)
     body = body * jnp.stack([jnp.float32(1.0), jnp.float32(1.0), h / pop.height_cm[0]])
     return PhantomParams(body, organ, jnp.float32(fat), jnp.float32(h), jnp.float32(b))

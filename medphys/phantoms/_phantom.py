@@ -365,12 +365,31 @@ class _PopulationSpec(Strict):
     height_cm: tuple[Annotated[float, pydantic.Field(ge=100.0, le=230.0)], _Sd] | None = None
     #: body-mass index (kg/m^2): mean (the reference individual) and standard deviation
     bmi: tuple[Annotated[float, pydantic.Field(ge=12.0, le=60.0)], _Sd] | None = None
+    #: published 5th / 50th / 95th BMI percentiles of the population (kg/m^2): individuals are
+    #: drawn from the log-normal fitted to them (else from the log-normal with `bmi`'s moments)
+    bmi_percentiles: (
+        tuple[
+            Annotated[float, pydantic.Field(ge=12.0, le=70.0)],
+            Annotated[float, pydantic.Field(ge=12.0, le=70.0)],
+            Annotated[float, pydantic.Field(ge=12.0, le=70.0)],
+        ]
+        | None
+    ) = None
     #: subcutaneous fat thickness of the reference individual (mm) and its change per BMI unit
     fat_mm: pydantic.PositiveFloat = 15.0
     fat_mm_per_bmi: Annotated[float, pydantic.Field(ge=0.0, le=10.0)] = 0.0
     #: lateral and antero-posterior half-size of the trunk (mm): fat growth becomes a scale factor
     trunk_semi_axes_mm: _PositiveVec2 = (170.0, 110.0)
     source: str = ""
+
+    @pydantic.model_validator(mode="after")
+    def _percentiles_increase(self):
+        p = self.bmi_percentiles
+        if p is not None and not p[0] < p[1] < p[2]:
+            raise ValueError(f"bmi_percentiles must increase (5th < 50th < 95th), got {list(p)}")
+        if p is not None and self.bmi is None:
+            raise ValueError("bmi_percentiles needs `bmi` (the reference individual's BMI)")
+        return self
 
 
 _Excursion = Annotated[float, pydantic.Field(ge=0.0, le=60.0)]
@@ -487,6 +506,10 @@ class Population:
         metadata={"static": True}, default=None
     )
     bmi: tuple[float, float] | None = dataclasses.field(metadata={"static": True}, default=None)
+    #: published 5th / 50th / 95th BMI percentiles the BMI draws follow (``None``: ``bmi``'s moments)
+    bmi_percentiles: tuple[float, float, float] | None = dataclasses.field(
+        metadata={"static": True}, default=None
+    )
     fat_mm: float = dataclasses.field(metadata={"static": True}, default=15.0)
     fat_mm_per_bmi: float = dataclasses.field(metadata={"static": True}, default=0.0)
     trunk_semi_axes_mm: tuple[float, float] = dataclasses.field(
@@ -568,6 +591,7 @@ def from_config(data: dict[str, Any], *, source: str, text: str | None = None) -
             pop.source,
             height_cm=pop.height_cm,
             bmi=pop.bmi,
+            bmi_percentiles=pop.bmi_percentiles,
             fat_mm=pop.fat_mm,
             fat_mm_per_bmi=pop.fat_mm_per_bmi,
             trunk_semi_axes_mm=tuple(pop.trunk_semi_axes_mm),

@@ -9,9 +9,10 @@ Model (per family, in its TOML ``[population]`` table):
 - covariates (families that define them), unless given: height from a normal distribution
   truncated at ``± truncate_sd``; body-mass index from a log-normal distribution (adult BMI is
   right-skewed), truncated at ``± truncate_sd`` in log space and never below 16 kg/m^2 (severe
-  thinness, WHO). ``adult-male`` and ``adult-female`` use the log-normal fitted to the published
-  adult percentiles of NHANES 2015-2018 (`BMI_NHANES_2015_2018`); other families use the
-  log-normal with the mean and standard deviation of their TOML ``bmi = [mean, sd]``.
+  thinness, WHO). A family whose TOML gives ``bmi_percentiles = [p5, p50, p95]`` (published
+  percentiles: ``adult-male`` and ``adult-female`` cite NHANES 2015-2018) uses the log-normal
+  fitted to them; others use the log-normal with the mean and standard deviation of their TOML
+  ``bmi = [mean, sd]``.
   The TOML's ``bmi`` mean is also the reference individual's BMI (the catalog's geometry).
   Height scales the body length (z) by ``height / reference height``; BMI sets the subcutaneous
   fat thickness ``fat_mm + fat_mm_per_bmi * (BMI - reference BMI)`` (floored at 20% of the
@@ -86,29 +87,18 @@ class LogNormalBMI:
         return cls(math.exp(math.log(mean) - var_log / 2.0), math.sqrt(var_log), source=source)
 
 
-_FRYAR_2021 = (
-    "Fryar et al. 2021, Vital Health Stat 3(46): NHANES 2015-2018, adults aged 20 and over"
-)
-#: adult BMI of the catalog's adult families: log-normal fits to the published 5th/50th/95th
-#: percentiles of NHANES 2015-2018 (men: 20.7 / 28.2 / 40.1; women: 19.6 / 28.4 / 43.6 kg/m^2)
-BMI_NHANES_2015_2018 = {
-    "adult-male": LogNormalBMI.fit(20.7, 28.2, 40.1, _FRYAR_2021 + ", men"),
-    "adult-female": LogNormalBMI.fit(19.6, 28.4, 43.6, _FRYAR_2021 + ", women"),
-}
-
-
 def bmi_distribution(phantom: Phantom) -> LogNormalBMI | None:
     """The BMI distribution individuals of this family are drawn from (``None``: no BMI model)."""
     pop = phantom.population
     if pop is None or pop.bmi is None:
         return None
-    return _bmi_distribution(phantom.name, pop.bmi, pop.source)
+    return _bmi_distribution(pop)
 
 
-def _bmi_distribution(name: str, bmi: tuple[float, float], source: str) -> LogNormalBMI:
-    if name in BMI_NHANES_2015_2018:
-        return BMI_NHANES_2015_2018[name]
-    return LogNormalBMI.from_moments(bmi[0], bmi[1], source)
+def _bmi_distribution(pop) -> LogNormalBMI:
+    if pop.bmi_percentiles is not None:  # published percentiles (the TOML cites them)
+        return LogNormalBMI.fit(*pop.bmi_percentiles, source=pop.source)
+    return LogNormalBMI.from_moments(pop.bmi[0], pop.bmi[1], pop.source)
 
 
 @jax.tree_util.register_dataclass
@@ -191,7 +181,7 @@ def sample_params(
     organ = 1.0 + jnp.asarray(pop.organ_size_sd, jnp.float32) * z_organ
     if pop.height_cm is None or pop.bmi is None:
         return PhantomParams(body, organ)
-    dist = _bmi_distribution(phantom.name, pop.bmi, pop.source)
+    dist = _bmi_distribution(pop)
     # BMI: log-normal, truncated at +-t in log space and at the floor (height: the same draw as a
     # plain truncated normal, so a key keeps its height)
     lo = -t if dist.sigma_log == 0 else max(-t, math.log(BMI_FLOOR / dist.median) / dist.sigma_log)

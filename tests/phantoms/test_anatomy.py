@@ -232,6 +232,27 @@ def test_bmi_draws_match_published_adult_percentiles(sex):
     )
 
 
+def test_bmi_percentiles_come_from_the_toml_and_are_validated(tmp_path):
+    from pathlib import Path
+
+    src = Path(phantoms.__file__).resolve().parents[2] / "phantoms" / "adult-male.toml"
+    text = src.read_text()
+    assert "bmi_percentiles = [20.7, 28.2, 40.1]" in text
+    # another family citing other percentiles draws from them (nothing keyed on the name)
+    (tmp_path / "lean.toml").write_text(
+        text.replace("bmi_percentiles = [20.7, 28.2, 40.1]", "bmi_percentiles = [18.0, 21.0, 25.0]")
+    )
+    lean = phantoms.load(str(tmp_path / "lean.toml"))
+    keys = jax.random.split(jax.random.PRNGKey(2), 4000)
+    bmi = np.asarray(jax.vmap(lambda k: phantoms.sample_params(k, lean).bmi)(keys))
+    np.testing.assert_allclose(np.percentile(bmi, [5, 50, 95]), (18.0, 21.0, 25.0), atol=0.6)
+    (tmp_path / "bad.toml").write_text(
+        text.replace("bmi_percentiles = [20.7, 28.2, 40.1]", "bmi_percentiles = [30.0, 28.2, 40.1]")
+    )
+    with pytest.raises(ValueError, match=r"bad.toml:\d+.*bmi_percentiles must increase"):
+        phantoms.load(str(tmp_path / "bad.toml"))
+
+
 def test_covariate_errors_name_the_argument():
     ph = phantoms.load("adult-female")
     key = jax.random.PRNGKey(0)

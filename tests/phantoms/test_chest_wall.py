@@ -12,11 +12,10 @@ right, +y anterior, +z superior).
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 from scipy import ndimage
+from test_lung_apex import _chest as _shared_chest
 
 from medphys import phantoms
 
@@ -24,22 +23,10 @@ SPACING = 2.0
 SEXES = ("male", "female")
 
 
-@functools.cache
 def _chest(sex: str):
-    """Labels and voxel-centre coordinates of the chest and shoulders (x, y, z in mm)."""
-    ph = phantoms.load(f"adult-{sex}")
-    lv = phantoms.voxelize(
-        ph,
-        shape=(210, 130, 120),  # 420 x 260 x 240 mm: z from 20 to 260 mm
-        spacing_mm=SPACING,
-        center_mm=(0.0, -5.0, 140.0),
-        supersample=1,
-        fractions=False,
-    )
-    labels = np.asarray(lv.labels)
-    affine = np.asarray(lv.affine)
-    axes = tuple(affine[i, 3] + affine[i, i] * np.arange(labels.shape[i]) for i in range(3))
-    return ph, lv, labels, axes
+    """The phantom and `test_lung_apex`'s shared 2 mm chest grid (labels, voxel-centre axes)."""
+    lv, labels, axes = _shared_chest(sex)
+    return phantoms.load(f"adult-{sex}"), lv, labels, axes
 
 
 def _mask(lv, labels, *names):

@@ -25,13 +25,14 @@ IDS = [f"{sex}-{lung}" for sex, lung, _ in CASES]
 
 @functools.cache
 def _chest(sex: str):
-    """Labels and voxel-centre coordinates of the upper chest and neck (x, y, z in mm)."""
+    """Labels and voxel-centre coordinates of the chest, shoulders and neck (x, y, z in mm);
+    shared with `test_chest_wall` (one voxelization per sex)."""
     ph = phantoms.load(f"adult-{sex}")
     lv = phantoms.voxelize(
         ph,
-        shape=(170, 120, 130),  # 340 x 240 x 260 mm: z from 60 to 320 mm
+        shape=(210, 130, 150),  # 420 x 260 x 300 mm: z from 20 to 320 mm
         spacing_mm=SPACING,
-        center_mm=(0.0, -10.0, 190.0),
+        center_mm=(0.0, -5.0, 170.0),
         supersample=1,
         fractions=False,
     )

@@ -271,8 +271,11 @@ def sample(groups, affine: np.ndarray, shape: tuple[int, int, int], k: int):
     per_x = ny * nz * k * k  # voxels painted, and sub-columns per voxel column
     sx = max(1, min(nx, _SLAB_SAMPLES // per_x))
     covers, voxels, fines = [], [], []
+    done = 0  # x columns already labelled
     for x0 in range(0, nx, sx):
-        x0 = min(x0, nx - sx)  # a full last slab (one compiled size); overlap rewritten
+        x0 = min(x0, nx - sx)  # a full last slab (one compiled size) overlapping the previous one
+        skip = (done - x0) * ny * nz  # voxels of this slab labelled already
+        done = x0 + sx
         dims = dict(k=k, sx=sx, ny=ny, nz=nz)
         chords, flag = _roots(ell, aff, np.int32(x0), **dims)
         which = np.flatnonzero(np.asarray(flag)).astype(np.int32)
@@ -282,35 +285,21 @@ def sample(groups, affine: np.ndarray, shape: tuple[int, int, int], k: int):
                                         window=_WINDOW)  # fmt: skip
         if bool(bad):
             return None
-        covers.append((x0, first.reshape(-1)))  # outside jit: XLA's CPU reshape copies slowly
+        covers.append(first.reshape(-1)[skip:])  # outside jit: XLA's CPU reshape copies slowly
         if k == 1:
             continue
-        mixed = np.flatnonzero(~np.asarray(pure).reshape(-1)).astype(np.int32)
+        mixed = np.flatnonzero(~np.asarray(pure).reshape(-1)[skip:]).astype(np.int32) + skip
         voxels.append(mixed + np.int32(x0 * ny * nz))
         step = max(16, (1 << 22) // (labels.size * k**3))  # rows per call (bounds memory)
-        rows = []
         for start in range(0, mixed.size, step):
             part = mixed[start : start + step]
             size = min(step, 1 << max(4, math.ceil(math.log2(part.size))))
-            part = np.pad(part, (0, size - part.size), constant_values=sx * ny * nz)
-            rows.append(_mixed_rows(ends, labels, part, k=k, ny=ny, nz=nz))
-        fines.append(
-            (mixed.size, jnp.concatenate(rows) if rows else jnp.zeros((0, k**3), jnp.uint8))
-        )
-    # slabs may overlap at the end: the last slab's values win (they are equal anyway)
-    cover = jnp.concatenate(
-        [c if i + 1 == len(covers) else c[: (covers[i + 1][0] - x0) * ny * nz]
-         for i, (x0, c) in enumerate(covers)]
-    )  # fmt: skip
+            rows = np.pad(part, (0, size - part.size), constant_values=sx * ny * nz)
+            fines.append(_mixed_rows(ends, labels, rows, k=k, ny=ny, nz=nz)[: part.size])
+    cover = jnp.concatenate(covers)
     if k == 1:
         return cover, np.zeros(0, np.int32), jnp.zeros((16, 1), cover.dtype)
-    keep = [
-        voxels[i] < covers[i + 1][0] * ny * nz if i + 1 < len(covers) else slice(None)
-        for i in range(len(covers))
-    ]
-    vox = np.concatenate([v[m] for v, m in zip(voxels, keep, strict=True)])
-    parts = [f[:n][m] for (n, f), m in zip(fines, keep, strict=True)]
-    n_rows = vox.size
-    pad = 1 << max(4, math.ceil(math.log2(n_rows + 1)))
-    fine = jnp.concatenate([*parts, jnp.zeros((pad - n_rows, k**3), cover.dtype)])
+    vox = np.concatenate(voxels)
+    pad = 1 << max(4, math.ceil(math.log2(vox.size + 1)))
+    fine = jnp.concatenate([*fines, jnp.zeros((pad - vox.size, k**3), cover.dtype)])
     return cover, vox, fine

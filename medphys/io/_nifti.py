@@ -12,6 +12,7 @@ file edited by another tool (which rewrites the sform) is read by its header.
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,12 @@ def save_nifti(volume: Volume | LabeledVolume, path: str | Path) -> Path:
     payload = json.dumps({_EXT_KEY: meta}, separators=(",", ":")).encode()
     header.extensions.append(nib.nifti1.Nifti1Extension(_EXT_CODE, payload))
     path.parent.mkdir(parents=True, exist_ok=True)
+    payload = img.to_bytes()
+    if path.name.lower().endswith(".gz"):
+        # no file name and a zero time stamp in the gzip header: the same volume, the same bytes
+        payload = gzip.compress(payload, compresslevel=1, mtime=0)
     with atomic_path(path) as tmp:
-        nib.save(img, tmp)
+        tmp.write_bytes(payload)
     return path
 
 

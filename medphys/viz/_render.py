@@ -159,7 +159,10 @@ def render_labels(
     if title:
         plotter.add_text(title, font_size=10, color="white")
     path = Path(path)
-    with atomic_path(path) as tmp:
-        plotter.screenshot(str(tmp))
+    image = plotter.screenshot(None, return_img=True)
     plotter.close()
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        plt.imsave(tmp, image, format="png")
     return path

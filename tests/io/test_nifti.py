@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import nibabel as nib
 import numpy as np
@@ -143,9 +144,33 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("crash mid-write")
     assert list(tmp_path.iterdir()) == []
     with atomic_path(target) as tmp:
-        assert tmp.name.endswith(".nii.gz")
+        # hidden, and not an image name: a reader scanning for *.nii.gz never sees a partial file
+        assert tmp.name.startswith(".out.nii.gz.") and tmp.name.endswith(".partial")
+        assert not list(tmp_path.glob("*.nii.gz")) and not list(tmp_path.glob("*.gz"))
         tmp.write_bytes(b"done")
     assert [p.name for p in tmp_path.iterdir()] == ["out.nii.gz"]
+
+
+def test_leftover_partial_files_are_removed(tmp_path):
+    """What a killed writer leaves (`atomic_path`'s names only) is cleaned; nothing else is."""
+    from medphys.io import remove_partial_files
+
+    (tmp_path / "a").mkdir()
+    left = [tmp_path / ".ct.nii.gz.0123456789ab.partial", tmp_path / "a" / ".x.npy.abcdef012345.partial"]
+    keep = [tmp_path / "notes.partial", tmp_path / ".ct.nii.gz.short.partial", tmp_path / "ct.nii.gz"]
+    for p in left + keep:
+        p.write_bytes(b"")
+    assert remove_partial_files(tmp_path) == 2
+    assert not any(p.exists() for p in left) and all(p.exists() for p in keep)
+
+
+def test_gzipped_nifti_bytes_do_not_depend_on_time_or_name(tmp_path):
+    vol = Volume.create(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    save_nifti(vol, tmp_path / "a.nii.gz")
+    time.sleep(1.1)
+    save_nifti(vol, tmp_path / "b.nii.gz")
+    assert (tmp_path / "a.nii.gz").read_bytes() == (tmp_path / "b.nii.gz").read_bytes()
+    np.testing.assert_array_equal(nib.load(tmp_path / "b.nii.gz").get_fdata(), vol.data)
 
 
 def test_atomic_files_get_the_usual_permissions(tmp_path):

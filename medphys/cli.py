@@ -1,15 +1,20 @@
 """The ``medphys`` command.
 
     medphys generate --out DIR [--config FILE] [--cases N] [--seed S] [--overwrite]
+                     [--engine local|ray] [--workers N] [--address ADDR]
     medphys info
+    medphys --version
     medphys phantom list | medphys phantom show NAME --out FILE.png
     medphys simulate list
 
 User errors (bad config, unknown names, unwritable folders) print one message and exit with status 2.
+Ctrl-C and SIGTERM stop the job, print one line and exit with status 130 (143 for SIGTERM); a rerun
+of the same command resumes.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -41,6 +46,30 @@ class UserError(Exception):
     """Raised for input problems; printed without a traceback, exit status 2."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the job is (so files are cleaned up as for Ctrl-C)."""
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from ._version import __version__
+
+        _out.print(f"medphys {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Digital phantoms and differentiable X-ray/CT/MR simulation."""
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Output folder (created if needed).")],
@@ -54,14 +83,28 @@ def generate(
         int | None, typer.Option("--seed", help="Random seed (overrides config).")
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Regenerate a folder made with another config.")
+        bool,
+        typer.Option("--overwrite", help="Start over in a folder made from other inputs."),
     ] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="Where cases run: local or ray.")
+    ] = "local",
+    workers: Annotated[
+        int,
+        typer.Option("--workers", help="Worker processes (local) or CPUs of a local Ray cluster."),
+    ] = 1,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="Ray cluster to join (auto, ray://host:port; default RAY_ADDRESS)."
+        ),
+    ] = None,
 ) -> None:
     """Generate a phantom-based CT + MR dataset (NIfTI, sidecars, manifest, overview PNG)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .pipelines import generate as run_job
-    from .pipelines import load_config
+    from .pipelines import load_config, make_engine
 
     cfg = load_config(config, overrides={"cases": cases, "seed": seed})
     start = time.perf_counter()
@@ -77,7 +120,8 @@ def generate(
         def report(message: str, done: int, total: int) -> None:
             bar.update(task, completed=done, description=message)
 
-        summary = run_job(out, cfg, overwrite=overwrite, progress=report)
+        with make_engine(engine, workers=workers, address=address) as runner:
+            summary = run_job(out, cfg, overwrite=overwrite, progress=report, engine=runner)
     elapsed = time.perf_counter() - start
     _out.print(
         f"{summary['generated']} case(s) generated, {summary['skipped']} already complete, "
@@ -160,6 +204,12 @@ def phantom_show(
     from . import phantoms
     from .viz import Panel, render_labels, save_montage
 
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"phantom show: cannot create the folder of --out {str(out)!r} ({exc.strerror or exc})"
+        ) from None
     if spacing_mm <= 0 or (size is not None and size < 1) or (slices is not None and slices < 1):
         raise UserError(
             f"phantom show: --spacing-mm, --size and --slices must be positive "
@@ -202,17 +252,29 @@ def simulate_list() -> None:
         _out.print(f"{name:20s} {data.get('modality', '?'):10s} {data.get('description', '')}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``medphys`` console script."""
-    from .pipelines import OutputError
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``medphys`` console script; returns the exit status."""
+    from .pipelines import EngineError, OutputError
+
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        app(args=argv, standalone_mode=False)
-    except (ConfigError, UnknownNameError, OutputError, UserError) as exc:
+        result = app(args=argv, standalone_mode=False)
+    except (ConfigError, UnknownNameError, OutputError, EngineError, UserError) as exc:
         _err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)
         return 2
+    except Terminated:
+        _err.print(
+            "medphys: terminated (SIGTERM); complete cases are kept, rerun the same command to resume"
+        )
+        return 128 + signal.SIGTERM
     except (typer.Abort, KeyboardInterrupt):
-        _err.print("interrupted; rerun the same command to resume")
+        _err.print(
+            "medphys: interrupted; complete cases are kept, rerun the same command to resume"
+        )
         return 130
     except Exception as exc:
         # usage errors of the command-line parser (typer/click): they know how to show themselves
@@ -221,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
             show(file=sys.stderr)
             return int(exc.exit_code)  # type: ignore[attr-defined]
         raise
-    return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # click returns an int exit code (e.g. from typer.Exit) in non-standalone mode
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

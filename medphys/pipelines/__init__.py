@@ -1,8 +1,37 @@
-"""Pipelines: the dataset job (`generate`)."""
+"""Pipelines: case recipes → `run_case(key, recipe)` → engines (local, Ray) → sinks (dataset).
 
+- `CaseRecipe` (phantom families, `GridSpec`, imaging arms, `Arm`) and `run_case`: one virtual
+  patient, pure in its key; `CaseResult` names outputs by arm.
+- Named random streams: `stream(key, name)`, `case_key(seed, index)`.
+- Engines: `LocalEngine` (in process, or a process pool), `RayEngine`; `make_engine`.
+- Sinks: `DatasetSink` (files, sidecars, manifest, overview); the dataset job `generate`.
+"""
+
+from ._case import CaseResult as CaseResult
+from ._case import run_case as run_case
 from ._config import GenerateConfig as GenerateConfig
 from ._config import default_config_text as default_config_text
 from ._config import load_config as load_config
-from ._generate import OutputError as OutputError
+from ._dataset import DatasetSink as DatasetSink
+from ._dataset import OutputError as OutputError
+from ._dataset import label_table as label_table
+from ._dataset import relabel as relabel
+from ._engine import AbstractEngine as AbstractEngine
+from ._engine import EngineError as EngineError
+from ._engine import LocalEngine as LocalEngine
+from ._engine import RayEngine as RayEngine
+from ._engine import make_engine as make_engine
+from ._generate import GenerateJob as GenerateJob
+from ._generate import definitions as definitions
 from ._generate import generate as generate
-from ._generate import versions as versions
+from ._provenance import Definition as Definition
+from ._provenance import changed_inputs as changed_inputs
+from ._provenance import job_digest as job_digest
+from ._provenance import job_inputs as job_inputs
+from ._provenance import versions as versions
+from ._recipe import Arm as Arm
+from ._recipe import CaseRecipe as CaseRecipe
+from ._recipe import GridSpec as GridSpec
+from ._streams import case_key as case_key
+from ._streams import stream as stream
+from ._streams import stream_id as stream_id

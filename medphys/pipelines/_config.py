@@ -24,9 +24,10 @@ class PhantomSection(Strict):
         pydantic.Field(min_length=1),
     ] = pydantic.Field(default_factory=lambda: ["adult-male", "adult-female"])
     vary: bool = True
-    shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (144, 144, 56)
-    spacing_mm: tuple[PositiveMM, PositiveMM, PositiveMM] = (3.0, 3.0, 6.0)
-    center_mm: tuple[float, float, float] = (0.0, 0.0, 50.0)
+    # the same defaults as the embedded default_generate.toml (a test keeps them equal)
+    shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (144, 144, 62)
+    spacing_mm: tuple[PositiveMM, PositiveMM, PositiveMM] = (3.5, 3.5, 6.0)
+    center_mm: tuple[float, float, float] = (0.0, 0.0, 60.0)
     supersample: Annotated[int, pydantic.Field(ge=1, le=8)] = 2
 
     @property
@@ -37,6 +38,9 @@ class PhantomSection(Strict):
 
 class CTSection(Strict):
     protocol: str = "ct-chest-120kvp"
+    #: water beam-hardening correction before reconstruction: ``true``/``false`` override the
+    #: protocol's own setting; absent: as the protocol says
+    beam_hardening_correction: bool | None = None
 
 
 class MRSection(Strict):
@@ -45,7 +49,7 @@ class MRSection(Strict):
 
 class OutputSection(Strict):
     montage: bool = True
-    save_projections: bool = True
+    save_projections: bool = False
 
 
 class GenerateConfig(Strict):
@@ -59,8 +63,12 @@ class GenerateConfig(Strict):
     output: OutputSection = OutputSection()
 
     def digest(self) -> str:
-        """A short hash of the settings that decide each case's content (not the case count)."""
-        content = self.model_dump(mode="json", exclude={"cases"})
+        """A short hash of the settings that decide each case's content.
+
+        Not the case count (a run can be extended) nor the overview switch; the definitions the
+        names point at are covered by `medphys.pipelines.job_inputs`.
+        """
+        content = self.model_dump(mode="json", exclude={"cases": True, "output": {"montage"}})
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 

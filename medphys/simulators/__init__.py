@@ -4,6 +4,7 @@
 from . import ct as ct
 from . import mr as mr
 from . import xray as xray
+from ._load import from_config as from_config
 from ._load import load as load
 from ._load import names as names
 from .geometry import ConeBeam as ConeBeam

@@ -34,8 +34,20 @@ def load(name_or_path: str | Path) -> Any:
         ConfigError: the file is invalid (names file, line, key path, value and what is allowed).
     """
     path = resolve("simulators", name_or_path)
-    data = read_toml(path)
-    text = path.read_text(encoding="utf-8")
+    return from_config(read_toml(path), source=str(path), text=path.read_text(encoding="utf-8"))
+
+
+def from_config(data: dict[str, Any], *, source: str, text: str | None = None) -> Any:
+    """A protocol from a parsed definition (a TOML file's content), as `load` builds it.
+
+    Args:
+        data: the parsed TOML.
+        source: where it came from, for error messages (a path or a name).
+        text: the file's text, if any (lets error messages give line numbers).
+
+    Raises:
+        ConfigError: the definition is invalid (names source, key path, value, what is allowed).
+    """
     modality = data.get("modality")
     if modality in ("ct", "radiograph"):
         from .xray import protocol_from_config
@@ -43,7 +55,7 @@ def load(name_or_path: str | Path) -> Any:
         from .mr import protocol_from_config
     else:
         raise ConfigError(
-            f"{path}: modality: must be one of {', '.join(repr(m) for m in _MODALITIES)} "
+            f"{source}: modality: must be one of {', '.join(repr(m) for m in _MODALITIES)} "
             f"(got {modality!r})"
         )
-    return protocol_from_config(data, source=str(path), text=text)
+    return protocol_from_config(data, source=source, text=text)

@@ -156,8 +156,15 @@ def test_leftover_partial_files_are_removed(tmp_path):
     from medphys.io import remove_partial_files
 
     (tmp_path / "a").mkdir()
-    left = [tmp_path / ".ct.nii.gz.0123456789ab.partial", tmp_path / "a" / ".x.npy.abcdef012345.partial"]
-    keep = [tmp_path / "notes.partial", tmp_path / ".ct.nii.gz.short.partial", tmp_path / "ct.nii.gz"]
+    left = [
+        tmp_path / ".ct.nii.gz.0123456789ab.partial",
+        tmp_path / "a" / ".x.npy.abcdef012345.partial",
+    ]
+    keep = [
+        tmp_path / "notes.partial",
+        tmp_path / ".ct.nii.gz.short.partial",
+        tmp_path / "ct.nii.gz",
+    ]
     for p in left + keep:
         p.write_bytes(b"")
     assert remove_partial_files(tmp_path) == 2

@@ -27,6 +27,7 @@ center_mm = [0.0, 0.0, 0.0]
 supersample = 1
 [output]
 montage = true
+save_projections = true
 """
 
 
@@ -68,10 +69,10 @@ def test_files_are_present_and_loadable(dataset):
             np.testing.assert_array_equal(img.affine, expected)
             # readers without medphys (nibabel, hence MONAI/ITK) see the same geometry
             np.testing.assert_allclose(nib.load(d / name).affine, expected, atol=1e-4)
-        proj = np.load(d / "ct_projections.npy")
+        proj = np.load(d / "projections-ct.npy")
         assert proj.dtype == np.float32 and proj.ndim >= 2 and np.isfinite(proj).all()
     assert (out / "overview.png").stat().st_size > 10_000
-    assert not list(out.rglob(".*tmp*")), "temporary files left behind"
+    assert not list(out.rglob("*.partial")), "temporary files left behind"
 
 
 def test_images_carry_the_physics(dataset):
@@ -112,8 +113,53 @@ def test_manifest_and_sidecars_are_consistent(dataset):
         assert side["config"]["phantom"]["shape"] == [36, 26, 6]
         assert {"medphys", "jax", "xraylib", "spekpy"} <= set(side["versions"])
         assert side["phantom_params"]["body_scale"]
+        # every input that shapes the bytes is recorded: protocol values, streams, digests
+        ct = side["protocols"]["ct"]["content"]
+        assert ct["spectrum"]["kvp"] == 120 and "mas" in json.dumps(ct["dose"])
+        assert side["streams"] == {"phantom": "phantom", "ct": "arm/ct", "mr": "arm/mr"}
+        assert side["digest"] == json.loads((out / "dataset.json").read_text())["digest"]
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["config"]["cases"] == 2
+    assert set(meta["inputs"]) == {
+        "config",
+        "medphys",
+        "phantom/torso-basic",
+        "protocol/ct",
+        "protocol/mr",
+    }
+    assert meta["definitions"]["phantom/torso-basic"]["content"]["name"] == "torso-basic"
+
+
+def test_manifest_keys_are_safe_for_monai(dataset):
+    """MONAI reads a key ``<image key>_<anything>`` as that image's metadata: none may exist."""
+    out, _ = dataset
+    entry = json.loads((out / "manifest.jsonl").read_text().splitlines()[0])
+    assert {"ct", "mr", "label", "projections-ct", "sidecar"} <= set(entry)
+    for key in entry:
+        assert not any(key.startswith(other + "_") for other in entry if other != key), key
+
+
+def test_one_label_table_for_the_whole_dataset(dataset):
+    out, _ = dataset
+    table = json.loads((out / "dataset.json").read_text())["labels"]
+    assert table["background"] == 0 and len(set(table.values())) == len(table)
+    for case in ("case-0000", "case-0001"):
+        labels = load_nifti(out / "cases" / case / "label.nii.gz")
+        for s in labels.structures:
+            assert table[s.name] == s.label
+        assert set(np.unique(np.asarray(labels.labels))) <= set(table.values())
+
+
+def test_sex_specific_organs_get_distinct_labels():
+    from medphys import phantoms
+    from medphys.pipelines import label_table
+
+    male, female = phantoms.load("adult-male"), phantoms.load("adult-female")
+    table = label_table([male.structure_names, female.structure_names])
+    assert "prostate" in male.structure_names and "uterus" in female.structure_names
+    assert table["prostate"] != table["uterus"]
+    # shared organs keep one value
+    assert table["liver"] == 1 + male.structure_names.index("liver")
 
 
 def test_same_seed_same_bytes_across_processes(dataset, tiny_config, tmp_path):
@@ -153,6 +199,10 @@ def test_resume_after_interruption(dataset, tiny_config, tmp_path):
         generate(partial, load_config(tiny_config), progress=stop_after_first)
     assert (partial / "cases" / "case-0000" / "case.json").is_file()
     assert not (partial / "cases" / "case-0001").exists()
+    # the manifest already lists exactly the complete case
+    assert [
+        json.loads(s)["case"] for s in (partial / "manifest.jsonl").read_text().splitlines()
+    ] == ["case-0000"]
     # a crash in the middle of case 1 leaves files without a sidecar: they are redone
     (partial / "cases" / "case-0001").mkdir(parents=True)
     (partial / "cases" / "case-0001" / "ct.nii.gz").write_bytes(b"truncated")
@@ -175,7 +225,10 @@ def test_more_cases_extend_a_finished_run(dataset, tiny_config, tmp_path):
 def test_folder_of_another_config_is_refused(dataset, tiny_config):
     out, _ = dataset
     other = load_config(tiny_config, overrides={"seed": 12})
-    with pytest.raises(OutputError, match=r"different configuration.*--overwrite"):
+    with pytest.raises(
+        OutputError,
+        match=r"different inputs \(changed: config \(config keys: seed\)\).*--overwrite",
+    ):
         generate(out, other)
 
 
@@ -194,6 +247,9 @@ def test_several_families_take_turns(tmp_path):
         d = tmp_path / "out" / "cases" / case
         meta = json.loads((d / "case.json").read_text())
         names = {row[1] for row in meta["structures"]}
+        assert (
+            meta["labels"] == json.loads((tmp_path / "out" / "dataset.json").read_text())["labels"]
+        )
         families.append(meta["phantom"])
         assert ("liver" in names) == (meta["phantom"] == "torso-basic")
     assert families == ["torso-basic", "water-cylinder", "torso-basic"]
@@ -203,6 +259,11 @@ def test_the_default_job_uses_the_adult_phantoms(tmp_path):
     from medphys import ConfigError
 
     assert load_config().phantom.names == ("adult-male", "adult-female")
+    # the Python defaults are the embedded file's: a config that sets only `cases` gets the same job
+    from medphys.pipelines import GenerateConfig
+
+    assert GenerateConfig() == load_config()
+    assert not load_config().output.save_projections
     cfg = tmp_path / "empty.toml"
     cfg.write_text("[phantom]\nname = []\n")
     with pytest.raises(ConfigError, match=r"empty.toml:2: phantom.name"):

@@ -1,0 +1,167 @@
+"""Case recipes: what one virtual patient is and how it is imaged, as a typed value.
+
+A `CaseRecipe` holds everything `run_case` needs, already loaded and validated: the phantom
+families (cases take them in turn), whether each case is a population draw, the voxel grid and the
+imaging *arms*. An `Arm` is one named acquisition (a CT protocol and its reconstruction, or an MR
+protocol); its outputs are named after it (``"ct"``, ``"ct_low"`` ...). Each arm draws its noise
+from the named stream ``"arm/<name>"``, or from the stream of the arm it names in
+``noise_stream`` (common random numbers: two arms see the same noise realisation).
+
+Recipes are plain frozen values: they pickle, so an engine can ship one to its workers once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ..phantoms import Phantom
+
+_ARM_NAME = re.compile(r"^[a-z][a-z0-9]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class GridSpec:
+    """The voxel grid a case is voxelized on.
+
+    Attributes:
+        shape: voxels along x (right), y (anterior), z (superior).
+        spacing_mm: voxel size (mm) per axis.
+        center_mm: world position of the grid centre (RAS+ mm).
+        supersample: points per voxel per axis, for partial volume.
+    """
+
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    center_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    supersample: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One imaging arm of a case: a protocol, applied to the case's voxelized phantom.
+
+    Attributes:
+        name: the arm's name: lower-case letters and digits (``"ct"``, ``"ctlow"``, ``"mr"``);
+            outputs are named after it (``name`` for the image, ``name + "raw"`` for projections
+            or k-space).
+        protocol: a loaded protocol (`medphys.simulators.xray.CTProtocol` with modality ``"ct"``,
+            or `medphys.simulators.mr.MRProtocol`).
+        noise_stream: the name of the arm whose noise stream this arm shares (common random
+            numbers), or ``None`` for its own stream ``"arm/<name>"``.
+        keep_raw: keep the raw data (CT projections, MR k-space) in the case result.
+    """
+
+    name: str
+    protocol: Any
+    noise_stream: str | None = None
+    keep_raw: bool = False
+
+    @property
+    def stream_name(self) -> str:
+        """The named random stream this arm's acquisition noise is drawn from."""
+        return f"arm/{self.noise_stream or self.name}"
+
+    @property
+    def modality(self) -> str:
+        """``"ct"`` or ``"mr"``, from the protocol's type."""
+        return _modality(self.protocol)
+
+
+def _modality(protocol: Any) -> str:
+    from ..simulators.mr import MRProtocol
+    from ..simulators.xray import CTProtocol
+
+    if isinstance(protocol, MRProtocol):
+        return "mr"
+    if isinstance(protocol, CTProtocol) and protocol.modality == "ct":
+        return "ct"
+    kind = getattr(protocol, "modality", type(protocol).__name__)
+    raise ValueError(
+        f"medphys.pipelines.Arm: `protocol` must be a CT protocol (modality 'ct') or an MR "
+        f"protocol (got {kind!r}); radiograph arms are not supported by run_case yet"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseRecipe:
+    """How to make and image one virtual patient.
+
+    Attributes:
+        families: phantom families; case ``i`` uses ``families[i % len(families)]``.
+        vary: draw each case from its family's population model (``False``: the reference
+            individual).
+        grid: the voxel grid.
+        arms: the imaging arms, in order; names are unique.
+    """
+
+    families: tuple[Phantom, ...]
+    grid: GridSpec
+    arms: tuple[Arm, ...]
+    vary: bool = True
+
+    @classmethod
+    def create(
+        cls,
+        families: Phantom | Sequence[Phantom],
+        *,
+        grid: GridSpec,
+        arms: Sequence[Arm],
+        vary: bool = True,
+    ) -> CaseRecipe:
+        """Validated constructor.
+
+        Raises:
+            ValueError: no family, no arm, a bad or repeated arm name, an arm sharing the noise of
+                an arm that does not exist or has another modality, or an unsupported protocol.
+        """
+        where = "medphys.pipelines.CaseRecipe.create"
+        fams = (families,) if isinstance(families, Phantom) else tuple(families)
+        if not fams or not all(isinstance(f, Phantom) for f in fams):
+            raise ValueError(f"{where}: `families` must be one or more Phantoms (got {families!r})")
+        arms = tuple(arms)
+        if not arms:
+            raise ValueError(f"{where}: `arms` must name at least one imaging arm (got none)")
+        names = [a.name for a in arms]
+        for arm in arms:
+            if not isinstance(arm.name, str) or not _ARM_NAME.match(arm.name):
+                raise ValueError(
+                    f"{where}: arm name {arm.name!r} must be lower-case letters and digits, "
+                    "starting with a letter (it names files and manifest keys)"
+                )
+            arm.modality  # noqa: B018 (validates the protocol)
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"{where}: arm names must be unique (repeated: {duplicates})")
+        by_name = {a.name: a for a in arms}
+        for arm in arms:
+            if arm.noise_stream is None:
+                continue
+            other = by_name.get(arm.noise_stream)
+            if other is None:
+                raise ValueError(
+                    f"{where}: arm {arm.name!r}: `noise_stream` {arm.noise_stream!r} is not an "
+                    f"arm of this recipe (arms: {names})"
+                )
+            if other.modality != arm.modality:
+                raise ValueError(
+                    f"{where}: arm {arm.name!r} ({arm.modality}) cannot share the noise of arm "
+                    f"{other.name!r} ({other.modality}): common random numbers need one modality"
+                )
+        shape = tuple(int(n) for n in grid.shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"{where}: `grid.shape` must be 3 positive sizes (got {grid.shape})")
+        return cls(families=fams, grid=grid, arms=arms, vary=bool(vary))
+
+    def family(self, index: int) -> Phantom:
+        """The phantom family of case ``index`` (the families take turns)."""
+        return self.families[index % len(self.families)]
+
+    def arm(self, name: str) -> Arm:
+        """The arm called ``name``."""
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(f"no arm {name!r} (arms: {[a.name for a in self.arms]})")

@@ -1,8 +1,15 @@
-"""File formats: NIfTI (nibabel), atomic writes."""
+"""File formats: NIfTI (nibabel), DICOM (pydicom, highdicom), dataset label tables, atomic writes."""
 
 from ._atomic import atomic_path as atomic_path
 from ._atomic import remove_partial_files as remove_partial_files
 from ._atomic import write_bytes_atomic as write_bytes_atomic
 from ._atomic import write_text_atomic as write_text_atomic
+from ._dicom import DicomSeries as DicomSeries
+from ._dicom import load_dicom_series as load_dicom_series
+from ._dicom import save_dicom_seg as save_dicom_seg
+from ._dicom import save_dicom_series as save_dicom_series
+from ._dicom_dataset import export_dicom as export_dicom
+from ._labels import label_table as label_table
+from ._labels import remap_labels as remap_labels
 from ._nifti import load_nifti as load_nifti
 from ._nifti import save_nifti as save_nifti

@@ -1,4 +1,4 @@
-"""File formats: NIfTI (nibabel), DICOM (pydicom, highdicom), dataset label tables, atomic writes."""
+"""File formats: NIfTI (nibabel), DICOM (pydicom, highdicom), nnU-Net v2 datasets, atomic writes."""
 
 from ._atomic import atomic_path as atomic_path
 from ._atomic import remove_partial_files as remove_partial_files
@@ -13,3 +13,5 @@ from ._labels import label_table as label_table
 from ._labels import remap_labels as remap_labels
 from ._nifti import load_nifti as load_nifti
 from ._nifti import save_nifti as save_nifti
+from ._nnunet import export_nnunet as export_nnunet
+from ._nnunet import write_nnunet as write_nnunet

@@ -6,7 +6,6 @@ import json
 
 import nibabel as nib
 import numpy as np
-import pydicom
 import pytest
 
 from medphys import LabeledVolume, Structure, Volume
@@ -19,6 +18,7 @@ from medphys.io import (
 )
 from medphys.volume import make_affine
 
+pydicom = pytest.importorskip("pydicom")
 hd = pytest.importorskip("highdicom")
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"

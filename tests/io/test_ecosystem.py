@@ -175,6 +175,7 @@ def test_monai_takes_keys_that_extend_an_image_key_for_its_metadata(tmp_path, to
 def test_simpleitk_reads_the_dicom_series_at_the_same_place(tmp_path):
     """An independent DICOM reader (ITK/GDCM) finds the same HU and the same world geometry."""
     sitk = pytest.importorskip("SimpleITK")
+    pytest.importorskip("pydicom")
     theta = 0.3
     rot = np.array(
         [[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]]

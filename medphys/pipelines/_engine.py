@@ -22,6 +22,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -62,10 +63,16 @@ class AbstractEngine(abc.ABC):
 _WORKER_SHARED: Any = None
 
 
+#: workers of one machine share its accelerator: no worker may take most of its memory up front
+_WORKER_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+
+
 def _worker_init(shared: Any) -> None:
     global _WORKER_SHARED
     # Ctrl-C reaches the whole process group: the driver handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name, value in _WORKER_ENV.items():
+        os.environ.setdefault(name, value)
     _WORKER_SHARED = shared
 
 
@@ -158,12 +165,22 @@ class RayEngine(AbstractEngine):
         self.address = address if address is not None else os.environ.get("RAY_ADDRESS")
         self.cpus_per_task = int(cpus_per_task)
         self._started_here = False
+        if self.address not in (None, "auto"):
+            _check_reachable(self.address)
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "runtime_env": {"env_vars": dict(_WORKER_ENV)},
+            }
             if self.address is None:
                 kwargs["num_cpus"] = num_cpus
             try:
-                ray.init(address=self.address, **kwargs)
+                with warnings.catch_warnings():
+                    # Ray forks helper processes that exec at once and never run JAX code; JAX's
+                    # at-fork hook would warn about it when the driver already uses JAX.
+                    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+                    ray.init(address=self.address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise EngineError(
                     f"medphys: the Ray cluster at {self.address!r} does not answer ({exc}); "
@@ -198,6 +215,27 @@ class RayEngine(AbstractEngine):
         if self._started_here and self._ray.is_initialized():
             self._ray.shutdown()
             self._started_here = False
+
+
+def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Fail fast on a cluster address nothing listens on (Ray itself retries for minutes)."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise EngineError(
+            f"medphys: the Ray address must be 'auto', 'host:port' or 'ray://host:port' "
+            f"(got {address!r})"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise EngineError(
+            f"medphys: the Ray cluster at {address!r} does not answer ({exc.strerror or exc}); "
+            "start it (ray start --head) or unset RAY_ADDRESS to run a local one"
+        ) from None
 
 
 def make_engine(

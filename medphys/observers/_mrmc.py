@@ -53,7 +53,7 @@ import scipy.stats
 from jaxtyping import Array, Bool, Float
 
 from . import _checks as chk
-from ._roc import AUCResult, DeltaAUCResult, _delong_cov, _jackknife_cov
+from ._roc import AUCResult, DeltaAUCResult, _delong_cov_jit, _jackknife_cov_jit
 
 COVARIANCES = ("delong", "jackknife")
 READERS = ("random", "fixed")
@@ -129,10 +129,6 @@ class CasePlan:
     n_readers: int = 1
 
 
-_jit_delong_cov = jax.jit(_delong_cov)
-_jit_jackknife_cov = jax.jit(_jackknife_cov)
-
-
 def orh(
     scores: Float[Array, "tests readers cases"],
     truth: Bool[Array, " cases"],
@@ -186,9 +182,9 @@ def orh(
     tr = chk.truth(call, "truth", truth, n, minimum=2)
     flat = s.reshape(t * r, n)
     if cov_kind == "delong":
-        auc_, cov, *_ = _jit_delong_cov(flat, tr)
+        auc_, cov, *_ = _delong_cov_jit(flat, tr)
     else:
-        auc_, cov = _jit_jackknife_cov(flat, tr)
+        auc_, cov = _jackknife_cov_jit(flat, tr)
     n1 = int(np.count_nonzero(np.asarray(tr)))
     return _orh_finish(
         np.asarray(auc_, dtype=float).reshape(t, r),

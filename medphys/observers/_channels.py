@@ -90,7 +90,8 @@ def _center(call: str, center: Any, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _radius2(shape: tuple[int, ...], center: np.ndarray) -> np.ndarray:
-    axes = np.meshgrid(*[np.arange(n) - c for n, c in zip(shape, center, strict=True)], indexing="ij")
+    coords = [np.arange(n) - c for n, c in zip(shape, center, strict=True)]
+    axes = np.meshgrid(*coords, indexing="ij")
     return sum(a * a for a in axes)
 
 

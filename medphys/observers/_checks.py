@@ -43,7 +43,8 @@ def scores(call: str, name: str, value: Any, *, ndim: int = 1) -> jax.Array:
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(
                 f"{where(call)}: `{name}` must be finite; {int(bad.sum())} of {a.size} values are "
-                f"not (first at index {idx}: {a[idx]}). Remove or fix those cases before the analysis"
+                f"not (first at index {idx}: {a[idx]}). Remove or fix those cases before the "
+                "analysis"
             )
     return jax.numpy.asarray(arr, dtype=jax.numpy.result_type(float, arr.dtype))
 

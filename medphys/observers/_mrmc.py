@@ -374,7 +374,7 @@ def plan_cases(
 
 
 def _mrmc_terms(pilot: MRMCResult, r: int, f: float) -> tuple[float, float, float]:
-    """(denominator, MS(T×R) expectation, ddf) at case-scale factor f = N_pilot / N with r readers."""
+    """(denominator, expected MS(T×R), ddf) at case-scale factor f = N_pilot / N, r readers."""
     t = pilot.n_tests
     a = max(pilot.var - pilot.cov1 - pilot.cov2 + pilot.cov3, 0.0)
     sigma_tr = max(pilot.ms_tr - a, 0.0)

@@ -398,6 +398,7 @@ def score(
         ValueError: images whose trailing shape is not the ROI shape; noise of the wrong shape.
     """
     roi = observer.roi_shape
+    images = jnp.asarray(images)
     if images.ndim < len(roi) or tuple(images.shape[images.ndim - len(roi) :]) != roi:
         raise ValueError(
             f"{chk.where('score')}: `images` must have shape (*batch, *{roi}) for this "
@@ -412,7 +413,7 @@ def score(
             f"{chk.where('score')}: `internal_noise` must have shape "
             f"{(*batch, observer.features.shape[0])} (got {tuple(internal_noise.shape)})"
         )
-    return _score_core(observer, jnp.asarray(images), internal_noise)
+    return _score_core(observer, images, internal_noise)
 
 
 @jax.jit

@@ -138,7 +138,8 @@ def _components(
         neg_lt, pos_leq = c[2], c[3]  # order B: the reverse
         rows = jnp.arange(4)[:, None]
         cols = jnp.stack([ord_a, ord_b, ord_a, ord_b])
-        v = jnp.zeros((4, n), dtype).at[rows, cols].set(jnp.stack([neg_leq, neg_lt, pos_lt, pos_leq]))
+        vals = jnp.stack([neg_leq, neg_lt, pos_lt, pos_leq])
+        v = jnp.zeros((4, n), dtype).at[rows, cols].set(vals)
         v10 = 0.5 * (v[0] + v[1]) / n0
         v01 = 0.5 * ((n1 - v[3]) + (n1 - v[2])) / n1
         return v10, v01

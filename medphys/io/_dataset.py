@@ -132,12 +132,32 @@ def read_structures(where: str, path: Path) -> tuple[Structure, ...]:
     return tuple(_structure(path, row) for row in meta["structures"])
 
 
-def dataset_digest(dataset_dir: str | Path) -> str | None:
-    """``dataset.json``'s ``config_digest``, or None when there is none."""
+def dataset_meta(dataset_dir: str | Path) -> dict[str, Any]:
+    """``dataset.json`` of a dataset folder, or ``{}`` when it is missing or unreadable."""
     path = Path(dataset_dir) / "dataset.json"
     try:
         meta: Any = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def dataset_digest(meta: dict[str, Any]) -> str | None:
+    """The dataset's digest from its ``dataset.json`` (``digest`` or ``config_digest``), if any."""
+    for key in ("digest", "config_digest"):
+        if isinstance(meta.get(key), str):
+            return meta[key]
+    return None
+
+
+def dataset_labels(meta: dict[str, Any]) -> dict[str, int] | None:
+    """The dataset-wide label table (``labels``: name → value) of a ``dataset.json``, if any."""
+    table = meta.get("labels")
+    if not isinstance(table, dict) or not table:
         return None
-    digest = meta.get("config_digest") if isinstance(meta, dict) else None
-    return digest if isinstance(digest, str) else None
+    if not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+        for k, v in table.items()
+    ):
+        return None
+    return dict(table)

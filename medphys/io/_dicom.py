@@ -289,6 +289,12 @@ def save_dicom_series(
         raise ValueError(
             f"{where}: `series_number` must be a non-negative int (got {series_number!r})"
         )
+    for field, text in (("patient_id", patient_id), ("series_description", series_description)):
+        if text is not None and (not isinstance(text, str) or len(text) > 64 or "\\" in text):
+            raise ValueError(
+                f"{where}: `{field}` must be text of at most 64 characters without a backslash "
+                f"(DICOM LO; got {text!r})"
+            )
     Dataset = _require(where, "pydicom.dataset").Dataset
     data = _check_volume(where, volume)
     data, a = _lps_grid(where, volume.affine, data)

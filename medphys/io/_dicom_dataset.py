@@ -6,7 +6,7 @@ Layout written::
     out_root/<case>/MR/slice-0001.dcm ...   MR Image Storage series
     out_root/<case>/SEG/labels.dcm          DICOM Segmentation referencing the CT (else the MR)
 
-UIDs derive from the source dataset's ``config_digest`` (its folder name when it has none) and
+UIDs derive from the source dataset's digest in ``dataset.json`` (its folder name when it has none) and
 the case name, so exporting the same dataset twice gives the same bytes; a case's series share
 one StudyInstanceUID and FrameOfReferenceUID.
 """
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..volume import LabeledVolume, Volume
-from ._dataset import LABEL_KEY, dataset_digest, image_keys, read_cases
+from ._dataset import LABEL_KEY, dataset_digest, dataset_meta, image_keys, read_cases
 from ._dicom import save_dicom_seg, save_dicom_series
 from ._nifti import load_nifti
 
@@ -60,7 +60,7 @@ def export_dicom(
                 f"{where}: `modalities` holds {key!r}, which is not a DICOM-exportable image of "
                 f"this dataset; allowed: {available}"
             )
-    root = dataset_digest(dataset_dir) or Path(dataset_dir).resolve().name
+    root = dataset_digest(dataset_meta(dataset_dir)) or Path(dataset_dir).resolve().name
     out = []
     for case in cases:
         case_dir = Path(out_root) / case.name

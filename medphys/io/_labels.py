@@ -8,6 +8,10 @@ value across the dataset. The dataset-wide table is built from structure *names*
   ``background``), and any structure named ``background``;
 - every other name gets 1, 2, ... in sorted order of the names (Python string order), so the
   table does not depend on the order or number of the cases that share the same names.
+
+A table given by the caller (or by a dataset's ``dataset.json``) is used instead when it passes
+`check_label_table`: background 0, values 0, 1, 2, ... without gaps (as nnU-Net requires), and
+a value for every structure name of the cases.
 """
 
 from __future__ import annotations
@@ -104,3 +108,37 @@ def remap_labels(labels: LabeledVolume, table: Mapping[str, int]) -> LabeledVolu
     for row in sorted(rows, key=lambda r: (r.label, r.name != BACKGROUND)):
         unique.setdefault(row.label, row)
     return LabeledVolume(labels=out, affine=labels.affine, structures=tuple(unique.values()))
+
+
+def check_label_table(
+    where: str, table: object, tables: Iterable[Sequence[Structure]]
+) -> dict[str, int]:
+    """Validate a dataset-wide table against the cases' structure tables.
+
+    Raises:
+        TypeError: not a mapping of names to integers.
+        ValueError: background not 0, values not 0, 1, 2, ... without gaps or repeated, or a
+            structure name of the cases missing.
+    """
+    if not isinstance(table, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+        for k, v in table.items()
+    ):
+        raise TypeError(f"{where}: `labels` must map structure names to integers (got {table!r})")
+    out = {str(k): int(v) for k, v in table.items()}
+    if out.get(BACKGROUND) != 0:
+        raise ValueError(
+            f"{where}: `labels` must map {BACKGROUND!r} to 0 (got {out.get(BACKGROUND)!r})"
+        )
+    if sorted(out.values()) != list(range(len(out))):
+        raise ValueError(
+            f"{where}: `labels` values must be 0, 1, 2, ... without gaps or repeats, as nnU-Net "
+            f"requires (got {sorted(out.values())})"
+        )
+    needed = set(label_table(tables)) - set(out)
+    if needed:
+        raise ValueError(
+            f"{where}: `labels` has no value for the structures {sorted(needed)} of the cases; "
+            "add them, or pass labels=None for the table built from the cases"
+        )
+    return dict(sorted(out.items(), key=lambda item: item[1]))

@@ -33,15 +33,25 @@ import numpy as np
 from .._version import __version__
 from ..volume import LabeledVolume, Volume
 from ._atomic import write_text_atomic
-from ._dataset import LABEL_KEY, dataset_digest, image_keys, read_cases, read_structures
-from ._labels import label_table, remap_labels
+from ._dataset import (
+    LABEL_KEY,
+    dataset_digest,
+    dataset_labels,
+    dataset_meta,
+    image_keys,
+    read_cases,
+    read_structures,
+)
+from ._labels import check_label_table, label_table, remap_labels
 from ._nifti import load_nifti, save_nifti
 
 FILE_ENDING = ".nii.gz"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _CASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CHANNEL_NAMES = {"ct": "CT", "mr": "MR"}
-_LABEL_ORDER = "background 0, then the other structure names in sorted (Python string) order"
+_SORTED = "background 0, then the other structure names in sorted (Python string) order"
+_GIVEN = "given by the caller"
+_FROM_DATASET = "the source dataset's table (dataset.json `labels`)"
 _GEOMETRY_ATOL_MM = 1e-4
 
 
@@ -157,6 +167,7 @@ def _write_json(
     table: Mapping[str, int],
     cases: Sequence[str],
     provenance: Mapping[str, Any],
+    label_order: str,
 ) -> None:
     dataset = {
         "name": folder_name,
@@ -169,12 +180,20 @@ def _write_json(
             "version": __version__,
             "synthetic": True,
             "channels": {str(i): key for i, key in enumerate(channels)},
-            "label_order": _LABEL_ORDER,
+            "label_order": label_order,
             "cases": list(cases),
             **provenance,
         },
     }
     write_text_atomic(folder / "dataset.json", json.dumps(dataset, indent=2) + "\n")
+
+
+def _accepted(where: str, table: Mapping[str, int], tables: list) -> bool:
+    try:
+        check_label_table(where, table, tables)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _remove_stale(folder: Path, written: set[Path]) -> None:
@@ -192,6 +211,7 @@ def write_nnunet(
     dataset_id: int,
     name: str,
     channels: Sequence[str] = ("ct",),
+    labels: Mapping[str, int] | None = None,
     overwrite: bool = False,
     provenance: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -205,6 +225,8 @@ def write_nnunet(
         name: the dataset's name (letters, digits, ``-``, ``_``): the folder is
             ``DatasetXXX_<name>``.
         channels: the image keys written as channels ``_0000``, ``_0001``, ... in this order.
+        labels: the dataset-wide table (name → value: background 0, then 1, 2, ... without
+            gaps, every structure name of the cases); default `label_table` of the cases.
         overwrite: replace an existing, non-empty dataset folder of the same id and name.
         provenance: extra JSON-able fields for the ``medphys`` entry of ``dataset.json``.
 
@@ -237,14 +259,18 @@ def write_nnunet(
         )
     )
     channels = _check_channels(where, channels, allowed)
-    table = label_table(values[LABEL_KEY].structures for values in cases.values())
+    tables = [values[LABEL_KEY].structures for values in cases.values()]
+    if labels is None:
+        table, order = label_table(tables), _SORTED
+    else:
+        table, order = check_label_table(where, labels, tables), _GIVEN
     folder = _prepare_folder(where, Path(out_root), folder_name, overwrite)
     written: set[Path] = set()
     for case, values in cases.items():
         images = {k: values[k] for k in channels}
         written.update(_write_case(folder, case, channels, images, values[LABEL_KEY], table, where))
     _remove_stale(folder, written)
-    _write_json(folder, folder_name, channels, table, list(cases), dict(provenance or {}))
+    _write_json(folder, folder_name, channels, table, list(cases), dict(provenance or {}), order)
     return folder
 
 
@@ -255,14 +281,18 @@ def export_nnunet(
     dataset_id: int,
     name: str,
     channels: Sequence[str] = ("ct",),
+    labels: Mapping[str, int] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Export a dataset folder written by ``medphys generate`` as an nnU-Net v2 raw dataset.
 
-    Cases are read one at a time (memory holds one case). The label table is built first from
-    the structure tables in the label files' headers, matched by name (`label_table`), and each
-    case's labels are renumbered to it. ``dataset.json`` records under ``medphys`` the source
-    dataset's ``config_digest``, the source case of each training case and the label order.
+    Cases are read one at a time (memory holds one case). Each case's labels are renumbered,
+    matched by structure name (the tables in the label files' headers), to one dataset-wide
+    table: ``labels`` when given; else the source ``dataset.json``'s ``labels`` table when it
+    is one nnU-Net accepts (background 0, values without gaps) and names every structure of
+    the cases; else `label_table` (background 0, then the names sorted). ``dataset.json``
+    records under ``medphys`` the source dataset's digest, the source case of each training
+    case and which table was used.
 
     Args:
         dataset_dir: the folder written by ``medphys generate --out``.
@@ -270,6 +300,7 @@ def export_nnunet(
         dataset_id: nnU-Net's dataset number, 1 to 999.
         name: the dataset's name (letters, digits, ``-``, ``_``).
         channels: image keys of the dataset (``"ct"``, ``"mr"``) written as channels in order.
+        labels: the dataset-wide table (name → value), checked as in `write_nnunet`.
         overwrite: replace an existing, non-empty dataset folder of the same id and name.
 
     Returns:
@@ -293,7 +324,15 @@ def export_nnunet(
                 "(letters, digits, '-', '_' or '.', starting with a letter or digit)"
             )
     channels = _check_channels(where, channels, image_keys(cases))
-    table = label_table(read_structures(where, c.files[LABEL_KEY]) for c in cases)
+    tables = [read_structures(where, c.files[LABEL_KEY]) for c in cases]
+    meta = dataset_meta(dataset_dir)
+    source_table = dataset_labels(meta)
+    if labels is not None:
+        table, order = check_label_table(where, labels, tables), _GIVEN
+    elif source_table is not None and _accepted(where, source_table, tables):
+        table, order = check_label_table(where, source_table, tables), _FROM_DATASET
+    else:
+        table, order = label_table(tables), _SORTED
     folder = _prepare_folder(where, Path(out_root), folder_name, overwrite)
     written: set[Path] = set()
     for case in cases:
@@ -313,8 +352,8 @@ def export_nnunet(
         written.update(_write_case(folder, case.name, channels, images, labels, table, where))
     _remove_stale(folder, written)
     provenance = {"source_dataset": Path(dataset_dir).resolve().name}
-    digest = dataset_digest(dataset_dir)
+    digest = dataset_digest(meta)
     if digest is not None:
-        provenance["source_config_digest"] = digest
-    _write_json(folder, folder_name, channels, table, [c.name for c in cases], provenance)
+        provenance["source_digest"] = digest
+    _write_json(folder, folder_name, channels, table, [c.name for c in cases], provenance, order)
     return folder

@@ -274,6 +274,8 @@ def test_bad_inputs_name_the_call_and_the_field(tmp_path):
         save_dicom_series(ct, tmp_path / "a", uid_seed="")
     with pytest.raises(ValueError, match="`patient_sex` must be"):
         save_dicom_series(ct, tmp_path / "a", uid_seed="s", patient_sex="X")
+    with pytest.raises(ValueError, match="`patient_id` must be text of at most 64 characters"):
+        save_dicom_series(ct, tmp_path / "a", uid_seed="s", patient_id="x" * 65)
     with pytest.raises(ValueError, match="NaN or infinite"):
         save_dicom_series(ct.with_data(np.full((4, 4, 2), np.nan)), tmp_path / "a", uid_seed="s")
     with pytest.raises(TypeError, match=r"must be a medphys\.Volume"):

@@ -88,7 +88,8 @@ def test_export_writes_the_nnunet_layout_and_dataset_json(tmp_path):
     assert meta["labels"] == {"background": 0, "bladder": 1, "body": 2, "prostate": 3, "uterus": 4}
     assert meta["numTraining"] == 2
     assert meta["file_ending"] == ".nii.gz"
-    assert meta["medphys"]["source_config_digest"] == "0123abcd"
+    assert meta["medphys"]["source_digest"] == "0123abcd"
+    assert meta["medphys"]["label_order"].startswith("background 0, then the other structure names")
     assert meta["medphys"]["cases"] == ["case-0000", "case-0001"]
     assert meta["medphys"]["synthetic"] is True
     image = nib.load(folder / "imagesTr" / "case-0000_0000.nii.gz")
@@ -117,6 +118,46 @@ def test_labels_are_remapped_by_name_so_prostate_and_uterus_differ(tmp_path):
     female = load_nifti(folder / "labelsTr" / "case-0001.nii.gz").labels
     assert set(np.unique(male)) == {0, 1, 2, 3}  # prostate = 3
     assert set(np.unique(female)) == {0, 1, 2, 4}  # uterus = 4
+
+
+def test_the_source_datasets_table_or_a_given_one_is_used_when_valid(tmp_path):
+    _dataset(tmp_path / "data")
+    # A dataset-wide table in the source dataset.json (first-seen order) is kept as it is.
+    source = {"background": 0, "body": 1, "prostate": 2, "bladder": 3, "uterus": 4}
+    (tmp_path / "data" / "dataset.json").write_text(json.dumps({"digest": "d1", "labels": source}))
+    folder = export_nnunet(tmp_path / "data", tmp_path / "raw", dataset_id=20, name="Src")
+    meta = json.loads((folder / "dataset.json").read_text())
+    assert meta["labels"] == source
+    assert meta["medphys"]["source_digest"] == "d1"
+    assert "dataset.json" in meta["medphys"]["label_order"]
+    female = load_nifti(folder / "labelsTr" / "case-0001.nii.gz")
+    assert {s.name: s.label for s in female.structures}["uterus"] == 4
+    # One that misses a structure (or has gaps) is not nnU-Net's: the sorted table is used.
+    (tmp_path / "data" / "dataset.json").write_text(
+        json.dumps({"labels": {"background": 0, "body": 1, "prostate": 2}})
+    )
+    folder = export_nnunet(tmp_path / "data", tmp_path / "raw", dataset_id=21, name="Fallback")
+    assert json.loads((folder / "dataset.json").read_text())["labels"]["uterus"] == 4
+    # A table given by the caller wins, and is checked.
+    given = {"background": 0, "uterus": 1, "prostate": 2, "body": 3, "bladder": 4}
+    folder = export_nnunet(
+        tmp_path / "data", tmp_path / "raw", dataset_id=22, name="Given", labels=given
+    )
+    meta = json.loads((folder / "dataset.json").read_text())
+    assert meta["labels"] == given and meta["medphys"]["label_order"] == "given by the caller"
+    for bad, match in (
+        (
+            {"background": 0, "body": 1},
+            r"no value for the structures \['bladder', 'prostate', 'uterus'\]",
+        ),
+        ({**given, "body": 7}, r"values must be 0, 1, 2, \.\.\. without gaps"),
+        ({**given, "background": 5}, r"must map 'background' to 0"),
+        ({**given, "body": "3"}, r"must map structure names to integers"),
+    ):
+        with pytest.raises((ValueError, TypeError), match=r"export_nnunet: `labels` .*" + match):
+            export_nnunet(
+                tmp_path / "data", tmp_path / "raw", dataset_id=23, name="Bad", labels=bad
+            )
 
 
 def test_two_channels_and_a_folder_without_manifest(tmp_path):

@@ -12,6 +12,7 @@ Public surface (see each subpackage's ``__init__`` for its own):
 
 from . import io as io
 from . import materials as materials
+from . import observers as observers
 from . import phantoms as phantoms
 from . import pipelines as pipelines
 from . import simulators as simulators

@@ -46,8 +46,15 @@ class UserError(Exception):
     """Raised for input problems; printed without a traceback, exit status 2."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the job is (so files are cleaned up as for Ctrl-C)."""
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) or SIGTERM, raised where the job is, so temporary files are cleaned up.
+
+    Not a `KeyboardInterrupt`: the command-line framework would turn that into a silent exit code.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _version_callback(value: bool) -> None:
@@ -252,30 +259,29 @@ def simulate_list() -> None:
         _out.print(f"{name:20s} {data.get('modality', '?'):10s} {data.get('description', '')}")
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``medphys`` console script; returns the exit status."""
     from .pipelines import EngineError, OutputError
 
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in handled}
     try:
         result = app(args=argv, standalone_mode=False)
     except (ConfigError, UnknownNameError, OutputError, EngineError, UserError) as exc:
-        _err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True)
+        _err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True, soft_wrap=True)
         return 2
-    except Terminated:
+    except (Interrupted, typer.Abort, KeyboardInterrupt) as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
         _err.print(
-            "medphys: terminated (SIGTERM); complete cases are kept, rerun the same command to resume"
+            f"medphys: {what}; complete cases are kept, rerun the same command to resume",
+            soft_wrap=True,
         )
-        return 128 + signal.SIGTERM
-    except (typer.Abort, KeyboardInterrupt):
-        _err.print(
-            "medphys: interrupted; complete cases are kept, rerun the same command to resume"
-        )
-        return 130
+        return 128 + signum
     except Exception as exc:
         # usage errors of the command-line parser (typer/click): they know how to show themselves
         show = getattr(exc, "show", None)
@@ -284,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             return int(exc.exit_code)  # type: ignore[attr-defined]
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     # click returns an int exit code (e.g. from typer.Exit) in non-standalone mode
     return result if isinstance(result, int) else 0
 

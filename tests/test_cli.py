@@ -74,3 +74,30 @@ def test_bad_option_value_is_a_usage_error(tmp_path, capsys):
 def test_override_out_of_range(tmp_path, capsys):
     assert main(["generate", "--out", str(tmp_path / "o"), "--seed", "-1"]) == 2
     assert "seed" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from medphys import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"medphys {__version__}"
+
+
+def test_phantom_show_creates_the_folder_or_says_why(tmp_path, capsys):
+    target = tmp_path / "new" / "dir" / "torso.png"
+    assert main(["phantom", "show", "torso-basic", "--out", str(target), "--spacing-mm", "20"]) == 0
+    assert target.stat().st_size > 1000
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["phantom", "show", "torso-basic", "--out", str(blocker / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create the folder of --out" in err and "Traceback" not in err
+
+
+def test_engine_options_are_checked_before_any_work(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["generate", "--out", str(out), "--engine", "spark"]) == 2
+    assert "--engine must be 'local' or 'ray' (got 'spark')" in capsys.readouterr().err
+    assert main(["generate", "--out", str(out), "--workers", "0"]) == 2
+    assert "`workers` must be a positive integer (got 0)" in capsys.readouterr().err
+    assert not out.exists()

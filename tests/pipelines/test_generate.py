@@ -268,3 +268,42 @@ def test_the_default_job_uses_the_adult_phantoms(tmp_path):
     cfg.write_text("[phantom]\nname = []\n")
     with pytest.raises(ConfigError, match=r"empty.toml:2: phantom.name"):
         load_config(cfg)
+
+
+def test_changed_protocol_or_phantom_definition_is_named_and_never_mixed(tmp_path):
+    """Editing a protocol (mAs 100 → 5) or a phantom file refuses the rerun and names the input;
+    --overwrite starts over and the new value is in every sidecar."""
+    from medphys._catalog import resolve
+
+    protocol = tmp_path / "my-ct.toml"
+    protocol.write_text(resolve("simulators", "ct-chest-120kvp").read_text())
+    phantom = tmp_path / "my-torso.toml"
+    phantom.write_text(resolve("phantoms", "torso-basic").read_text())
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(
+        TINY.replace("cases = 2", "cases = 1")
+        .replace('name = "torso-basic"', f'name = "{phantom}"')
+        .replace("[output]", f'[ct]\nprotocol = "{protocol}"\n[output]')
+    )
+    out = tmp_path / "out"
+    generate(out, load_config(cfg))
+    before = (out / "cases" / "case-0000" / "ct.nii.gz").read_bytes()
+
+    protocol.write_text(protocol.read_text().replace("mas = 100.0", "mas = 5.0"))
+    with pytest.raises(OutputError, match=r"changed: protocol/ct\).*--overwrite"):
+        generate(out, load_config(cfg))
+    # a comment is not a change: the digest covers the parsed definition
+    phantom.write_text("# my copy\n" + phantom.read_text())
+    with pytest.raises(OutputError, match=r"changed: protocol/ct\)"):
+        generate(out, load_config(cfg))
+    summary = generate(out, load_config(cfg), overwrite=True)
+    assert summary["generated"] == 1
+    side = json.loads((out / "cases" / "case-0000" / "case.json").read_text())
+    assert side["protocols"]["ct"]["content"]["dose"]["mas"] == 5.0
+    assert side["protocols"]["ct"]["path"] == str(protocol)
+    after = (out / "cases" / "case-0000" / "ct.nii.gz").read_bytes()
+    assert after != before  # 20x fewer photons: other noise
+
+    phantom.write_text(phantom.read_text().replace('name = "liver"', 'name = "liver2"', 1))
+    with pytest.raises(OutputError, match=r"changed: phantom/.*my-torso.toml\)"):
+        generate(out, load_config(cfg))

@@ -6,9 +6,9 @@ from ._atomic import write_bytes_atomic as write_bytes_atomic
 from ._atomic import write_text_atomic as write_text_atomic
 from ._dicom import DicomSeries as DicomSeries
 from ._dicom import load_dicom_series as load_dicom_series
-from ._dicom import save_dicom_seg as save_dicom_seg
 from ._dicom import save_dicom_series as save_dicom_series
 from ._dicom_dataset import export_dicom as export_dicom
+from ._dicom_seg import save_dicom_seg as save_dicom_seg
 from ._labels import label_table as label_table
 from ._labels import remap_labels as remap_labels
 from ._nifti import load_nifti as load_nifti

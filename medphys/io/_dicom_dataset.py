@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ..volume import LabeledVolume, Volume
 from ._dataset import LABEL_KEY, dataset_digest, dataset_meta, image_keys, read_cases
-from ._dicom import save_dicom_seg, save_dicom_series
+from ._dicom import save_dicom_series
+from ._dicom_seg import save_dicom_seg
 from ._nifti import load_nifti
 
 _MODALITY = {"ct": "CT", "mr": "MR"}

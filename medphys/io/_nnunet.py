@@ -248,6 +248,11 @@ def write_nnunet(
                 f"{where}: case identifier {case!r} must be letters, digits, '-', '_' or '.', "
                 "starting with a letter or digit"
             )
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                f"{where}: case {case!r} must map keys to volumes, e.g. "
+                f"{{'label': LabeledVolume, 'ct': Volume}} (got {type(values).__name__})"
+            )
         if not isinstance(values.get(LABEL_KEY), LabeledVolume):
             raise TypeError(
                 f"{where}: case {case!r} needs a medphys.LabeledVolume under {LABEL_KEY!r} "

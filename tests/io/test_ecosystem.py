@@ -160,7 +160,7 @@ def test_monai_takes_keys_that_extend_an_image_key_for_its_metadata(tmp_path, to
     keys = ["ct", "label"]
     chain = _monai_chain(keys, pixdim=(24.0, 16.0, 40.0))
     item = {k: str(tmp_path / v) for k, v in entries[0].items() if k != "case"}
-    for safe in ("projections", "ct-projections", "ctprojections", "sidecar"):
+    for safe in ("projections", "projections-ct", "ct-projections", "ctprojections", "sidecar"):
         chain({**item, safe: item["projections"]})
     for clash in ("ct_projections", "label_sidecar"):
         with pytest.raises(RuntimeError) as info:

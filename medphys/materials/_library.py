@@ -53,7 +53,7 @@ def get(name: str) -> Material:
     Example:
         >>> import medphys.materials as mm
         >>> mm.get("liver").density_g_cm3
-        1.06
+        1.063
     """
     return _get(str(name))
 

@@ -83,8 +83,8 @@ def test_renormalisation_is_recorded():
 
 def test_lung_density_choice_is_explicit():
     lung = mm.get("lung")
-    assert lung.density_g_cm3 == pytest.approx(0.26)
-    assert "inflated" in lung.source and "1.05" in lung.source
+    assert lung.density_g_cm3 == pytest.approx(0.151)  # full inspiration (-850 HU)
+    assert "inflated" in lung.source and "1.05" in lung.source and "0.26" in lung.source
 
 
 def test_unknown_name_lists_alternatives():

@@ -11,7 +11,7 @@ from typing import Literal
 
 from ._errors import ConfigError, unknown_name
 
-Kind = Literal["phantoms", "simulators"]
+Kind = Literal["phantoms", "simulators", "trials"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -40,7 +40,7 @@ def resolve(kind: Kind, name_or_path: str | Path) -> Path:
         UnknownNameError: ``name_or_path`` is not a catalog name; the message lists the names.
         ConfigError: ``name_or_path`` looks like a path but no such file exists.
     """
-    what = "phantom" if kind == "phantoms" else "protocol"
+    what = {"phantoms": "phantom", "simulators": "protocol", "trials": "trial"}[kind]
     text = str(name_or_path)
     path = Path(text)
     if path.is_file():

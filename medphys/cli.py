@@ -2,6 +2,7 @@
 
     medphys generate --out DIR [--config FILE] [--cases N] [--seed S] [--overwrite]
                      [--engine local|ray] [--workers N] [--address ADDR]
+    medphys trial --config NAME|FILE --out DIR [--pairs N] [--seed S] [--engine ...]
     medphys info
     medphys --version
     medphys phantom list | medphys phantom show NAME --out FILE.png
@@ -137,6 +138,69 @@ def generate(
     _out.print(f"manifest: {summary['manifest']}")
     if summary["overview"]:
         _out.print(f"overview: {summary['overview']}")
+
+
+@app.command()
+def trial(
+    config: Annotated[
+        str, typer.Option("--config", help="Trial TOML: a name from trials/ or a path.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Report folder (created if needed).")],
+    pairs: Annotated[
+        int | None, typer.Option("--pairs", help="Signal-present/absent pairs (overrides config).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Random seed (overrides config).")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start over in a folder made from other inputs.")
+    ] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="Where cases run: local or ray.")
+    ] = "local",
+    workers: Annotated[
+        int,
+        typer.Option("--workers", help="Worker processes (local) or CPUs of a local Ray cluster."),
+    ] = 1,
+    address: Annotated[
+        str | None, typer.Option("--address", help="Ray cluster to join (default RAY_ADDRESS).")
+    ] = None,
+) -> None:
+    """Run an in-silico lesion-detection trial: ROIs, observer, AUC and ΔAUC, an HTML report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .pipelines import load_trial, make_engine, run_trial
+
+    cfg = load_trial(config, overrides={"pairs": pairs, "seed": seed})
+    start = time.perf_counter()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_err, transient=False) as bar:
+        task = bar.add_task("trial cases", total=2 * cfg.pairs)
+
+        def report(message: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, description=message)
+
+        with make_engine(engine, workers=workers, address=address) as runner:
+            try:
+                results = run_trial(out, cfg, overwrite=overwrite, engine=runner, progress=report)
+            except ValueError as exc:
+                if type(exc) is not ValueError:
+                    raise
+                raise UserError(str(exc)) from None
+    for arm, r in results["arms"].items():
+        lo, hi = r["auc_ci"]
+        _out.print(f"{arm:12s} AUC {r['auc']:.3f} [{lo:.3f}, {hi:.3f}]  d' {r['dprime']:.2f}")
+    for c in results["comparisons"]:
+        lo, hi = c["ci"]
+        _out.print(
+            f"ΔAUC {c['arms'][1]} − {c['arms'][0]}: {c['delta_auc']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        )
+    _out.print(f"in {time.perf_counter() - start:.1f} s → {out / 'report.html'}")
 
 
 @app.command()

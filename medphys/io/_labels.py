@@ -29,11 +29,12 @@ def _is_background(s: Structure) -> bool:
     return int(s.label) == 0 or s.name == BACKGROUND
 
 
-def label_table(tables: Iterable[Sequence[Structure]]) -> dict[str, int]:
+def label_table(tables: Iterable[Sequence[Structure | str]]) -> dict[str, int]:
     """The dataset-wide label table: ``{"background": 0, name: 1, ...}`` with names sorted.
 
     Args:
-        tables: the structure table of each case (``LabeledVolume.structures``).
+        tables: the structure table of each case (``LabeledVolume.structures``), or the
+            structure names of each phantom family (``Phantom.structure_names``).
 
     Returns:
         a dict from structure name to its dataset-wide value, in value order.
@@ -48,9 +49,13 @@ def label_table(tables: Iterable[Sequence[Structure]]) -> dict[str, int]:
     names: set[str] = set()
     for table in tables:
         for s in table:
+            if isinstance(s, str):
+                names.add(s)
+                continue
             if not isinstance(s, Structure):
                 raise TypeError(
                     "medphys.io.label_table: each table must hold medphys.volume.Structure rows "
+                    "or structure names "
                     f"(got {type(s).__name__})"
                 )
             if not _is_background(s):

@@ -5,6 +5,8 @@
 - Named random streams: `stream(key, name)`, `case_key(seed, index)`.
 - Engines: `LocalEngine` (in process, or a process pool), `RayEngine`; `make_engine`.
 - Sinks: `DatasetSink` (files, sidecars, manifest, overview); the dataset job `generate`.
+- Lesion studies: `LesionSpec`, `place_lesion`, `extract_roi`; trials from one TOML file
+  (`load_trial`, `run_trial`: paired cases → ROIs → observer → AUC and paired ΔAUC, a report).
 """
 
 from ._case import CaseResult as CaseResult
@@ -14,8 +16,6 @@ from ._config import default_config_text as default_config_text
 from ._config import load_config as load_config
 from ._dataset import DatasetSink as DatasetSink
 from ._dataset import OutputError as OutputError
-from ._dataset import label_table as label_table
-from ._dataset import relabel as relabel
 from ._engine import AbstractEngine as AbstractEngine
 from ._engine import EngineError as EngineError
 from ._engine import LocalEngine as LocalEngine
@@ -24,6 +24,9 @@ from ._engine import make_engine as make_engine
 from ._generate import GenerateJob as GenerateJob
 from ._generate import definitions as definitions
 from ._generate import generate as generate
+from ._lesion import LesionSpec as LesionSpec
+from ._lesion import extract_roi as extract_roi
+from ._lesion import place_lesion as place_lesion
 from ._provenance import Definition as Definition
 from ._provenance import changed_inputs as changed_inputs
 from ._provenance import job_digest as job_digest
@@ -35,3 +38,7 @@ from ._recipe import GridSpec as GridSpec
 from ._streams import case_key as case_key
 from ._streams import stream as stream
 from ._streams import stream_id as stream_id
+from ._trial import TrialConfig as TrialConfig
+from ._trial import analyse as analyse
+from ._trial import load_trial as load_trial
+from ._trial import run_trial as run_trial

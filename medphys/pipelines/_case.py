@@ -17,6 +17,7 @@ import numpy as np
 from .. import phantoms
 from .._types import PRNGKey
 from ..volume import LabeledVolume, Volume
+from ._lesion import place_lesion
 from ._recipe import Arm, CaseRecipe
 from ._streams import stream
 
@@ -34,6 +35,8 @@ class CaseResult:
             MR k-space complex64).
         params: the population draw as a plain dict (``None`` when the recipe does not vary).
         streams: per stage, the name of the random stream it drew from.
+        lesion: for a recipe with a lesion, where it is (`place_lesion`'s record) and
+            ``"present"``; ``None`` otherwise.
     """
 
     index: int
@@ -43,15 +46,20 @@ class CaseResult:
     raw: dict[str, np.ndarray]
     params: dict[str, Any] | None
     streams: dict[str, str]
+    lesion: dict[str, Any] | None = None
 
 
-def run_case(key: PRNGKey, recipe: CaseRecipe, *, index: int = 0) -> CaseResult:
+def run_case(
+    key: PRNGKey, recipe: CaseRecipe, *, index: int = 0, present: bool = True
+) -> CaseResult:
     """Make and image case ``index`` of ``recipe`` from ``key``.
 
     Args:
         key: the case's key (a job uses `medphys.pipelines.case_key(seed, index)`).
         recipe: a `CaseRecipe`.
         index: the case's index (chooses the phantom family: ``families[index % n]``).
+        present: for a recipe with a lesion, insert it (signal present) or not (signal absent:
+            the same patient, lesion location and noise, without the lesion).
 
     Returns:
         a `CaseResult`; ``images`` and ``raw`` are NumPy-backed (host) values.
@@ -62,10 +70,10 @@ def run_case(key: PRNGKey, recipe: CaseRecipe, *, index: int = 0) -> CaseResult:
         True
     """
     with jax.enable_x64(False):
-        return _run_case(key, recipe, index)
+        return _run_case(key, recipe, index, bool(present))
 
 
-def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int) -> CaseResult:
+def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int, present: bool) -> CaseResult:
     base = recipe.family(index)
     streams = {"phantom": "phantom"}
     if recipe.vary:
@@ -75,13 +83,31 @@ def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int) -> CaseResult:
         params = None
         phantom = base
     g = recipe.grid
-    labels = phantoms.voxelize(
-        phantom,
-        shape=g.shape,
-        spacing_mm=g.spacing_mm,
-        center_mm=g.center_mm,
-        supersample=g.supersample,
-    )
+
+    def voxelize(ph: phantoms.Phantom) -> LabeledVolume:
+        return phantoms.voxelize(
+            ph,
+            shape=g.shape,
+            spacing_mm=g.spacing_mm,
+            center_mm=g.center_mm,
+            supersample=g.supersample,
+        )
+
+    labels = voxelize(phantom)
+    lesion = None
+    if recipe.lesion is not None:
+        spec = recipe.lesion
+        streams["lesion"] = "lesion"
+        lesion = {**place_lesion(stream(key, "lesion"), labels, spec), "present": present}
+        if present:
+            phantom = phantoms.insert_lesion(
+                phantom,
+                organ=spec.organ,
+                shape=phantoms.SphericalLesion(spec.radius_mm),
+                material=spec.material,
+                center_mm=lesion["center_mm"],
+            )
+            labels = voxelize(phantom)
     images: dict[str, Volume] = {}
     raw: dict[str, np.ndarray] = {}
     for arm in recipe.arms:
@@ -98,6 +124,7 @@ def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int) -> CaseResult:
         raw=raw,
         params=None if params is None else params.to_dict(),
         streams=streams,
+        lesion=lesion,
     )
 
 

@@ -17,9 +17,9 @@ so a case is complete when its sidecar exists and records the job digest. The ma
 after each case, so a killed run's manifest lists exactly its complete cases. At the next start
 leftover ``.partial`` files are removed and complete cases are skipped.
 
-Labels: one table for the whole dataset (``dataset.json["labels"]``, name → value), the union of
-the structure names of every phantom family in family order, so a value means the same structure in
-every case (a male-only and a female-only organ get different values).
+Labels: one table for the whole dataset (``dataset.json["labels"]``, name → value: background 0,
+then the structure names of every phantom family, sorted; `medphys.io.label_table`), so a value
+means the same structure in every case (a male-only and a female-only organ get different values).
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from ..io import remove_partial_files, save_nifti, write_text_atomic
+from ..io import remap_labels, remove_partial_files, save_nifti, write_text_atomic
 from ..io._atomic import atomic_path
 from ..io._nifti import structure_row
-from ..volume import LabeledVolume, Structure
 from ._case import CaseResult
 from ._provenance import changed_inputs
 
@@ -49,34 +48,6 @@ class OutputError(ValueError):
 
 def case_name(index: int) -> str:
     return f"case-{index:04d}"
-
-
-def label_table(structure_names: Sequence[Sequence[str]]) -> dict[str, int]:
-    """The dataset-wide label table: background 0, then every structure name once, in order.
-
-    Args:
-        structure_names: per phantom family, its structure names in painting order.
-    """
-    table = {"background": 0}
-    for names in structure_names:
-        for name in names:
-            table.setdefault(name, len(table))
-    return table
-
-
-def relabel(labels: LabeledVolume, table: dict[str, int]) -> LabeledVolume:
-    """``labels`` with values taken from ``table`` (by structure name); fractions dropped."""
-    missing = [s.name for s in labels.structures if s.name not in table]
-    if missing:
-        raise ValueError(f"medphys.pipelines.relabel: structures {missing} are not in the table")
-    values = np.asarray(labels.labels)
-    lut = np.zeros(int(values.max(initial=0)) + 1, np.int64)
-    for s in labels.structures:
-        if s.label < lut.size:
-            lut[s.label] = table[s.name]
-    dtype = np.uint8 if len(table) <= 256 else np.uint16
-    rows = [Structure(table[s.name], s.name, s.material, s.mr) for s in labels.structures]
-    return LabeledVolume.create(lut[values].astype(dtype), rows, affine=np.asarray(labels.affine))
 
 
 def _save_npy(array: np.ndarray, path: Path) -> None:
@@ -91,10 +62,10 @@ def _load_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_failure(out: Path, exc: OSError) -> OutputError:
+def write_failure(out: Path, exc: OSError) -> OutputError:
     reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
     return OutputError(
-        f"medphys generate: writing to {str(out)!r} failed ({reason}); every complete case is "
+        f"medphys: writing to {str(out)!r} failed ({reason}); every complete case is "
         "intact: free space or fix the folder, then rerun the same command to resume"
     )
 
@@ -107,7 +78,7 @@ class DatasetSink:
         digest: the job digest (`job_digest`): cases recorded with another digest are not reused.
         inputs: the digest of each input (`job_inputs`), so a mismatch can be explained.
         record: the JSON record of the job for ``dataset.json`` (config, definitions, versions).
-        labels: the dataset-wide label table (`label_table`).
+        labels: the dataset-wide label table (`medphys.io.label_table`).
         files: per output key (``"label"``, arm names, ``"projections-<arm>"``), the file name.
         overview: write ``overview.png`` at the end.
         title: the overview's title.
@@ -183,7 +154,7 @@ class DatasetSink:
             self._complete = {i for i in range(n_cases) if self.is_complete(i)}
             self._write_manifest()
         except OSError as exc:
-            raise _write_failure(self.out, exc) from None
+            raise write_failure(self.out, exc) from None
         return [i for i in range(n_cases) if i not in self._complete]
 
     def _dataset_record(self) -> dict[str, Any]:
@@ -227,7 +198,7 @@ class DatasetSink:
         try:
             case_dir.mkdir(parents=True, exist_ok=True)
             (case_dir / "case.json").unlink(missing_ok=True)
-            labels = relabel(result.labels, self.labels)
+            labels = remap_labels(result.labels, self.labels)
             save_nifti(labels, case_dir / self.files["label"])
             for arm, image in result.images.items():
                 save_nifti(image, case_dir / self.files[arm])
@@ -249,7 +220,7 @@ class DatasetSink:
             self._complete.add(result.index)
             self._write_manifest()
         except OSError as exc:
-            raise _write_failure(self.out, exc) from None
+            raise write_failure(self.out, exc) from None
 
     def _write_manifest(self) -> Path:
         """``manifest.jsonl``: one line per complete case, paths relative to the folder.
@@ -286,7 +257,7 @@ class DatasetSink:
             manifest = self._write_manifest()
             overview = self._write_overview(n_cases, arms) if self.overview else None
         except OSError as exc:
-            raise _write_failure(self.out, exc) from None
+            raise write_failure(self.out, exc) from None
         return {"manifest": str(manifest), "overview": None if overview is None else str(overview)}
 
     def _write_overview(
@@ -336,4 +307,4 @@ def _changed_keys(before: Any, now: Any, prefix: str = "") -> list[str]:
     return out
 
 
-__all__ = ["DatasetSink", "OutputError", "case_name", "label_table", "relabel"]
+__all__ = ["DatasetSink", "OutputError", "case_name", "write_failure"]

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import phantoms
+from ..io import label_table
 from ._case import CaseResult, run_case
 from ._config import GenerateConfig
-from ._dataset import DatasetSink, OutputError, label_table
+from ._dataset import DatasetSink, OutputError
 from ._engine import AbstractEngine, LocalEngine
 from ._provenance import Definition, definition, job_digest, job_inputs, versions
-from ._recipe import Arm, CaseRecipe, GridSpec
+from ._recipe import Arm, CaseRecipe, GridSpec, recipe_of, remember_recipe
 from ._streams import case_key
 
 
@@ -82,17 +83,9 @@ class GenerateJob:
         )
 
 
-# One recipe per job in each worker process, built on its first case.
-_RECIPES: dict[str, CaseRecipe] = {}
-
-
 def _run_job_case(job: GenerateJob, index: int) -> CaseResult:
     """A worker's task: case ``index`` of ``job``."""
-    recipe = _RECIPES.get(job.digest)
-    if recipe is None:
-        _RECIPES.clear()
-        recipe = _RECIPES[job.digest] = job.recipe()
-    return run_case(case_key(job.config.seed, index), recipe, index=index)
+    return run_case(case_key(job.config.seed, index), recipe_of(job), index=index)
 
 
 def _sidecar(job: GenerateJob, recipe: CaseRecipe, result: CaseResult) -> dict[str, Any]:
@@ -178,16 +171,13 @@ def generate(
     if progress and skipped:
         progress(f"{skipped} case(s) already complete", done, config.cases)
     engine = engine or LocalEngine()
-    _RECIPES[job.digest] = recipe  # the in-process engine reuses the driver's recipe
-    try:
-        with contextlib.closing(engine.map(_run_job_case, job, pending)) as results:
-            for _, result in results:
-                sink.write(result, _sidecar(job, recipe, result))
-                done += 1
-                if progress:
-                    progress(f"{result.family} case {result.index} written", done, config.cases)
-    finally:
-        _RECIPES.pop(job.digest, None)
+    remember_recipe(job, recipe)  # the in-process engine reuses the driver's recipe
+    with contextlib.closing(engine.map(_run_job_case, job, pending)) as results:
+        for _, result in results:
+            sink.write(result, _sidecar(job, recipe, result))
+            done += 1
+            if progress:
+                progress(f"{result.family} case {result.index} written", done, config.cases)
     arms = [(a.name, a.modality) for a in recipe.arms]
     return {
         "out": str(out),

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..phantoms import Phantom
+from ._lesion import LesionSpec
 
 _ARM_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 
@@ -95,12 +96,14 @@ class CaseRecipe:
             individual).
         grid: the voxel grid.
         arms: the imaging arms, in order; names are unique.
+        lesion: the lesion of a lesion study (inserted in signal-present cases), or ``None``.
     """
 
     families: tuple[Phantom, ...]
     grid: GridSpec
     arms: tuple[Arm, ...]
     vary: bool = True
+    lesion: LesionSpec | None = None
 
     @classmethod
     def create(
@@ -110,12 +113,14 @@ class CaseRecipe:
         grid: GridSpec,
         arms: Sequence[Arm],
         vary: bool = True,
+        lesion: LesionSpec | None = None,
     ) -> CaseRecipe:
         """Validated constructor.
 
         Raises:
             ValueError: no family, no arm, a bad or repeated arm name, an arm sharing the noise of
-                an arm that does not exist or has another modality, or an unsupported protocol.
+                an arm that does not exist or has another modality, an unsupported protocol, or a
+                lesion whose organ is missing from a family.
         """
         where = "medphys.pipelines.CaseRecipe.create"
         fams = (families,) if isinstance(families, Phantom) else tuple(families)
@@ -153,7 +158,24 @@ class CaseRecipe:
         shape = tuple(int(n) for n in grid.shape)
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"{where}: `grid.shape` must be 3 positive sizes (got {grid.shape})")
-        return cls(families=fams, grid=grid, arms=arms, vary=bool(vary))
+        if lesion is not None:
+            if not isinstance(lesion, LesionSpec):
+                raise ValueError(f"{where}: `lesion` must be a LesionSpec (got {lesion!r})")
+            need = lesion.radius_mm + lesion.margin_mm
+            for axis, (n, mm) in enumerate(zip(grid.shape, grid.spacing_mm, strict=True)):
+                deepest = ((int(n) + 1) // 2) * abs(float(mm))
+                if deepest < need:
+                    raise ValueError(
+                        f"{where}: the grid is too thin along axis {'xyz'[axis]} for the lesion: "
+                        f"its deepest voxel lies {deepest:g} mm from the edge and the lesion needs "
+                        f"{need:g} mm (radius_mm + margin_mm); add voxels along {'xyz'[axis]}"
+                    )
+            lacking = [f.name for f in fams if lesion.organ not in f.structure_names]
+            if lacking:
+                raise ValueError(
+                    f"{where}: the lesion's organ {lesion.organ!r} is not a structure of {lacking}"
+                )
+        return cls(families=fams, grid=grid, arms=arms, vary=bool(vary), lesion=lesion)
 
     def family(self, index: int) -> Phantom:
         """The phantom family of case ``index`` (the families take turns)."""
@@ -165,3 +187,23 @@ class CaseRecipe:
             if arm.name == name:
                 return arm
         raise KeyError(f"no arm {name!r} (arms: {[a.name for a in self.arms]})")
+
+
+# Each process keeps the recipe of the job it is running (engines ship the job's plain data once;
+# a worker builds the recipe on its first case and reuses it).
+_RECIPE_MEMO: dict[str, CaseRecipe] = {}
+
+
+def recipe_of(job: Any) -> CaseRecipe:
+    """``job.recipe()``, built once per process per ``job.digest``."""
+    recipe = _RECIPE_MEMO.get(job.digest)
+    if recipe is None:
+        _RECIPE_MEMO.clear()
+        recipe = _RECIPE_MEMO[job.digest] = job.recipe()
+    return recipe
+
+
+def remember_recipe(job: Any, recipe: CaseRecipe) -> None:
+    """Let an in-process engine reuse a recipe the driver already built."""
+    _RECIPE_MEMO.clear()
+    _RECIPE_MEMO[job.digest] = recipe

@@ -1,0 +1,145 @@
+"""Lesion studies: where a lesion goes in a case, and the regions of interest around it.
+
+A `LesionSpec` says what to insert (a sphere of ``radius_mm`` made of ``material``) and where
+(``organ``, at least ``margin_mm`` from its boundary, inside the voxel grid). `place_lesion` draws
+the centre uniformly among the organ voxels of the case's lesion-free voxelization that are far
+enough from every other label and from the grid's edges (a Euclidean distance transform in mm), so
+the lesion lies in the organ *as painted* (not in a vessel crossing it) and inside the image.
+
+A signal-present case and its signal-absent twin share the key, so they share the patient, the
+lesion's location (the absent case's region of interest is taken at the same place) and every
+noise draw; only the lesion differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+from scipy import ndimage
+
+from .._types import PRNGKey
+from ..volume import LabeledVolume, Volume
+
+
+@dataclasses.dataclass(frozen=True)
+class LesionSpec:
+    """A spherical lesion to insert in an organ.
+
+    Attributes:
+        organ: the host structure's name (``"liver"``).
+        radius_mm: the sphere's radius.
+        material: a `medphys.materials` name: a tissue or a contrast mixture such as
+            ``"liver+iodine_1mg_ml"`` (an enhancing lesion).
+        margin_mm: the least distance from the lesion's surface to the organ's boundary and to
+            the grid's edges.
+    """
+
+    organ: str
+    radius_mm: float
+    material: str
+    margin_mm: float = 3.0
+
+    @classmethod
+    def create(
+        cls, organ: str, *, radius_mm: float, material: str, margin_mm: float = 3.0
+    ) -> LesionSpec:
+        """Validated constructor.
+
+        Raises:
+            ValueError: a non-positive radius, a negative margin.
+            UnknownNameError: an unknown material.
+        """
+        from .. import materials
+
+        where = "medphys.pipelines.LesionSpec.create"
+        if not (np.isfinite(radius_mm) and radius_mm > 0):
+            raise ValueError(f"{where}: `radius_mm` must be positive (got {radius_mm!r})")
+        if not (np.isfinite(margin_mm) and margin_mm >= 0):
+            raise ValueError(f"{where}: `margin_mm` must be >= 0 (got {margin_mm!r})")
+        materials.get(material)  # raises UnknownNameError listing the catalog
+        return cls(str(organ), float(radius_mm), str(material), float(margin_mm))
+
+
+def place_lesion(key: PRNGKey, labels: LabeledVolume, spec: LesionSpec) -> dict[str, Any]:
+    """Draw a lesion centre inside ``spec.organ`` of a voxelized case.
+
+    Args:
+        key: the case's ``"lesion"`` stream.
+        labels: the case's voxelization without the lesion.
+        spec: what is inserted.
+
+    Returns:
+        ``{"center_mm": [x, y, z], "center_voxel": [i, j, k], "radius_mm", "material",
+        "organ", "candidates"}`` (voxel centres, RAS+ mm).
+
+    Raises:
+        ValueError: the organ is not in the case, or no voxel of it is deep enough (the message
+            gives the deepest point's depth and what the lesion needs).
+    """
+    where = "medphys.pipelines.place_lesion"
+    if spec.organ not in labels.names:
+        raise ValueError(
+            f"{where}: organ {spec.organ!r} is not in this case's structures "
+            f"(it has: {', '.join(labels.names)})"
+        )
+    mask = np.asarray(labels.labels) == labels.structure(spec.organ).label
+    spacing = np.abs(np.asarray(labels.spacing_mm, np.float64))
+    # distance (mm) from each organ voxel to the nearest voxel outside it, the grid edge counting
+    # as outside
+    depth = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    need = spec.radius_mm + spec.margin_mm
+    candidates = np.argwhere(depth >= need)
+    if candidates.size == 0:
+        raise ValueError(
+            f"{where}: no point of {spec.organ!r} lies {need:g} mm (radius_mm + margin_mm) from "
+            f"its boundary and the grid's edges; the deepest lies {depth.max():.1f} mm deep: "
+            "make the lesion smaller or the margin narrower, or cover more of the organ"
+        )
+    pick = int(jax.random.randint(key, (), 0, candidates.shape[0]))
+    voxel = candidates[pick]
+    centre = np.asarray(labels.affine, np.float64) @ np.append(voxel, 1.0)
+    return {
+        "organ": spec.organ,
+        "radius_mm": spec.radius_mm,
+        "material": spec.material,
+        "center_mm": [float(v) for v in centre[:3]],
+        "center_voxel": [int(v) for v in voxel],
+        "candidates": int(candidates.shape[0]),
+    }
+
+
+def extract_roi(
+    volume: Volume, center_voxel: Any, size: int, *, plane: str = "axial"
+) -> np.ndarray:
+    """A square (2D, through the centre voxel) or cubic (``plane="3d"``) region of interest.
+
+    Args:
+        volume: the image.
+        center_voxel: the ROI's centre voxel index (i, j, k).
+        size: the ROI's edge length in voxels (the centre voxel is at ``size // 2``).
+        plane: ``"axial"`` (the i-j plane), ``"coronal"`` (i-k), ``"sagittal"`` (j-k) or ``"3d"``.
+
+    Returns:
+        ``(size, size)`` or ``(size, size, size)`` float32; voxels outside the image repeat the
+        nearest edge voxel.
+    """
+    where = "medphys.pipelines.extract_roi"
+    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+        raise ValueError(f"{where}: `size` must be an integer >= 2 (got {size!r})")
+    axes = {"axial": (0, 1), "coronal": (0, 2), "sagittal": (1, 2), "3d": (0, 1, 2)}
+    if plane not in axes:
+        raise ValueError(f"{where}: `plane` must be one of {sorted(axes)} (got {plane!r})")
+    data = np.asarray(volume.data, np.float32)
+    centre = np.asarray(center_voxel, np.int64)
+    index = []
+    for axis in range(3):
+        if axis in axes[plane]:
+            lo = centre[axis] - size // 2
+            index.append(np.clip(np.arange(lo, lo + size), 0, data.shape[axis] - 1))
+        else:
+            index.append(np.asarray([np.clip(centre[axis], 0, data.shape[axis] - 1)]))
+    roi = data[np.ix_(*index)]
+    return roi.reshape((size,) * len(axes[plane]))

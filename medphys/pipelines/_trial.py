@@ -1,0 +1,545 @@
+"""In-silico lesion-detection trials: paired cases → regions of interest → observer → AUC, ΔAUC.
+
+A trial (one TOML file, `TrialConfig`) makes ``pairs`` virtual patients; each is imaged twice by
+every arm, once with the lesion (signal present) and once without (signal absent), with the same
+key: the same patient, lesion location and noise, only the lesion differs. Around the lesion's
+known location each arm's image gives a region of interest (ROI). A model observer (`medphys.
+observers`) is trained on the first ``split`` of the pairs and tested on the rest (or on all of
+them, ``resubstitution = true``); each arm gets an AUC with its DeLong interval and d′, and each
+pair of arms named in ``compare`` a paired ΔAUC (same test cases, DeLong covariance).
+
+Output folder (`run_trial`)::
+
+    DIR/trial.json        resolved config, every input's digest, definitions, versions
+    DIR/rois/             one .npz per case (ROIs by arm, lesion record): the resume state
+    DIR/results.json      per arm AUC, CI, d′; per comparison ΔAUC, SE, CI, p; the test design
+    DIR/results.csv       the same, one row per arm and per comparison
+    DIR/roc.png           empirical ROC curves of the test scores
+    DIR/rois.png          example signal-present and signal-absent ROIs of each arm
+    DIR/report.html       a summary page with the tables and pictures
+
+A killed trial resumes from its ``rois/`` files and ends with the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import html
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pydantic
+
+from .._config import Strict, read_toml, validate
+from .._errors import ConfigError
+from ..io import remove_partial_files, write_bytes_atomic, write_text_atomic
+from ._dataset import OutputError, write_failure
+from ._engine import AbstractEngine, LocalEngine
+from ._lesion import LesionSpec, extract_roi
+from ._provenance import Definition, definition, digest_of, job_digest, job_inputs, versions
+from ._recipe import Arm, CaseRecipe, GridSpec, recipe_of, remember_recipe
+from ._streams import case_key
+
+PositiveMM = Annotated[float, pydantic.Field(gt=0.0, allow_inf_nan=False)]
+
+
+class _Phantom(Strict):
+    name: Annotated[
+        list[str],
+        pydantic.BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
+        pydantic.Field(min_length=1),
+    ]
+    vary: bool = True
+    shape: tuple[
+        Annotated[int, pydantic.Field(ge=1)],
+        Annotated[int, pydantic.Field(ge=1)],
+        Annotated[int, pydantic.Field(ge=1)],
+    ]
+    spacing_mm: tuple[PositiveMM, PositiveMM, PositiveMM]
+    center_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    supersample: Annotated[int, pydantic.Field(ge=1, le=8)] = 1
+
+
+class _Lesion(Strict):
+    organ: str
+    radius_mm: PositiveMM
+    #: a `medphys.materials` name: a tissue, or a contrast mixture such as "liver+iodine_1mg_ml"
+    material: str
+    margin_mm: Annotated[float, pydantic.Field(ge=0.0)] = 3.0
+
+
+class _Arm(Strict):
+    name: Annotated[str, pydantic.Field(pattern=r"^[a-z][a-z0-9]*$")]
+    protocol: str
+    #: the arm whose noise realisation this arm shares (common random numbers)
+    noise_stream: str | None = None
+
+
+class _Observer(Strict):
+    kind: Literal["npw", "npwe", "hotelling", "cho"] = "cho"
+    channels: Literal["laguerre-gauss", "gabor"] = "laguerre-gauss"
+    n_channels: Annotated[int, pydantic.Field(ge=1, le=64)] = 5
+    width_px: PositiveMM = 6.0
+    roi_px: Annotated[int, pydantic.Field(ge=4, le=256)] = 24
+    plane: Literal["axial", "coronal", "sagittal"] = "axial"
+    #: the training fraction of each class (the rest tests); or resubstitution = true
+    split: Annotated[float, pydantic.Field(gt=0.0, lt=1.0)] | None = 0.5
+    resubstitution: bool = False
+    #: channel-domain internal noise (variance as a multiple of each channel's variance)
+    internal_noise: Annotated[float, pydantic.Field(ge=0.0)] = 0.0
+
+
+class _Analysis(Strict):
+    compare: list[tuple[str, str]] = pydantic.Field(default_factory=list)
+    level: Annotated[float, pydantic.Field(gt=0.5, lt=1.0)] = 0.95
+
+
+class TrialConfig(Strict):
+    """A lesion-detection trial: population, lesion, imaging arms, observer, analysis."""
+
+    name: str
+    description: str = ""
+    pairs: Annotated[int, pydantic.Field(ge=2, le=1_000_000)]
+    seed: Annotated[int, pydantic.Field(ge=0, lt=2**32)] = 0
+    phantom: _Phantom
+    lesion: _Lesion
+    arms: Annotated[list[_Arm], pydantic.Field(min_length=1)]
+    observer: _Observer = _Observer()
+    analysis: _Analysis = _Analysis()
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> TrialConfig:
+        names = [a.name for a in self.arms]
+        for a, b in self.analysis.compare:
+            for arm in (a, b):
+                if arm not in names:
+                    raise ValueError(
+                        f"analysis.compare: {arm!r} is not an arm of this trial (arms: {names}); "
+                        "a paired analysis needs two arms imaging the same cases"
+                    )
+            if a == b:
+                raise ValueError(f"analysis.compare: compares arm {a!r} with itself")
+        return self
+
+    def digest(self) -> str:
+        """A short hash of everything in the config except the number of pairs."""
+        return digest_of(self.model_dump(mode="json", exclude={"pairs"}))
+
+
+def load_trial(path: str | Path, *, overrides: dict[str, Any] | None = None) -> TrialConfig:
+    """A trial config from a catalog name (``trials/``) or a TOML path, with overrides.
+
+    Raises:
+        ConfigError / UnknownNameError: a missing or invalid file, or an invalid override; the
+            message names the file, the key path, the value and what is allowed.
+    """
+    from .._catalog import resolve
+
+    file = resolve("trials", path)
+    data = read_toml(file)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+    config = validate(TrialConfig, data, source=str(file), text=file.read_text(encoding="utf-8"))
+    obs = config.observer
+    if obs.resubstitution and "split" in data.get("observer", {}):
+        raise ConfigError(f"{file}: observer: give `split` or `resubstitution = true`, not both")
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialJob:
+    """What a worker needs for any case of a trial (plain data; `recipe` builds the recipe)."""
+
+    config: TrialConfig
+    definitions: dict[str, Definition]
+    digest: str
+
+    def recipe(self) -> CaseRecipe:
+        from .. import phantoms, simulators
+
+        c = self.config
+        families = tuple(
+            phantoms.from_config(d.content, source=d.path)
+            for role, d in self.definitions.items()
+            if role.startswith("phantom/")
+        )
+        arms = []
+        for arm in c.arms:
+            d = self.definitions[f"protocol/{arm.name}"]
+            protocol = simulators.from_config(d.content, source=d.path)
+            arms.append(Arm(arm.name, protocol, noise_stream=arm.noise_stream))
+        p, lesion = c.phantom, c.lesion
+        return CaseRecipe.create(
+            families,
+            grid=GridSpec(p.shape, p.spacing_mm, p.center_mm, p.supersample),
+            arms=arms,
+            vary=p.vary,
+            lesion=LesionSpec.create(
+                lesion.organ,
+                radius_mm=lesion.radius_mm,
+                material=lesion.material,
+                margin_mm=lesion.margin_mm,
+            ),
+        )
+
+
+def _run_item(job: TrialJob, item: tuple[int, bool]) -> dict[str, Any]:
+    """A worker's task: case ``index`` with or without its lesion → ROIs by arm + lesion record."""
+    from ._case import run_case
+
+    index, present = item
+    result = run_case(
+        case_key(job.config.seed, index), recipe_of(job), index=index, present=present
+    )
+    obs = job.config.observer
+    centre = result.lesion["center_voxel"]
+    rois = {
+        arm: extract_roi(image, centre, obs.roi_px, plane=obs.plane)
+        for arm, image in result.images.items()
+    }
+    return {"rois": rois, "lesion": result.lesion, "family": result.family, "params": result.params}
+
+
+def _item_file(out: Path, index: int, present: bool) -> Path:
+    return out / "rois" / f"case-{index:04d}-{'present' if present else 'absent'}.npz"
+
+
+def _save_item(path: Path, digest: str, record: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    meta = {k: v for k, v in record.items() if k != "rois"} | {"digest": digest}
+    arrays = {f"roi_{arm}": roi for arm, roi in record["rois"].items()}
+    np.savez(buffer, meta=np.asarray(json.dumps(meta, sort_keys=True)), **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def _load_item(path: Path, digest: str) -> dict[str, Any] | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            rois = {k[4:]: np.asarray(data[k]) for k in data.files if k.startswith("roi_")}
+    except (OSError, ValueError, KeyError):
+        return None
+    if meta.get("digest") != digest:
+        return None
+    return {**meta, "rois": rois}
+
+
+def run_trial(
+    out: str | Path,
+    config: TrialConfig,
+    *,
+    overwrite: bool = False,
+    engine: AbstractEngine | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run a lesion-detection trial into ``out`` (resuming a partial run of the same inputs).
+
+    Args:
+        out: the report folder (created if needed).
+        config: the trial (`load_trial`).
+        overwrite: start over in a folder holding a trial made from other inputs.
+        engine: where cases run (default: in this process); the numbers do not depend on it.
+        progress: called as ``progress(message, done, total)`` after each case.
+
+    Returns:
+        the results (as written to ``results.json``) plus ``"out"`` and ``"generated"``.
+
+    Raises:
+        OutputError: the folder holds another trial (and not ``overwrite``), or is not writable.
+        ConfigError / UnknownNameError: unknown names or invalid definitions (before any case).
+        ValueError: an observer that cannot be trained on this many cases (before any case).
+    """
+    out = Path(out)
+    defs = {f"phantom/{n}": definition("phantom", n) for n in config.phantom.name}
+    defs.update({f"protocol/{a.name}": definition("protocol", a.protocol) for a in config.arms})
+    inputs = job_inputs(config.digest(), defs)
+    job = TrialJob(config, defs, job_digest(inputs))
+    recipe = job.recipe()  # validates every definition before any case
+    _check_design(config)
+    out.mkdir(parents=True, exist_ok=True)
+    record_file = out / "trial.json"
+    if record_file.is_file() and not overwrite:
+        previous = json.loads(record_file.read_text(encoding="utf-8"))
+        if previous.get("digest") != job.digest:
+            changed = sorted(
+                k
+                for k in set(previous.get("inputs", {})) | set(inputs)
+                if previous.get("inputs", {}).get(k) != inputs.get(k)
+            )
+            raise OutputError(
+                f"medphys trial: {str(out)!r} holds a trial made from different inputs "
+                f"(changed: {', '.join(changed)}); choose a new --out folder or pass --overwrite"
+            )
+    remove_partial_files(out)
+    (out / "rois").mkdir(exist_ok=True)
+    write_text_atomic(
+        record_file,
+        json.dumps(
+            {
+                "config": config.model_dump(mode="json"),
+                "digest": job.digest,
+                "inputs": inputs,
+                "definitions": {role: d.record() for role, d in defs.items()},
+                "versions": versions(),
+            },
+            indent=2,
+        )
+        + "\n",
+    )
+    items = [(i, present) for i in range(config.pairs) for present in (True, False)]
+    records: dict[tuple[int, bool], dict[str, Any]] = {}
+    for item in items:
+        loaded = _load_item(_item_file(out, *item), job.digest)
+        if loaded is not None:
+            records[item] = loaded
+    pending = [item for item in items if item not in records]
+    generated = len(pending)
+    done = len(records)
+    engine = engine or LocalEngine()
+    remember_recipe(job, recipe)
+    with contextlib.closing(engine.map(_run_item, job, pending)) as results:
+        for item, record in results:
+            try:
+                _save_item(_item_file(out, *item), job.digest, record)
+            except OSError as exc:
+                raise write_failure(out, exc) from None
+            records[item] = record
+            done += 1
+            if progress:
+                kind = "present" if item[1] else "absent"
+                progress(f"case {item[0]} ({kind})", done, len(items))
+    results = analyse(config, records)
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out / "results.csv", _csv(results))
+    _write_pictures(out, config, records, results)
+    write_text_atomic(out / "report.html", _html(config, results))
+    return {**results, "out": str(out), "generated": generated}
+
+
+def _check_design(config: TrialConfig) -> None:
+    """Refuse, before any case, a design the observer cannot be trained and tested on."""
+    obs = config.observer
+    n_train = (
+        config.pairs if obs.resubstitution else int(np.floor((obs.split or 0.5) * config.pairs))
+    )
+    n_test = config.pairs if obs.resubstitution else config.pairs - n_train
+    features = obs.n_channels if obs.kind == "cho" else None
+    if obs.kind == "hotelling":
+        features = obs.roi_px**2
+    if features is not None and 2 * n_train < features + 2:
+        raise ValueError(
+            f"medphys trial: observer {obs.kind!r} with {features} features needs at least "
+            f"{features + 2} training images ({(features + 3) // 2} pairs in the training split); "
+            f"{config.pairs} pairs give {2 * n_train}: add pairs or use fewer channels"
+        )
+    if n_test < 2 or n_train < 2:
+        raise ValueError(
+            f"medphys trial: {config.pairs} pairs leave {n_train} training and {n_test} testing "
+            "pairs; each needs >= 2"
+        )
+
+
+def analyse(config: TrialConfig, records: dict[tuple[int, bool], dict[str, Any]]) -> dict[str, Any]:
+    """Observer scores, AUC (DeLong) and d′ per arm; paired ΔAUC per comparison."""
+    from .. import observers
+
+    obs = config.observer
+    roi_shape = (obs.roi_px, obs.roi_px)
+    options: dict[str, Any] = {}
+    if obs.kind == "cho":
+        options["channels"] = observers.make_channels(
+            obs.channels, roi_shape, **_channel_options(obs)
+        )
+    if obs.internal_noise > 0:
+        options["internal_noise"] = obs.internal_noise
+    design = {"resubstitution": True} if obs.resubstitution else {"split": obs.split}
+    arms: dict[str, Any] = {}
+    evaluations = {}
+    for arm in [a.name for a in config.arms]:
+        present = np.stack([records[(i, True)]["rois"][arm] for i in range(config.pairs)])
+        absent = np.stack([records[(i, False)]["rois"][arm] for i in range(config.pairs)])
+        key = None
+        if obs.internal_noise > 0:
+            import jax
+
+            key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x0B5)
+        ev = observers.evaluate(
+            obs.kind, present, absent, key=key, level=config.analysis.level, **design, **options
+        )
+        evaluations[arm] = ev
+        arms[arm] = {
+            "auc": float(ev.auc.auc),
+            "auc_se": float(ev.auc.se),
+            "auc_ci": [float(ev.auc.lower), float(ev.auc.upper)],
+            "dprime": float(ev.dprime),
+            "dprime_se": float(ev.dprime_se),
+            "n_train": list(ev.n_train),
+            "n_test": list(ev.n_test),
+            "scores": [float(v) for v in np.asarray(ev.scores)],
+            "truth": [bool(v) for v in np.asarray(ev.truth)],
+        }
+    comparisons = []
+    for a, b in config.analysis.compare:
+        ea, eb = evaluations[a], evaluations[b]
+        d = observers.delta_auc(
+            ea.scores, ea.truth, eb.scores, eb.truth, level=config.analysis.level
+        )
+        comparisons.append(
+            {
+                "arms": [a, b],
+                "delta_auc": float(d.delta),
+                "se": float(d.se),
+                "ci": [float(d.lower), float(d.upper)],
+                "p": float(d.p_value),
+                "definition": f"AUC({b}) - AUC({a}) on the same test cases (DeLong covariance)",
+            }
+        )
+    return {
+        "trial": config.name,
+        "pairs": config.pairs,
+        "observer": {
+            "kind": obs.kind,
+            "channels": obs.channels if obs.kind == "cho" else None,
+            "n_channels": obs.n_channels if obs.kind == "cho" else None,
+            "roi_px": obs.roi_px,
+            "plane": obs.plane,
+            "mode": "resubstitution" if obs.resubstitution else "split",
+            "split": None if obs.resubstitution else obs.split,
+            "internal_noise": obs.internal_noise,
+        },
+        "level": config.analysis.level,
+        "arms": arms,
+        "comparisons": comparisons,
+        "metric": (
+            "AUC: empirical area under the ROC curve of the observer's test scores (Mann-Whitney, "
+            "ties count 1/2), interval by DeLong et al. 1988; d': (mean1 - mean0) / "
+            "sqrt((var1 + var0) / 2) of the test scores"
+        ),
+    }
+
+
+def _channel_options(obs: _Observer) -> dict[str, Any]:
+    if obs.channels == "laguerre-gauss":
+        return {"n_channels": obs.n_channels, "width_px": obs.width_px}
+    return {}
+
+
+def _csv(results: dict[str, Any]) -> str:
+    rows = ["kind,name,value,se,ci_low,ci_high,dprime,p"]
+    for arm, r in results["arms"].items():
+        rows.append(
+            f"arm,{arm},{r['auc']:.6f},{r['auc_se']:.6f},{r['auc_ci'][0]:.6f},"
+            f"{r['auc_ci'][1]:.6f},{r['dprime']:.6f},"
+        )
+    for c in results["comparisons"]:
+        rows.append(
+            f"delta_auc,{c['arms'][1]}-{c['arms'][0]},{c['delta_auc']:.6f},{c['se']:.6f},"
+            f"{c['ci'][0]:.6f},{c['ci'][1]:.6f},,{c['p']:.6g}"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _roc_points(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-scores, kind="stable")
+    t = truth[order]
+    tpr = np.concatenate([[0.0], np.cumsum(t) / max(t.sum(), 1)])
+    fpr = np.concatenate([[0.0], np.cumsum(~t) / max((~t).sum(), 1)])
+    return fpr, tpr
+
+
+def _write_pictures(
+    out: Path,
+    config: TrialConfig,
+    records: dict[tuple[int, bool], dict[str, Any]],
+    results: dict[str, Any],
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for arm, r in results["arms"].items():
+        fpr, tpr = _roc_points(np.asarray(r["scores"]), np.asarray(r["truth"], bool))
+        lo, hi = r["auc_ci"]
+        ax.step(fpr, tpr, where="post", label=f"{arm}: AUC {r['auc']:.3f} [{lo:.3f}, {hi:.3f}]")
+    ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
+    ax.set(
+        xlabel="false-positive fraction", ylabel="true-positive fraction", xlim=(0, 1), ylim=(0, 1)
+    )
+    ax.set_title(f"{config.name}: {results['observer']['kind'].upper()} observer", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    _save_png(fig, out / "roc.png")
+
+    arms = [a.name for a in config.arms]
+    n = min(4, config.pairs)
+    fig, axes = plt.subplots(
+        len(arms), 2 * n, figsize=(1.3 * 2 * n, 1.45 * len(arms)), squeeze=False
+    )
+    for row, arm in enumerate(arms):
+        for col in range(2 * n):
+            present = col < n
+            roi = records[(col % n, present)]["rois"][arm]
+            centre = roi[
+                roi.shape[0] // 4 : -roi.shape[0] // 4, roi.shape[1] // 4 : -roi.shape[1] // 4
+            ]
+            lo, hi = np.percentile(centre, [1, 99])
+            axes[row, col].imshow(roi.T, cmap="gray", origin="lower", vmin=lo, vmax=hi)
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+            axes[row, col].set_title(
+                f"{arm} {'present' if present else 'absent'} {col % n}", fontsize=6
+            )
+    fig.tight_layout()
+    _save_png(fig, out / "rois.png")
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def _html(config: TrialConfig, results: dict[str, Any]) -> str:
+    e = html.escape
+    arm_rows = "".join(
+        f"<tr><td>{e(arm)}</td><td>{r['auc']:.3f}</td><td>[{r['auc_ci'][0]:.3f}, "
+        f"{r['auc_ci'][1]:.3f}]</td><td>{r['dprime']:.2f} ± {r['dprime_se']:.2f}</td>"
+        f"<td>{r['n_test'][0]} + {r['n_test'][1]}</td></tr>"
+        for arm, r in results["arms"].items()
+    )
+    cmp_rows = "".join(
+        f"<tr><td>{e(c['arms'][1])} − {e(c['arms'][0])}</td><td>{c['delta_auc']:+.3f}</td>"
+        f"<td>[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]</td><td>{c['p']:.3g}</td></tr>"
+        for c in results["comparisons"]
+    )
+    obs = results["observer"]
+    level = round(100 * results["level"])
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{e(config.name)}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em}}</style></head>
+<body><h1>{e(config.name)}</h1><p>{e(config.description)}</p>
+<p>{config.pairs} signal-present / signal-absent pairs (seed {config.seed}); lesion: {e(config.lesion.material)},
+radius {config.lesion.radius_mm:g} mm in {e(config.lesion.organ)}; observer: {e(obs["kind"].upper())}
+({e(str(obs["channels"]))}, {obs["n_channels"]} channels), {obs["roi_px"]}² {e(obs["plane"])} ROI,
+{e(obs["mode"])}{"" if obs["split"] is None else f" (training fraction {obs['split']})"}.</p>
+<h2>Detectability per arm</h2><table><tr><th>arm</th><th>AUC</th><th>{level}% CI (DeLong)</th>
+<th>d′</th><th>test cases (present + absent)</th></tr>{arm_rows}</table>
+<h2>Paired comparisons</h2><table><tr><th>ΔAUC</th><th>value</th><th>{level}% CI</th><th>p</th></tr>{cmp_rows}</table>
+<p><img src="roc.png" alt="ROC curves"> <img src="rois.png" alt="example ROIs" style="max-width:100%"></p>
+<p><small>{e(results["metric"])}. Full provenance: trial.json.</small></p></body></html>
+"""
+
+
+__all__ = ["TrialConfig", "TrialJob", "analyse", "load_trial", "run_trial"]

@@ -261,7 +261,7 @@ def run_trial(
     inputs = job_inputs(config.digest(), defs)
     job = TrialJob(config, defs, job_digest(inputs))
     recipe = job.recipe()  # validates every definition before any case
-    _check_design(config)
+    _check_design(config, recipe)
     out.mkdir(parents=True, exist_ok=True)
     record_file = out / "trial.json"
     if record_file.is_file() and not overwrite:
@@ -322,8 +322,14 @@ def run_trial(
     return {**results, "out": str(out), "generated": generated}
 
 
-def _check_design(config: TrialConfig) -> None:
-    """Refuse, before any case, a design the observer cannot be trained and tested on."""
+def _check_design(config: TrialConfig, recipe: CaseRecipe) -> None:
+    """Refuse, before any case, a design the observer cannot be trained and tested on, or a
+    lesion that finds no place in a family's reference individual."""
+    import jax
+
+    from .. import phantoms
+    from ._lesion import place_lesion
+
     obs = config.observer
     n_train = (
         config.pairs if obs.resubstitution else int(np.floor((obs.split or 0.5) * config.pairs))
@@ -343,6 +349,20 @@ def _check_design(config: TrialConfig) -> None:
             f"medphys trial: {config.pairs} pairs leave {n_train} training and {n_test} testing "
             "pairs; each needs >= 2"
         )
+    g = recipe.grid
+    for family in recipe.families:
+        with jax.enable_x64(False):
+            labels = phantoms.voxelize(
+                family,
+                shape=g.shape,
+                spacing_mm=g.spacing_mm,
+                center_mm=g.center_mm,
+                fractions=False,
+            )
+        try:
+            place_lesion(jax.random.PRNGKey(0), labels, recipe.lesion)
+        except ValueError as exc:
+            raise ValueError(f"medphys trial: phantom {family.name!r}: {exc}") from None
 
 
 def analyse(config: TrialConfig, records: dict[tuple[int, bool], dict[str, Any]]) -> dict[str, Any]:
@@ -484,13 +504,15 @@ def _write_pictures(
         len(arms), 2 * n, figsize=(1.3 * 2 * n, 1.45 * len(arms)), squeeze=False
     )
     for row, arm in enumerate(arms):
+        # one grey scale per arm, from its signal-absent ROIs: present and absent look alike
+        absent = np.stack([records[(i, False)]["rois"][arm] for i in range(n)])
+        q = absent.shape[1] // 4
+        middle = absent[:, q:-q, q:-q]  # the host organ around the lesion's place
+        centre, spread = np.median(middle), 1.4826 * np.median(np.abs(middle - np.median(middle)))
+        lo, hi = centre - 4 * spread, centre + 4 * spread
         for col in range(2 * n):
             present = col < n
             roi = records[(col % n, present)]["rois"][arm]
-            centre = roi[
-                roi.shape[0] // 4 : -roi.shape[0] // 4, roi.shape[1] // 4 : -roi.shape[1] // 4
-            ]
-            lo, hi = np.percentile(centre, [1, 99])
             axes[row, col].imshow(roi.T, cmap="gray", origin="lower", vmin=lo, vmax=hi)
             axes[row, col].set_xticks([])
             axes[row, col].set_yticks([])

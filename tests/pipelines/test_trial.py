@@ -1,0 +1,163 @@
+"""Lesion studies and trials: twins differ only by the lesion, a trial reports and resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medphys import ConfigError, phantoms, simulators
+from medphys.pipelines import (
+    Arm,
+    CaseRecipe,
+    GridSpec,
+    LesionSpec,
+    case_key,
+    extract_roi,
+    load_trial,
+    run_case,
+    run_trial,
+)
+
+SMALL = """
+name = "small"
+pairs = 6
+seed = 1
+[phantom]
+name = "torso-basic"
+shape = [56, 44, 4]
+spacing_mm = [7.0, 7.0, 5.0]
+center_mm = [0.0, 0.0, -30.0]
+[lesion]
+organ = "liver"
+radius_mm = 6.0
+material = "liver+iodine_3mg_ml"
+[[arms]]
+name = "standard"
+protocol = "ct-chest-120kvp"
+[[arms]]
+name = "low"
+protocol = "ct-low-dose"
+noise_stream = "standard"
+[observer]
+kind = "npw"
+roi_px = 12
+split = 0.5
+[analysis]
+compare = [["low", "standard"]]
+"""
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    path = tmp_path_factory.mktemp("trial") / "small.toml"
+    path.write_text(SMALL)
+    return path
+
+
+def test_twins_share_patient_location_and_noise(small):
+    """Signal present and absent: the same key gives the same patient, lesion place and noise."""
+    c = load_trial(small)
+    recipe = CaseRecipe.create(
+        phantoms.load("torso-basic"),
+        grid=GridSpec(
+            tuple(c.phantom.shape), tuple(c.phantom.spacing_mm), tuple(c.phantom.center_mm), 1
+        ),
+        arms=[Arm("ct", simulators.load("ct-chest-120kvp"))],
+        lesion=LesionSpec.create("liver", radius_mm=6.0, material="liver+iodine_3mg_ml"),
+    )
+    present = run_case(case_key(1, 0), recipe, index=0, present=True)
+    absent = run_case(case_key(1, 0), recipe, index=0, present=False)
+    assert present.lesion["center_mm"] == absent.lesion["center_mm"]
+    assert present.params == absent.params and present.streams["lesion"] == "lesion"
+    assert "lesion" in present.labels.names and "lesion" not in absent.labels.names
+    lesion_mask = np.asarray(present.labels.labels) == present.labels.structure("lesion").label
+    assert lesion_mask.sum() >= 1
+    centre = np.asarray(present.lesion["center_voxel"])
+    assert lesion_mask[tuple(centre)]
+    diff = np.abs(np.asarray(present.images["ct"].data) - np.asarray(absent.images["ct"].data))
+    ijk = np.indices(diff.shape).reshape(3, -1).T * np.asarray([7.0, 7.0, 5.0])
+    far = (np.linalg.norm(ijk - centre * np.asarray([7.0, 7.0, 5.0]), axis=1) > 25.0).reshape(
+        diff.shape
+    )
+    # the same noise draws: far from the lesion the twins agree to a small fraction of the noise
+    noise = np.std(
+        np.asarray(absent.images["ct"].data)[
+            far & (np.asarray(absent.labels.labels) == absent.labels.structure("liver").label)
+        ]
+    )
+    assert np.mean(diff[far]) < 0.1 * noise
+    assert diff[tuple(centre)] > 20.0  # HU: the enhancing lesion
+    roi = extract_roi(present.images["ct"], centre, 8)
+    assert roi.shape == (8, 8) and roi[4, 4] == np.asarray(present.images["ct"].data)[tuple(centre)]
+    assert extract_roi(present.images["ct"], centre, 6, plane="3d").shape == (6, 6, 6)
+
+
+def test_trial_reports_and_resumes_to_the_same_numbers(small, tmp_path):
+    out = tmp_path / "report"
+    results = run_trial(out, load_trial(small))
+    for name in ("trial.json", "results.json", "results.csv", "roc.png", "rois.png", "report.html"):
+        assert (out / name).stat().st_size > 100, name
+    assert results["generated"] == 12 and len(list((out / "rois").glob("*.npz"))) == 12
+    std, low = results["arms"]["standard"], results["arms"]["low"]
+    assert std["n_test"] == [3, 3] and results["observer"]["mode"] == "split"
+    assert 0.5 <= std["auc"] <= 1.0 and std["auc_ci"][0] <= std["auc"] <= std["auc_ci"][1]
+    (cmp,) = results["comparisons"]
+    assert cmp["arms"] == ["low", "standard"]
+    assert cmp["delta_auc"] == pytest.approx(std["auc"] - low["auc"])
+    html = (out / "report.html").read_text()
+    assert "ΔAUC" in html and "roc.png" in html
+    before = (out / "results.json").read_bytes()
+
+    # killed part-way: some cases lost (and a write that never finished); the rerun redoes them
+    for path in sorted((out / "rois").glob("case-000[24]-*.npz")):
+        path.unlink()
+    (out / "rois" / ".case-0005-present.npz.0123456789ab.partial").write_bytes(b"")
+    (out / "results.json").unlink()
+    again = run_trial(out, load_trial(small))
+    assert again["generated"] == 4
+    assert (out / "results.json").read_bytes() == before
+    assert not list(out.rglob("*.partial"))
+
+
+def test_trial_bad_input_is_refused_before_any_case(small, tmp_path):
+    text = Path(small).read_text()
+
+    def write(body: str) -> Path:
+        path = tmp_path / "bad.toml"
+        path.write_text(body)
+        return path
+
+    with pytest.raises(ConfigError, match=r"observer.kind"):
+        load_trial(write(text.replace('kind = "npw"', 'kind = "human"')))
+    with pytest.raises(ConfigError, match=r"'ultra' is not an arm of this trial"):
+        load_trial(write(text.replace('[["low", "standard"]]', '[["ultra", "standard"]]')))
+    with pytest.raises(ConfigError, match=r"give `split` or `resubstitution = true`, not both"):
+        load_trial(write(text.replace("split = 0.5", "split = 0.5\nresubstitution = true")))
+    out = tmp_path / "out"
+    cho = text.replace('kind = "npw"', 'kind = "cho"\nn_channels = 8')
+    with pytest.raises(ValueError, match=r"needs at least 10 training images .* 6 pairs give 6"):
+        run_trial(out, load_trial(write(cho)))
+    huge = text.replace("radius_mm = 6.0", "radius_mm = 60.0").replace(
+        "[56, 44, 4]", "[56, 44, 30]"
+    )
+    with pytest.raises(
+        ValueError, match=r"phantom 'torso-basic': .* no point of 'liver' lies 63 mm"
+    ):
+        run_trial(out, load_trial(write(huge)))
+    thin = text.replace("[56, 44, 4]", "[56, 44, 2]")
+    with pytest.raises(ValueError, match=r"grid is too thin along axis z"):
+        run_trial(out, load_trial(write(thin)))
+    with pytest.raises(Exception, match=r"unknown material|liver\+unobtainium"):
+        run_trial(
+            out, load_trial(write(text.replace("liver+iodine_3mg_ml", "liver+unobtainium_3mg_ml")))
+        )
+    assert not (out / "rois").exists() or not list((out / "rois").iterdir())
+
+
+def test_catalog_trial_loads():
+    config = load_trial("ct-liver-lesion-dose")
+    assert config.pairs == 100 and [a.name for a in config.arms] == ["standard", "low"]
+    assert config.analysis.compare == [("low", "standard")]

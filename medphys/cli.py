@@ -3,6 +3,7 @@
     medphys generate --out DIR [--config FILE] [--cases N] [--seed S] [--overwrite]
                      [--engine local|ray] [--workers N] [--address ADDR]
     medphys trial --config NAME|FILE --out DIR [--pairs N] [--seed S] [--engine ...]
+    medphys export nnunet DIR --out RAW --id N --name NAME | medphys export dicom DIR --out DIR2
     medphys info
     medphys --version
     medphys phantom list | medphys phantom show NAME --out FILE.png
@@ -35,9 +36,13 @@ app = typer.Typer(
     add_completion=False,
 )
 phantom_app = typer.Typer(help="Phantoms from the catalog.", no_args_is_help=True)
+export_app = typer.Typer(
+    help="Convert a generated dataset for other tools (nnU-Net v2, DICOM).", no_args_is_help=True
+)
 simulate_app = typer.Typer(help="Scanner protocols from the catalog.", no_args_is_help=True)
 app.add_typer(phantom_app, name="phantom")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(export_app, name="export")
 
 _err = Console(stderr=True, highlight=False)
 _out = Console(highlight=False)
@@ -201,6 +206,67 @@ def trial(
             f"ΔAUC {c['arms'][1]} − {c['arms'][0]}: {c['delta_auc']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
         )
     _out.print(f"in {time.perf_counter() - start:.1f} s → {out / 'report.html'}")
+
+
+def _export_errors(call):  # type: ignore[no-untyped-def]
+    try:
+        return call()
+    except (FileNotFoundError, FileExistsError, ValueError, TypeError) as exc:
+        raise UserError(str(exc)) from None
+
+
+@export_app.command("nnunet")
+def export_nnunet(
+    dataset: Annotated[Path, typer.Argument(help="A folder written by medphys generate.")],
+    out: Annotated[Path, typer.Option("--out", help="nnU-Net's raw folder (nnUNet_raw).")],
+    dataset_id: Annotated[int, typer.Option("--id", help="nnU-Net dataset number, 1-999.")],
+    name: Annotated[str, typer.Option("--name", help="Dataset name (letters, digits, - _).")],
+    channels: Annotated[
+        str, typer.Option("--channels", help="Image keys as channels, comma-separated: ct,mr.")
+    ] = "ct",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace that dataset.")] = False,
+) -> None:
+    """Write an nnU-Net v2 raw dataset (imagesTr/*_0000.nii.gz, labelsTr, dataset.json)."""
+    from .io import export_nnunet as run
+
+    folder = _export_errors(
+        lambda: run(
+            dataset,
+            out,
+            dataset_id=dataset_id,
+            name=name,
+            channels=tuple(c.strip() for c in channels.split(",") if c.strip()),
+            overwrite=overwrite,
+        )
+    )
+    _out.print(f"wrote {folder}")
+
+
+@export_app.command("dicom")
+def export_dicom(
+    dataset: Annotated[Path, typer.Argument(help="A folder written by medphys generate.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the DICOM case folders.")],
+    modalities: Annotated[
+        str, typer.Option("--modalities", help="Images to write, comma-separated: ct,mr.")
+    ] = "ct,mr",
+    seg: Annotated[
+        bool, typer.Option("--seg/--no-seg", help="Also a DICOM-SEG of the labels.")
+    ] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace .dcm files.")] = False,
+) -> None:
+    """Write DICOM CT/MR series per case (synthetic-data marked) and a DICOM-SEG of the labels."""
+    from .io import export_dicom as run
+
+    folders = _export_errors(
+        lambda: run(
+            dataset,
+            out,
+            modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
+            seg=seg,
+            overwrite=overwrite,
+        )
+    )
+    _out.print(f"wrote {len(folders)} case folder(s) under {out}")
 
 
 @app.command()

@@ -310,3 +310,53 @@ def test_changed_protocol_or_phantom_definition_is_named_and_never_mixed(tmp_pat
     phantom.write_text(phantom.read_text().replace('name = "liver"', 'name = "liver2"', 1))
     with pytest.raises(OutputError, match=r"changed: phantom/.*my-torso.toml\)"):
         generate(out, load_config(cfg))
+
+
+def test_exports_from_the_command_line(dataset, tmp_path):
+    """`medphys export nnunet` and `medphys export dicom` on a generated dataset."""
+    import pydicom
+
+    from medphys.cli import main
+
+    out, _ = dataset
+    raw = tmp_path / "raw"
+    assert (
+        main(["export", "nnunet", str(out), "--out", str(raw), "--id", "7", "--name", "Tiny"]) == 0
+    )
+    folder = raw / "Dataset007_Tiny"
+    meta = json.loads((folder / "dataset.json").read_text())
+    assert meta["numTraining"] == 2 and meta["channel_names"] == {"0": "CT"}
+    assert meta["file_ending"] == ".nii.gz" and meta["labels"]["background"] == 0
+    assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == [
+        "case-0000_0000.nii.gz",
+        "case-0001_0000.nii.gz",
+    ]
+    assert len(list((folder / "labelsTr").glob("*.nii.gz"))) == 2
+    dicom = tmp_path / "dicom"
+    assert main(["export", "dicom", str(out), "--out", str(dicom), "--modalities", "ct"]) == 0
+    files = sorted(dicom.rglob("*.dcm"))
+    ct = [pydicom.dcmread(f) for f in files if f.parent.name == "CT"]
+    assert len(ct) == 2 * 6 and all(ds.SyntheticData == "YES" for ds in ct)
+    hu = load_nifti(out / "cases" / "case-0000" / "ct.nii.gz")
+    # the DICOM series reads back to the NIfTI's HU (within the int16 rescale step)
+    from medphys.io import load_dicom_series
+
+    back = load_dicom_series(dicom / "case-0000" / "CT")
+    np.testing.assert_allclose(np.asarray(back.data), np.asarray(hu.data), atol=0.51)
+    np.testing.assert_allclose(np.asarray(back.affine), np.asarray(hu.affine), atol=1e-4)
+    assert (
+        main(
+            [
+                "export",
+                "nnunet",
+                str(tmp_path / "nothing"),
+                "--out",
+                str(raw),
+                "--id",
+                "8",
+                "--name",
+                "X",
+            ]
+        )
+        == 2
+    )

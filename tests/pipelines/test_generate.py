@@ -360,3 +360,49 @@ def test_exports_from_the_command_line(dataset, tmp_path):
         )
         == 2
     )
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_nnunet_accepts_the_export_of_a_generated_dataset(dataset, tmp_path, monkeypatch):
+    """nnU-Net v2's own integrity check on `medphys export nnunet` output (integration extra)."""
+    pytest.importorskip("nnunetv2")
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(var, str(tmp_path / var))
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    from medphys.io import export_nnunet
+
+    out, _ = dataset
+    folder = export_nnunet(
+        out, tmp_path / "nnUNet_raw", dataset_id=9, name="Phantoms", channels=("ct", "mr")
+    )
+    verify_dataset_integrity(str(folder), num_processes=1)  # raises on any problem
+
+
+@pytest.mark.filterwarnings("ignore:NvImgCodecPydicomReader:UserWarning")
+@pytest.mark.filterwarnings("ignore:.*Orientationd:FutureWarning")
+def test_monai_reads_every_manifest_line_as_written(dataset):
+    """MONAI's LoadImaged → EnsureChannelFirstd → Orientationd → Spacingd on the manifest lines."""
+    monai = pytest.importorskip("monai")
+    from monai import transforms as mt
+
+    out, _ = dataset
+    keys = ["ct", "mr", "label"]
+    chain = mt.Compose(
+        [
+            mt.LoadImaged(keys=keys),
+            mt.EnsureChannelFirstd(keys=keys),
+            mt.Orientationd(keys=keys, axcodes="RAS"),
+            mt.Spacingd(
+                keys=keys, pixdim=(20.0, 20.0, 50.0), mode=("bilinear", "bilinear", "nearest")
+            ),
+        ]
+    )
+    assert monai.__version__
+    table = set(json.loads((out / "dataset.json").read_text())["labels"].values())
+    for line in (out / "manifest.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        item = {k: str(out / v) if k != "case" else v for k, v in entry.items()}
+        loaded = chain(item)  # every key as written, sidecar and projections included
+        assert tuple(loaded["ct"].shape) == (1, 18, 14, 6)  # 36 x 26 x 6 voxels of 10 x 10 x 50 mm
+        assert set(np.unique(np.asarray(loaded["label"]))) <= table

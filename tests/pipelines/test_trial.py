@@ -161,3 +161,13 @@ def test_catalog_trial_loads():
     config = load_trial("ct-liver-lesion-dose")
     assert config.pairs == 100 and [a.name for a in config.arms] == ["standard", "low"]
     assert config.analysis.compare == [("low", "standard")]
+
+
+@pytest.mark.slow
+def test_catalog_trial_a_finds_the_dose_effect(tmp_path):
+    """Trial (a), 100 pairs: the standard dose beats one fifth of it, the 95% interval above 0."""
+    results = run_trial(tmp_path / "a", load_trial("ct-liver-lesion-dose"))
+    (cmp,) = results["comparisons"]
+    assert cmp["arms"] == ["low", "standard"]
+    assert cmp["delta_auc"] > 0 and cmp["ci"][0] > 0, cmp
+    assert results["arms"]["standard"]["auc"] > 0.7

@@ -24,37 +24,37 @@ import numpy as np
 from _harness import machine, peak_rss_mb
 
 from medphys import phantoms
-from medphys.pipelines import load_config
-from medphys.pipelines._generate import load_inputs
+from medphys.pipelines import GenerateJob, case_key, definitions, load_config, stream
 from medphys.simulators import ct, mr, xray
 
 
 def stage_times(cases: int) -> list[dict[str, float]]:
+    """The job's stages for each case, on the job's own recipe and named random streams."""
     config = load_config()
-    inputs = load_inputs(config)
-    p = config.phantom
+    recipe = GenerateJob(config, definitions(config), "bench").recipe()
+    ct_protocol, mr_protocol = recipe.arm("ct").protocol, recipe.arm("mr").protocol
+    g = recipe.grid
     out = []
     for index in range(cases):
-        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), index)
-        k_ph, k_ct, k_mr = jax.random.split(key, 3)
+        key = case_key(config.seed, index)
         t = {}
-        base = inputs.family(index)
+        base = recipe.family(index)
         t0 = time.perf_counter()
         labels = phantoms.voxelize(
-            phantoms.apply(phantoms.sample_params(k_ph, base), base),
-            shape=p.shape,
-            spacing_mm=p.spacing_mm,
-            center_mm=p.center_mm,
-            supersample=p.supersample,
+            phantoms.apply(phantoms.sample_params(stream(key, "phantom"), base), base),
+            shape=g.shape,
+            spacing_mm=g.spacing_mm,
+            center_mm=g.center_mm,
+            supersample=g.supersample,
         )
         t["phantom_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scan = xray.simulate(labels, inputs.ct, k_ct)
-        image = ct.reconstruct(scan, inputs.ct, like=labels)
+        scan = xray.simulate(labels, ct_protocol, stream(key, "arm/ct"))
+        image = ct.reconstruct(scan, ct_protocol, like=labels)
         jax.block_until_ready(image.data)
         t["ct_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = mr.simulate(labels, inputs.mr, k_mr)
+        result = mr.simulate(labels, mr_protocol, stream(key, "arm/mr"))
         np.asarray(result.image.data)
         t["mr_s"] = time.perf_counter() - t0
         out.append(t)

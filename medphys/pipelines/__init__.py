@@ -5,12 +5,15 @@
 - Named random streams: `stream(key, name)`, `case_key(seed, index)`.
 - Engines: `LocalEngine` (in process, or a process pool), `RayEngine`; `make_engine`.
 - Sinks: `DatasetSink` (files, sidecars, manifest, overview); the dataset job `generate`.
+- `cine(key, phantom, protocol, ...)`: an MR frame per cardiac phase of a beating phantom.
 - Lesion studies: `LesionSpec`, `place_lesion`, `extract_roi`; trials from one TOML file
   (`load_trial`, `run_trial`: paired cases → ROIs → observer → AUC and paired ΔAUC, a report).
 """
 
 from ._case import CaseResult as CaseResult
 from ._case import run_case as run_case
+from ._cine import CineResult as CineResult
+from ._cine import cine as cine
 from ._config import GenerateConfig as GenerateConfig
 from ._config import default_config_text as default_config_text
 from ._config import load_config as load_config

@@ -11,8 +11,8 @@ steps (`lower`); `simulate` runs this tier when the protocol's sequence is a `Bl
 Acquisition: multi-coil Cartesian 2-D multi-slice encoding, undersampling masks
 (including `PartialFourier`), complex Gaussian noise at a stated SNR; reconstruction by
 root-sum-of-squares, `sense` (CG-SENSE; `sense_solver` for ``init``/``step``) and `pocs`
-(partial Fourier); `cine` frames over the phantom's cardiac cycle (`CineProtocol` from
-``mr-cine-bssfp``). Structures with their own MR values (`medphys.volume.MRValues`) override
+(partial Fourier); `CineProtocol` (``mr-cine-bssfp``): cardiac timing for cine series, which
+`medphys.pipelines.cine` runs over a beating phantom. Structures with their own MR values (`medphys.volume.MRValues`) override
 their material's in `tissue_maps`. Everything is a pure JAX function of immutable PyTrees: jit-compiled,
 differentiable, batchable with ``jax.vmap``.
 
@@ -42,8 +42,6 @@ from ._builders import selective as selective
 from ._builders import spin_echo as spin_echo
 from ._builders import turbo_spin_echo as turbo_spin_echo
 from ._cine import CineProtocol as CineProtocol
-from ._cine import CineResult as CineResult
-from ._cine import cine as cine
 from ._coils import AbstractCoils as AbstractCoils
 from ._coils import LoopCoils as LoopCoils
 from ._coils import UniformCoils as UniformCoils

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 import medphys.simulators as sims
 from medphys import phantoms
+from medphys.pipelines import cine
 from medphys.simulators import mr
 
 GRID = {"shape": (24, 22, 4), "spacing_mm": 3.0, "center_mm": (-40.0, 26.0, 44.0)}
@@ -20,7 +21,7 @@ GRID = {"shape": (24, 22, 4), "spacing_mm": 3.0, "center_mm": (-40.0, 26.0, 44.0
 def frames():
     protocol = mr.MRProtocol.create(mr.BSSFP.create(tr_s=0.004, flip_deg=60.0), field_t=1.5)
     torso = phantoms.load("torso-basic")
-    return torso, protocol, mr.cine(torso, protocol, jax.random.key(0), n_phases=5, **GRID)
+    return torso, protocol, cine(jax.random.key(0), torso, protocol, n_phases=5, **GRID)
 
 
 def test_cine_frames_follow_the_cardiac_cycle(frames):
@@ -60,17 +61,17 @@ def test_cine_image_change_is_the_volume_change_times_the_bssfp_contrast(frames)
 def test_cine_bad_input(frames):
     torso, protocol, _ = frames
     with pytest.raises(ValueError, match=r"cine: `n_phases` must be >= 1"):
-        mr.cine(torso, protocol, jax.random.key(0), n_phases=0, **GRID)
+        cine(jax.random.key(0), torso, protocol, n_phases=0, **GRID)
     with pytest.raises(TypeError, match=r"cine: `protocol` must be an MRProtocol"):
-        mr.cine(torso, "mr-bssfp", jax.random.key(0), n_phases=2, **GRID)
+        cine(jax.random.key(0), torso, "mr-bssfp", n_phases=2, **GRID)
     with pytest.raises(TypeError, match=r"cine: `n_phases` is required with an MRProtocol"):
-        mr.cine(torso, protocol, jax.random.key(0), **GRID)
+        cine(jax.random.key(0), torso, protocol, **GRID)
     # 30 frames of 10 x 4 ms do not fit in the motion model's 1 s heartbeat (checked before work)
     long = mr.CineProtocol.create(protocol, n_phases=30, views_per_segment=10)
     with pytest.raises(ValueError, match=r"cine: 30 frames of 40 ms .* the cardiac period 1 s"):
-        mr.cine(torso, long, jax.random.key(0), **GRID)
+        cine(jax.random.key(0), torso, long, **GRID)
     slow_heart = phantoms.MotionModel.create(cardiac_period_s=1.5)
-    assert mr.cine(torso, long, jax.random.key(0), motion=slow_heart, n_phases=1, **GRID)
+    assert cine(jax.random.key(0), torso, long, motion=slow_heart, n_phases=1, **GRID)
     example = files("medphys.simulators.mr") / "examples" / "se_16.seq"
     pulseq = mr.MRProtocol.create(mr.PulseqSequence.create(str(example)), field_t=1.5)
     with pytest.raises(ValueError, match=r"CineProtocol.create: `views_per_segment` needs a "):
@@ -84,7 +85,7 @@ def test_catalog_cine_protocol_shows_the_phantom_ejection_fraction():
     torso = phantoms.load("torso-basic")
     grid = {"shape": (20, 18, 24), "spacing_mm": 3.0, "center_mm": (-40.0, 26.0, 44.0)}
     # 5 frames (the catalog's 20, thinned): frame 2 is end-systole (phase 0.4)
-    result = mr.cine(torso, protocol, jax.random.key(1), n_phases=5, **grid)
+    result = cine(jax.random.key(1), torso, protocol, n_phases=5, **grid)
     assert result.images.shape == (5, *grid["shape"])
     assert result.temporal_resolution_s == pytest.approx(0.04)
     # the LV region: the end-diastolic LV blood pool (the ES pool lies inside it), one voxel

@@ -157,10 +157,12 @@ def test_trial_bad_input_is_refused_before_any_case(small, tmp_path):
     assert not (out / "rois").exists() or not list((out / "rois").iterdir())
 
 
-def test_catalog_trial_loads():
+def test_catalog_trials_load():
     config = load_trial("ct-liver-lesion-dose")
     assert config.pairs == 100 and [a.name for a in config.arms] == ["standard", "low"]
     assert config.analysis.compare == [("low", "standard")]
+    mr = load_trial("mr-liver-lesion-t1-t2")
+    assert [a.name for a in mr.arms] == ["t1w", "t2w"] and mr.lesion.material == "spleen"
 
 
 @pytest.mark.slow
@@ -171,3 +173,11 @@ def test_catalog_trial_a_finds_the_dose_effect(tmp_path):
     assert cmp["arms"] == ["low", "standard"]
     assert cmp["delta_auc"] > 0 and cmp["ci"][0] > 0, cmp
     assert results["arms"]["standard"]["auc"] > 0.7
+
+
+@pytest.mark.slow
+def test_catalog_trial_c_shows_the_t2_weighted_advantage(tmp_path):
+    """Trial (c), 60 pairs: a lesion with longer T1 and T2 than liver is seen better on T2w."""
+    results = run_trial(tmp_path / "c", load_trial("mr-liver-lesion-t1-t2"))
+    (cmp,) = results["comparisons"]
+    assert cmp["arms"] == ["t1w", "t2w"] and cmp["delta_auc"] > 0 and cmp["ci"][0] > 0, cmp

@@ -1,5 +1,8 @@
 """Digital phantoms: analytic shapes, the phantom catalog, populations, voxelization."""
 
+from ._anatomy import Phantom as Phantom
+from ._anatomy import PhantomStructure as PhantomStructure
+from ._anatomy import Population as Population
 from ._labelmap import load_labelmap as load_labelmap
 from ._lesions import ARTERIAL as ARTERIAL
 from ._lesions import PORTAL_VENOUS as PORTAL_VENOUS
@@ -20,8 +23,6 @@ from ._motion import RespiratoryWarp as RespiratoryWarp
 from ._motion import at as at
 from ._motion import ventricular_volume_ratio as ventricular_volume_ratio
 from ._phantom import MRValues as MRValues
-from ._phantom import Phantom as Phantom
-from ._phantom import Population as Population
 from ._phantom import from_config as from_config
 from ._phantom import load as load
 from ._phantom import names as names

@@ -21,11 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .. import materials
 from .._checks import FieldError, number, positive
-from .._errors import UnknownNameError, unknown_name
 from ..materials._contrast import mixture_name
-from ._phantom import Phantom
+from ._anatomy import Phantom, PhantomStructure, check_material
 from ._shapes import Ellipsoid
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -170,11 +168,7 @@ def _build(where: str, lesion: LesionShape, center: np.ndarray):
 
 
 def _material(where: str, name: str) -> str:
-    try:
-        materials.get(name)
-    except UnknownNameError:
-        raise unknown_name("material", name, materials.names()) from None
-    return name
+    return check_material(name)
 
 
 def insert_lesion(
@@ -188,13 +182,20 @@ def insert_lesion(
 ) -> Phantom:
     """A new phantom with a lesion inside ``organ``, as its own structure (painted last).
 
+    The lesion is a `PhantomStructure` whose ``host`` is ``organ``: it has no population
+    variation of its own but moves and scales with its host, so it stays inside it in every
+    individual (`apply` / `sample`) and at every instant (`at`). Insert it after `sample` to
+    give an individual a lesion of exactly this size at exactly this place.
+
     Args:
-        phantom: the phantom (reference anatomy; lesions move with it under `Phantom.at`).
+        phantom: the phantom (the reference anatomy, an individual, or an instant of either).
         organ: structure that must contain the whole lesion.
         shape: `SphericalLesion`, `EllipsoidalLesion` or `SpiculatedLesion`.
         material: a `medphys.materials` name, e.g. ``"soft_tissue"`` or a contrast mixture
             ``"liver+iodine_1mg_ml"`` (a hypo-enhancing lesion in the portal-venous phase).
-        center_mm: lesion centre (RAS+ mm).
+        center_mm: lesion centre (RAS+ mm) in ``phantom``'s coordinates: for a phantom at an
+            instant of its motion (`at`), where the centre is at that instant (the lesion is
+            kept in the reference anatomy, at ``warp.backward(center_mm)``).
         name: structure name (default ``lesion``, ``lesion_2``, ... whichever is free).
 
     Returns:
@@ -210,13 +211,19 @@ def insert_lesion(
         ...                    material="soft_tissue", center_mm=(55, 10, -35))  # doctest: +SKIP
     """
     where = "medphys.phantoms.insert_lesion"
-    if organ not in phantom.structure_names:
-        raise unknown_name("structure", organ, phantom.structure_names)
+    host = phantom.structure(organ)
     material = _material(where, material)
-    center = np.asarray(center_mm, dtype=np.float64)
+    try:
+        center = np.asarray(center_mm, dtype=np.float64)
+    except (TypeError, ValueError):
+        center = np.full(1, np.nan)
     if center.shape != (3,) or not np.all(np.isfinite(center)):
         raise ValueError(f"{where}: `center_mm` must be 3 finite numbers (got {center_mm!r})")
-    lesion, reach = _build(where, shape, center)
+    reference = center
+    if phantom.warp is not None:  # the instant's coordinates -> the reference anatomy's
+        back = phantom.warp.backward(jnp.asarray(center, jnp.float32))
+        reference = np.asarray(back, dtype=np.float64)
+    lesion, reach = _build(where, shape, reference)
     if name is None:
         name = "lesion"
         i = 2
@@ -227,14 +234,12 @@ def insert_lesion(
     if name in phantom.structure_names:
         raise ValueError(f"{where}: structure {name!r} already exists; pass another `name`")
 
-    # fit: every sample point of the lesion lies inside the organ (a 33³ grid over its reach)
+    # fit (in the reference anatomy): every sample point of the lesion lies inside the organ
     g = np.linspace(-reach, reach, 33)
-    pts = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3) + center[None, :]
+    pts = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3) + reference[None, :]
     pts_j = jnp.asarray(pts, jnp.float32)
     inside = np.asarray(lesion.level(pts_j) <= 0.0)
-    if phantom.warp is not None:
-        pts_j = phantom.warp.backward(pts_j)
-    in_organ = np.asarray(phantom.shape_of(organ).level(pts_j) <= 0.0)
+    in_organ = np.asarray(host.shape.level(pts_j) <= 0.0)
     outside = inside & ~in_organ
     if inside.sum() == 0:
         raise ValueError(f"{where}: the lesion is smaller than its sampling grid; enlarge it")
@@ -245,18 +250,7 @@ def insert_lesion(
             f"({100 * share:.1f}% of it lies outside); move `center_mm` deeper into the organ or "
             "make the lesion smaller"
         )
-    return dataclasses.replace(
-        phantom,
-        structure_names=(*phantom.structure_names, name),
-        materials=(*phantom.materials, material),
-        shapes=(*phantom.shapes, lesion),
-        population=None
-        if phantom.population is None
-        else dataclasses.replace(
-            phantom.population,
-            organ_size_sd=(*phantom.population.organ_size_sd, 0.0),
-        ),
-    )
+    return phantom.with_structure(PhantomStructure(name, material, lesion, host=organ))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,8 +340,8 @@ def enhance(phantom: Phantom, phase: ContrastPhase) -> Phantom:
     """Swap materials for iodine mixtures following ``phase``.
 
     Structures named in ``phase.organs_mg_ml`` get ``"<material>+iodine_<c>mg_ml"``, structures
-    of material ``blood`` get ``phase.blood_mg_ml``; all others (and lesions, whose material the
-    caller chose) stay. Zero concentrations leave a material unchanged.
+    of material ``blood`` get ``phase.blood_mg_ml``; all others (and lesions, structures with a
+    ``host``, whose material the caller chose) stay. Zero concentrations leave a material unchanged.
 
     Raises:
         TypeError: ``phase`` is not a `ContrastPhase`.
@@ -358,7 +352,12 @@ def enhance(phantom: Phantom, phase: ContrastPhase) -> Phantom:
             f"or ContrastPhase.create(...)) (got {type(phase).__name__})"
         )
     out = []
-    for name, mat in zip(phantom.structure_names, phantom.materials, strict=True):
-        c = phase.organs_mg_ml.get(name, phase.blood_mg_ml if mat == "blood" else 0.0)
-        out.append(mixture_name(mat, "iodine", c) if c > 0 and "+" not in mat else mat)
-    return dataclasses.replace(phantom, materials=tuple(out))
+    for s in phantom.structures:
+        if s.host is not None:  # a lesion: its material is the caller's choice
+            out.append(s)
+            continue
+        c = phase.organs_mg_ml.get(s.name, phase.blood_mg_ml if s.material == "blood" else 0.0)
+        if c > 0 and "+" not in s.material:
+            s = dataclasses.replace(s, material=mixture_name(s.material, "iodine", c))
+        out.append(s)
+    return dataclasses.replace(phantom, structures=tuple(out))

@@ -30,7 +30,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..io._atomic import atomic_path
-from ._phantom import Phantom
+from ._anatomy import Phantom, PhantomStructure
 
 _FORMATS = (".stl", ".ply", ".obj")
 _CHUNK = 256  # triangles per scan step
@@ -237,21 +237,37 @@ def export_mesh(phantom: Phantom, name: str, path: str | Path, *, spacing_mm: fl
 
 
 def add_mesh_structure(phantom: Phantom, mesh: Any, *, name: str, material: str) -> Phantom:
-    """A new phantom with a user's closed mesh (trimesh or file path) as a structure, painted last."""
+    """A new phantom with a user's closed mesh (trimesh or file path) as a structure, painted last.
+
+    The mesh is in ``phantom``'s coordinates; for a phantom at an instant of its motion (`at`),
+    its vertices are carried back to the reference anatomy (``warp.backward``) so that, voxelized,
+    they sit where they were given. The structure has no size variation of its own: under `apply`
+    it is scaled with the body like every other structure.
+
+    Raises:
+        ValueError: a malformed or taken name, or a mesh that is empty or not watertight.
+        UnknownNameError: an unknown material.
+    """
     from ._lesions import _NAME, _material
 
     where = "medphys.phantoms.add_mesh_structure"
     if not isinstance(name, str) or not _NAME.match(name) or name in phantom.structure_names:
-        raise ValueError(f"{where}: `name` must be a new lower_snake_case name (got {name!r})")
+        raise ValueError(
+            f"{where}: `name` must be a new lower_snake_case name (got {name!r}; taken: "
+            f"{', '.join(phantom.structure_names)})"
+        )
+    if name == "background":
+        raise ValueError(f"{where}: `name` 'background' is reserved for the background label")
     material = _material(where, material)
+    if phantom.warp is not None:
+        import trimesh
+
+        if isinstance(mesh, (str, Path)):
+            mesh = trimesh.load(mesh, force="mesh")
+        if isinstance(mesh, trimesh.Trimesh):
+            vertices = jnp.asarray(np.asarray(mesh.vertices, np.float32))
+            mesh = trimesh.Trimesh(
+                np.asarray(phantom.warp.backward(vertices)), np.asarray(mesh.faces), process=False
+            )
     shape = shape_from_mesh(mesh)
-    pop = phantom.population
-    return dataclasses.replace(
-        phantom,
-        structure_names=(*phantom.structure_names, name),
-        materials=(*phantom.materials, material),
-        shapes=(*phantom.shapes, shape),
-        population=None
-        if pop is None
-        else dataclasses.replace(pop, organ_size_sd=(*pop.organ_size_sd, 0.0)),
-    )
+    return phantom.with_structure(PhantomStructure(name, material, shape))

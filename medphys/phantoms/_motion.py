@@ -55,7 +55,7 @@ from jaxtyping import Array, Float
 
 from .._checks import FieldError, number, positive
 from .._errors import unknown_name
-from ._phantom import Phantom
+from ._anatomy import Phantom, anchors
 
 _DEFAULT_FOLLOWERS = (
     "liver",
@@ -344,7 +344,10 @@ def at(
             table, `Phantom.motion`), else `MotionModel.create()`.
 
     Returns:
-        A `Phantom` with scaled ventricles and ``warp`` set; voxelize it as any phantom.
+        A `Phantom` with scaled ventricles (and the structures hosted in them) and ``warp`` set;
+        voxelize it as any phantom. Structures added to it afterwards (`insert_lesion`,
+        `add_mesh_structure`) are given in this instant's coordinates and kept in the reference
+        anatomy's (through ``warp.backward``), so they move with the phantom.
 
     Raises:
         ValueError: negative or non-finite time, phases outside [0, 1), time and phases both
@@ -383,10 +386,12 @@ def at(
         )
         card = 0.0 if cardiac_phase is None else _phase(where, "cardiac_phase", cardiac_phase)
 
-    shapes = list(phantom.shapes)
+    reference = phantom.shapes
+    shapes = list(reference)
     scale = ventricular_volume_ratio(model, card) ** (1.0 / 3.0)
-    for name in _roles(model, phantom, "ventricles"):
-        i = phantom.structure_names.index(name)
-        shapes[i] = shapes[i].scaled(jnp.full(3, scale), shapes[i].center_mm)
+    ventricles = {phantom.structure_names.index(n) for n in _roles(model, phantom, "ventricles")}
+    for i, a in enumerate(anchors(phantom.structures)):  # lesions in a ventricle follow it
+        if a in ventricles:
+            shapes[i] = shapes[i].scaled(jnp.full(3, scale), reference[a].center_mm)
     warp = respiratory_warp(phantom, model, resp)
-    return dataclasses.replace(phantom, shapes=tuple(shapes), warp=warp)
+    return dataclasses.replace(phantom.with_shapes(shapes), warp=warp)

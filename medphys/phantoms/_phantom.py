@@ -1,16 +1,14 @@
-"""Phantoms: named structures, each an analytic shape with a material, painted in order.
+"""The phantom catalog: TOML definitions, their validation, and `load`.
 
-A `Phantom` is an immutable PyTree: shape parameters are leaves (differentiable), names and
-materials are static. Structures are painted in list order, so a later structure overrides an
-earlier one where they overlap (body first, organs inside it, small structures last). Everything
-not covered is the background material (air).
-
-Definitions live in the ``phantoms/`` catalog as TOML files, validated on load by `load`.
+A definition lists named structures, each an analytic shape with a material, painted in order:
+a later structure overrides an earlier one where they overlap (body first, organs inside it, small
+structures last); everything not covered is the background material (air). `load` validates a
+file (messages name the file, line, key path and value) and builds the `Phantom` value: one
+`PhantomStructure` record per structure (see ``_anatomy``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +25,7 @@ from .._catalog import resolve
 from .._config import Strict, format_validation_error, read_toml, validate
 from .._errors import ConfigError, UnknownNameError, unknown_name
 from ..volume import MRValues
+from ._anatomy import Phantom, PhantomStructure, Population
 from ._shapes import (
     Box,
     Cone,
@@ -492,101 +491,29 @@ def _shape_from_spec(spec: Any) -> Shape:
     return Torus(center, _f32(spec.major_radii_mm), _f32(spec.minor_radius_mm), rot)
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class Population:
-    """How individuals of a phantom family vary (documented per family in its TOML)."""
-
-    body_scale_sd: tuple[float, float, float] = dataclasses.field(metadata={"static": True})
-    organ_size_sd: tuple[float, ...] = dataclasses.field(metadata={"static": True})
-    truncate_sd: float = dataclasses.field(metadata={"static": True})
-    source: str = dataclasses.field(metadata={"static": True}, default="")
-    #: (mean, sd) of height in cm and of BMI in kg/m^2; ``None``: the family has no such covariate
-    height_cm: tuple[float, float] | None = dataclasses.field(
-        metadata={"static": True}, default=None
-    )
-    bmi: tuple[float, float] | None = dataclasses.field(metadata={"static": True}, default=None)
-    #: published 5th / 50th / 95th BMI percentiles the BMI draws follow (``None``: ``bmi``'s moments)
-    bmi_percentiles: tuple[float, float, float] | None = dataclasses.field(
-        metadata={"static": True}, default=None
-    )
-    fat_mm: float = dataclasses.field(metadata={"static": True}, default=15.0)
-    fat_mm_per_bmi: float = dataclasses.field(metadata={"static": True}, default=0.0)
-    trunk_semi_axes_mm: tuple[float, float] = dataclasses.field(
-        metadata={"static": True}, default=(170.0, 110.0)
-    )
-    #: per structure: does its outer surface move with the subcutaneous fat layer
-    fat_layer: tuple[bool, ...] = dataclasses.field(metadata={"static": True}, default=())
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class Phantom:
-    """A digital phantom: structures painted in order over a background material.
-
-    Attributes:
-        name: the family name (``"torso-basic"``).
-        structure_names: one name per structure, painting order.
-        materials: the material of each structure (names in `medphys.materials`).
-        shapes: the shape of each structure (PyTree leaves).
-        background_material: material outside every structure.
-        population: how individuals vary (used by `medphys.phantoms.sample`).
-        description: one line for humans.
-        warp: deformation of the reference anatomy at this instant (``None``: at rest).
-        mr: per structure, MR values overriding the material's (or ``None``).
-        motion: the default motion model of `at` (``None``: `MotionModel.create()`).
-    """
-
-    name: str = dataclasses.field(metadata={"static": True})
-    structure_names: tuple[str, ...] = dataclasses.field(metadata={"static": True})
-    materials: tuple[str, ...] = dataclasses.field(metadata={"static": True})
-    shapes: tuple[Shape, ...]
-    background_material: str = dataclasses.field(metadata={"static": True}, default="air")
-    population: Population | None = None
-    description: str = dataclasses.field(metadata={"static": True}, default="")
-    #: optional deformation (a PyTree with ``backward(points) -> points``, mapping world points at
-    #: this instant to the reference anatomy); set by `Phantom.at`, applied by `voxelize`.
-    warp: Any = None
-    #: per structure: MR values overriding the material's, or ``None`` (use the material's)
-    mr: tuple[MRValues | None, ...] = dataclasses.field(metadata={"static": True}, default=())
-    #: the default `MotionModel` of `at` (from the definition's ``[motion]`` table), or ``None``
-    #: (`MotionModel.create`'s defaults)
-    motion: Any = dataclasses.field(metadata={"static": True}, default=None)
-
-    def at(self, **kwargs: Any) -> Phantom:
-        """The phantom at one instant of its motion (see `medphys.phantoms.at`)."""
-        from ._motion import at
-
-        return at(self, **kwargs)
-
-    def shape_of(self, name: str) -> Shape:
-        """The shape of structure ``name``."""
-        if name not in self.structure_names:
-            raise unknown_name("structure", name, self.structure_names)
-        return self.shapes[self.structure_names.index(name)]
-
-    def voxelize(self, **kwargs: Any):
-        """Shorthand for ``medphys.phantoms.voxelize(self, **kwargs)``."""
-        from ._voxelize import voxelize
-
-        return voxelize(self, **kwargs)
-
-
 def from_config(data: dict[str, Any], *, source: str, text: str | None = None) -> Phantom:
     """Build a `Phantom` from a parsed definition (a TOML file's content)."""
     spec = validate(_PhantomSpec, data, source=source, text=text)
     motion = None if spec.motion is None else _motion_model(spec, source=source, text=text)
     pop = spec.population
-    organ_sd = tuple(pop.organ_size_sd if s.size_sd is None else s.size_sd for s in spec.structures)
     return Phantom(
         name=spec.name,
-        structure_names=tuple(s.name for s in spec.structures),
-        materials=tuple(s.material for s in spec.structures),
-        shapes=tuple(_shape_from_spec(s.shape) for s in spec.structures),
+        structures=tuple(
+            PhantomStructure(
+                name=s.name,
+                material=s.material,
+                shape=_shape_from_spec(s.shape),
+                mr=None
+                if s.mr is None
+                else MRValues(s.mr.pd, s.mr.t1_s, s.mr.t2_s, s.mr.source, t2star_s=s.mr.t2star_s),
+                size_sd=pop.organ_size_sd if s.size_sd is None else s.size_sd,
+                fat_layer=s.fat_layer,
+            )
+            for s in spec.structures
+        ),
         background_material=spec.background_material,
         population=Population(
             tuple(pop.body_scale_sd),
-            organ_sd,
             pop.truncate_sd,
             pop.source,
             height_cm=pop.height_cm,
@@ -595,15 +522,8 @@ def from_config(data: dict[str, Any], *, source: str, text: str | None = None) -
             fat_mm=pop.fat_mm,
             fat_mm_per_bmi=pop.fat_mm_per_bmi,
             trunk_semi_axes_mm=tuple(pop.trunk_semi_axes_mm),
-            fat_layer=tuple(s.fat_layer for s in spec.structures),
         ),
         description=spec.description,
-        mr=tuple(
-            None
-            if s.mr is None
-            else MRValues(s.mr.pd, s.mr.t1_s, s.mr.t2_s, s.mr.source, t2star_s=s.mr.t2star_s)
-            for s in spec.structures
-        ),
         motion=motion,
     )
 

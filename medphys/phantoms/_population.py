@@ -20,7 +20,14 @@ Model (per family, in its TOML ``[population]`` table):
   subcutaneous fat);
 - the whole body is then scaled about the origin by ``1 + body_scale_sd * z`` per axis (lateral,
   antero-posterior, length); each structure is scaled about its own centre by
-  ``1 + size_sd * z``; every ``z`` is a standard normal truncated at ``± truncate_sd``.
+  ``1 + size_sd * z``; every ``z`` is a standard normal truncated at ``± truncate_sd``;
+- a structure with a ``host`` (a lesion added by `insert_lesion`) has no variation of its own: it
+  moves and scales with its host (the host's transform, about the host's centre), so it stays
+  where it was inside the host. A lesion inserted into an individual (after `sample`) keeps
+  exactly the size and position it was given.
+
+``size_sd`` and ``fat_layer`` are per structure (`PhantomStructure`); one ``z`` is drawn per
+structure in painting order, so adding a structure at the end keeps every earlier draw.
 
 References:
     Fryar CD, Carroll MD, Gu Q, Afful J, Ogden CL. Anthropometric reference data for children and
@@ -43,7 +50,8 @@ from jaxtyping import Array, Float
 
 from .._checks import FieldError, number
 from .._types import PRNGKey
-from ._phantom import Phantom, load
+from ._anatomy import Phantom, anchors
+from ._phantom import load
 
 _HEIGHT_CM = (120.0, 220.0)
 _WEIGHT_KG = (30.0, 250.0)
@@ -108,7 +116,8 @@ class PhantomParams:
 
     Attributes:
         body_scale: (3,) body scale per world axis (height is in the z factor).
-        organ_scale: (structures,) size factor per structure.
+        organ_scale: (structures,) size factor per structure (unused for a structure with a
+            ``host``: it takes its host's).
         fat_mm: () change of the subcutaneous fat thickness from the reference (mm).
         height_cm: () height of the individual (cm; 0 when the family has no height model).
         bmi: () body-mass index (kg/m^2; 0 when the family has no BMI model).
@@ -160,7 +169,7 @@ def sample_params(
     """
     where = "medphys.phantoms.sample"
     pop = phantom.population
-    n = len(phantom.shapes)
+    n = len(phantom.structures)
     given = {"height_cm": height_cm, "weight_kg": weight_kg, "bmi": bmi}
     if weight_kg is not None and bmi is not None:
         raise ValueError(f"{where}: give `weight_kg` or `bmi`, not both")
@@ -178,7 +187,8 @@ def sample_params(
     z_body = jax.random.truncated_normal(k_body, -t, t, (3,), dtype=jnp.float32)
     z_organ = jax.random.truncated_normal(k_organ, -t, t, (n,), dtype=jnp.float32)
     body = 1.0 + jnp.asarray(pop.body_scale_sd, jnp.float32) * z_body
-    organ = 1.0 + jnp.asarray(pop.organ_size_sd, jnp.float32) * z_organ
+    size_sd = tuple(s.size_sd for s in phantom.structures)
+    organ = 1.0 + jnp.asarray(size_sd, jnp.float32) * z_organ
     if pop.height_cm is None or pop.bmi is None:
         return PhantomParams(body, organ)
     dist = _bmi_distribution(pop)
@@ -205,22 +215,47 @@ def sample_params(
 
 
 def apply(params: PhantomParams, phantom: Phantom) -> Phantom:
-    """Build the individual described by ``params`` (deterministic, differentiable)."""
+    """Build the individual described by ``params`` (deterministic, differentiable).
+
+    Each structure is grown with the fat layer (``fat_layer`` structures), scaled with the body
+    about the origin, then scaled by its ``organ_scale`` entry about its own (scaled) centre. A
+    structure with a ``host`` (a lesion) follows its host instead: the host's fat-layer growth,
+    the body scaling and the host's ``organ_scale`` about the host's centre, so it keeps its place
+    and proportion inside the host (its own ``organ_scale`` entry is not used). To give a lesion
+    a fixed size and position in an individual, insert it after `apply`/`sample`.
+
+    A phantom at an instant of its motion (`at`) keeps its warp: the warp was fitted to the
+    anatomy it was made for; for an individual's own breathing, call `at` after `apply`.
+
+    Raises:
+        ValueError: ``params.organ_scale`` does not have one entry per structure (params drawn
+            for another phantom, e.g. before `insert_lesion` added a structure).
+    """
+    structures = phantom.structures
+    n = len(structures)
+    if jnp.shape(params.organ_scale) != (n,):
+        raise ValueError(
+            f"medphys.phantoms.apply: `params.organ_scale` has shape "
+            f"{tuple(jnp.shape(params.organ_scale))} for phantom {phantom.name!r} with {n} "
+            "structures; draw the params from this phantom (sample_params(key, phantom))"
+        )
     origin = jnp.zeros(3, jnp.float32)
     pop = phantom.population
-    fat_layer = (
-        pop.fat_layer if pop is not None and pop.fat_layer else (False,) * len(phantom.shapes)
-    )
+    follow = anchors(structures)
     if pop is not None:
         half = jnp.asarray(pop.trunk_semi_axes_mm, jnp.float32)
         grow = jnp.concatenate([1.0 + params.fat_mm / half, jnp.ones(1, jnp.float32)])
-    shapes = []
-    for i, shape in enumerate(phantom.shapes):
-        if fat_layer[i]:
+    body_scaled = []
+    for s, a in zip(structures, follow, strict=True):
+        shape = s.shape
+        if pop is not None and structures[a].fat_layer:
             shape = shape.scaled(grow, origin)
-        body_scaled = shape.scaled(params.body_scale, origin)
-        shapes.append(body_scaled.scaled(jnp.full(3, params.organ_scale[i]), body_scaled.center_mm))
-    return dataclasses.replace(phantom, shapes=tuple(shapes))
+        body_scaled.append(shape.scaled(params.body_scale, origin))
+    shapes = [
+        shape.scaled(jnp.full(3, params.organ_scale[a]), body_scaled[a].center_mm)
+        for shape, a in zip(body_scaled, follow, strict=True)
+    ]
+    return phantom.with_shapes(shapes)
 
 
 def sample(

@@ -346,10 +346,7 @@ def voxelize(
         )
     rows_t = (
         Structure(0, "background", phantom.background_material),
-        *tuple(
-            Structure(i + 1, n, m, phantom.mr[i] if i < len(phantom.mr) else None)
-            for i, (n, m) in enumerate(zip(phantom.structure_names, phantom.materials, strict=True))
-        ),
+        *(Structure(i + 1, s.name, s.material, s.mr) for i, s in enumerate(phantom.structures)),
     )
     if sparse:
         vox, struct, share = (

@@ -19,7 +19,7 @@ from medphys.phantoms import (
 
 
 def _one(shape):
-    return Phantom(name="t", structure_names=("s",), materials=("water",), shapes=(shape,))
+    return Phantom.create(name="t", structure_names=("s",), materials=("water",), shapes=(shape,))
 
 
 def test_exported_ellipsoid_is_watertight_with_the_right_volume(tmp_path):

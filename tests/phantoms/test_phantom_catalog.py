@@ -81,7 +81,7 @@ def test_same_key_same_individual_and_draws_vary():
     # structures with size_sd = 0 keep their own size; truncation bounds every factor
     body = ph.structure_names.index("body")
     assert float(pa.organ_scale[body]) == 1.0
-    bound = 1 + ph.population.truncate_sd * max(ph.population.organ_size_sd)
+    bound = 1 + ph.population.truncate_sd * max(s.size_sd for s in ph.structures)
     assert np.all(np.asarray(pc.organ_scale) <= bound + 1e-6)
     la = phantoms.voxelize(a, shape=(32, 24, 28), spacing_mm=12.0)
     lb = phantoms.voxelize(b, shape=(32, 24, 28), spacing_mm=12.0)

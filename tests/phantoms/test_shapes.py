@@ -163,7 +163,7 @@ def test_level_sign_matches_brute_force_geometry():
 
 
 def _voxel_count(shapes, names):
-    ph = phantoms.Phantom(
+    ph = phantoms.Phantom.create(
         name="csg", structure_names=names, materials=("water",) * len(names), shapes=shapes
     )
     return phantoms.voxelize(ph, shape=(28, 28, 28), spacing_mm=2.8, supersample=1)

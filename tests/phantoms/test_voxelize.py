@@ -11,7 +11,7 @@ from medphys.phantoms import Ellipsoid, EllipticCylinder, Phantom, voxelize
 
 def _phantom(*shapes, materials=None):
     n = len(shapes)
-    return Phantom(
+    return Phantom.create(
         name="test",
         structure_names=tuple(f"s{i}" for i in range(n)),
         materials=materials or ("water",) * n,

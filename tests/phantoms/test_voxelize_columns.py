@@ -15,7 +15,7 @@ from medphys.phantoms import _voxelize_columns as columns
 
 def _phantom(shapes) -> Phantom:
     n = len(shapes)
-    return Phantom(
+    return Phantom.create(
         name="ellipsoids",
         structure_names=tuple(f"e{i}" for i in range(n)),
         materials=("water",) * n,

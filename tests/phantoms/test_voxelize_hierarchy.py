@@ -67,7 +67,7 @@ def _stress_shapes():
 
 
 def _phantom(shapes):
-    return Phantom(
+    return Phantom.create(
         name="stress",
         structure_names=tuple(f"s{i}" for i in range(len(shapes))),
         materials=("water",) * len(shapes),

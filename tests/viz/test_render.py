@@ -16,7 +16,7 @@ def _phantom():
         jnp.zeros(3), jnp.asarray([40.0, 30.0]), jnp.asarray(45.0), jnp.zeros(3)
     )
     organ = Ellipsoid(jnp.asarray([15.0, 0.0, 0.0]), jnp.asarray([12.0, 10.0, 20.0]), jnp.zeros(3))
-    return Phantom(
+    return Phantom.create(
         name="t",
         structure_names=("body", "organ"),
         materials=("water", "liver"),
@@ -93,7 +93,7 @@ def test_contents_of_a_thin_walled_organ_are_drawn_as_part_of_the_wall(tmp_path)
     wall = Ellipsoid(jnp.zeros(3), jnp.asarray([16.0, 14.0, 24.0]), jnp.zeros(3))
     # a 1.8 mm wall on a 2 mm grid: closed but for a few voxels
     contents = Ellipsoid(jnp.zeros(3), jnp.asarray([14.2, 12.2, 22.2]), jnp.zeros(3))
-    ph = Phantom(
+    ph = Phantom.create(
         name="hollow",
         structure_names=("body", "wall", "contents"),
         materials=("water", "stomach_wall", "water"),

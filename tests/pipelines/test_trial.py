@@ -177,7 +177,7 @@ def test_catalog_trial_a_finds_the_dose_effect(tmp_path):
 
 @pytest.mark.slow
 def test_catalog_trial_c_shows_the_t2_weighted_advantage(tmp_path):
-    """Trial (c), 60 pairs: a lesion with longer T1 and T2 than liver is seen better on T2w."""
+    """Trial (c), 100 pairs: a lesion with longer T1 and T2 than liver is seen better on T2w."""
     results = run_trial(tmp_path / "c", load_trial("mr-liver-lesion-t1-t2"))
     (cmp,) = results["comparisons"]
     assert cmp["arms"] == ["t1w", "t2w"] and cmp["delta_auc"] > 0 and cmp["ci"][0] > 0, cmp

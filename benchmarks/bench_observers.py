@@ -133,7 +133,9 @@ def run(repeats: int) -> list[Timing]:
     scores = jnp.asarray(np.concatenate([rng.normal(1.0, 1.0, 500), rng.normal(0.0, 1.0, 500)]))
     truth = jnp.arange(1000) < 500
     rows.append(
-        measure("medphys", "delong 1,000 scores", lambda: obs.delong(scores, truth), repeats=repeats)
+        measure(
+            "medphys", "delong 1,000 scores", lambda: obs.delong(scores, truth), repeats=repeats
+        )
     )
     key = jax.random.key(0)
     rows.append(

@@ -111,7 +111,7 @@ def laguerre_gauss(
     n_channels: int,
     width_px: float,
     center: Sequence[float] | None = None,
-) -> Float[Array, "channels *roi"]:
+) -> Float[Array, " channels *roi"]:
     """Laguerre–Gauss channels on a 2D or 3D ROI (orders p = 0 … n_channels − 1).
 
     Args:
@@ -149,8 +149,7 @@ def laguerre_gauss(
     else:
         polys = _laguerre(n - 1, 0.5, x)
         norms = [
-            math.sqrt(math.sqrt(2.0 * math.pi) * math.factorial(p) / math.gamma(p + 1.5))
-            / a**1.5
+            math.sqrt(math.sqrt(2.0 * math.pi) * math.factorial(p) / math.gamma(p + 1.5)) / a**1.5
             for p in range(n)
         ]
     u = np.stack([k * gauss * poly for k, poly in zip(norms, polys, strict=True)])

@@ -47,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import jax
 import numpy as np
 import scipy.stats
 from jaxtyping import Array, Bool, Float
@@ -239,11 +238,15 @@ def _orh_finish(
         den = ms_tr + r * shared
         df = den**2 / (ms_tr**2 / ((t - 1) * (r - 1))) if ms_tr > 0 else math.inf
         stat = ms_t / den if den > 0 else math.inf
-        p = float(scipy.stats.f.sf(stat, t - 1, df)) if math.isfinite(df) else float(
-            scipy.stats.chi2.sf(stat * (t - 1), t - 1)
+        p = (
+            float(scipy.stats.f.sf(stat, t - 1, df))
+            if math.isfinite(df)
+            else float(scipy.stats.chi2.sf(stat * (t - 1), t - 1))
         )
-        q = float(scipy.stats.t.ppf(0.5 + level / 2, df)) if math.isfinite(df) else float(
-            scipy.stats.norm.ppf(0.5 + level / 2)
+        q = (
+            float(scipy.stats.t.ppf(0.5 + level / 2, df))
+            if math.isfinite(df)
+            else float(scipy.stats.norm.ppf(0.5 + level / 2))
         )
     else:
         den = max(var - cov1 + (r - 1) * shared, 0.0)
@@ -335,9 +338,7 @@ def plan_cases(
                     f"{chk.where(call)}: a power target for a single AUC needs `effect` "
                     "(AUC − AUC under H₀, e.g. auc − 0.5)"
                 )
-            effect = float(
-                pilot.delta if isinstance(pilot, DeltaAUCResult) else pilot.delta[0]
-            )
+            effect = float(pilot.delta if isinstance(pilot, DeltaAUCResult) else pilot.delta[0])
         effect = abs(chk.positive_float(call, "|effect|", abs(float(effect))))
     if isinstance(pilot, MRMCResult):
         if ratio is not None:
@@ -456,4 +457,3 @@ def _plan_mrmc(
     f_plan = n_pilot / (n1 + n0)
     pw = _mrmc_power(pilot, r, f_plan, effect, alpha) if effect is not None else math.nan
     return CasePlan(n1, n0, se_at(f_plan), pw, r)
-

@@ -76,7 +76,7 @@ class Observer:
         kind: ``"npw"``, ``"npwe"``, ``"hotelling"`` or ``"cho"`` (static).
     """
 
-    features: Float[Array, "features *roi"]
+    features: Float[Array, " features *roi"]
     weights: Float[Array, " features"]
     noise_std: Float[Array, " features"]
     kind: str = dataclasses.field(metadata={"static": True}, default="npw")
@@ -207,8 +207,10 @@ def _train_core(
         template = ds
         if kind == "npwe":
             padded = tuple(2 * n for n in roi)
-            big = jnp.zeros(padded, dtype=sp.dtype).at[tuple(slice(0, n) for n in roi)].set(
-                ds.reshape(roi)
+            big = (
+                jnp.zeros(padded, dtype=sp.dtype)
+                .at[tuple(slice(0, n) for n in roi)]
+                .set(ds.reshape(roi))
             )
             filt = jnp.fft.ifftn(jnp.fft.fftn(big) * eye2).real
             template = filt[tuple(slice(0, n) for n in roi)].reshape(n_pix)
@@ -236,10 +238,10 @@ def _images(call: str, name: str, value: Any) -> Array:
 
 def train(
     kind: str,
-    signal_present: Float[Array, "n1 *roi"],
-    signal_absent: Float[Array, "n0 *roi"],
+    signal_present: Float[Array, " n1 *roi"],
+    signal_absent: Float[Array, " n0 *roi"],
     *,
-    channels: Float[Array, "channels *roi"] | None = None,
+    channels: Float[Array, " channels *roi"] | None = None,
     pixel_mm: float | None = None,
     viewing_distance_mm: float = 500.0,
     eye_exponent: float = 1.3,
@@ -435,8 +437,8 @@ def _score_core(observer: Observer, images: Array, noise: Array | None) -> Array
 
 def evaluate(
     kind: str,
-    signal_present: Float[Array, "n1 *roi"],
-    signal_absent: Float[Array, "n0 *roi"],
+    signal_present: Float[Array, " n1 *roi"],
+    signal_absent: Float[Array, " n0 *roi"],
     *,
     split: float | None = None,
     resubstitution: bool = False,
@@ -482,15 +484,17 @@ def evaluate(
     sa = _images(call, "signal_absent", signal_absent)
     n1, n0 = sp.shape[0], sa.shape[0]
     if split is not None:
-        if isinstance(split, bool) or not isinstance(split, (int, float, np.floating)) or not (
-            0.0 < float(split) < 1.0
+        if (
+            isinstance(split, bool)
+            or not isinstance(split, (int, float, np.floating))
+            or not (0.0 < float(split) < 1.0)
         ):
             raise ValueError(
                 f"{chk.where(call)}: `split` is the training fraction of each class and must lie "
                 f"strictly between 0 and 1 (got {split!r})"
             )
         frac = float(split)
-        k1, k0 = int(math.floor(frac * n1)), int(math.floor(frac * n0))
+        k1, k0 = math.floor(frac * n1), math.floor(frac * n0)
         if min(k1, k0, n1 - k1, n0 - k0) < 2:
             raise ValueError(
                 f"{chk.where(call)}: split={frac} leaves {k1}/{n1 - k1} signal-present and "
@@ -509,6 +513,14 @@ def evaluate(
             f"{chk.where(call)}: internal_noise={alpha} needs a `key` to draw the noise"
         )
     obs = train(kind, train_p, train_a, **options)
+    if not bool(np.all(np.isfinite(np.asarray(obs.weights)))):
+        raise ValueError(
+            f"{chk.where(call)}: the trained {kind!r} template is not finite: the pooled "
+            f"covariance of its {obs.features.shape[0]} features is singular on these "
+            f"{train_p.shape[0]} + {train_a.shape[0]} training images (signal-present and "
+            "signal-absent images that share their backgrounds count as one background each). "
+            "Add training images, use fewer channels, or pass ridge > 0"
+        )
     z = jnp.asarray(scipy.stats.norm.ppf(0.5 + lv / 2), dtype=sp.dtype)
     scores, truth, d, d_se, a = _test_core(obs, test_p, test_a, key, z)
     return Evaluation(

@@ -338,11 +338,13 @@ def _check_design(config: TrialConfig, recipe: CaseRecipe) -> None:
     features = obs.n_channels if obs.kind == "cho" else None
     if obs.kind == "hotelling":
         features = obs.roi_px**2
-    if features is not None and 2 * n_train < features + 2:
+    # the twins of a pair share their background: n training pairs give n - 1 independent
+    # backgrounds for the pooled covariance, which must exceed the number of features
+    if features is not None and n_train < features + 2:
         raise ValueError(
             f"medphys trial: observer {obs.kind!r} with {features} features needs at least "
-            f"{features + 2} training images ({(features + 3) // 2} pairs in the training split); "
-            f"{config.pairs} pairs give {2 * n_train}: add pairs or use fewer channels"
+            f"{features + 2} training pairs (present and absent twins share one background); "
+            f"{config.pairs} pairs give {n_train}: add pairs or use fewer channels"
         )
     if n_test < 2 or n_train < 2:
         raise ValueError(

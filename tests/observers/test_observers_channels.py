@@ -19,8 +19,11 @@ def test_lg_2d_matches_closed_form_and_is_orthonormal():
     x, y = np.meshgrid(np.arange(n) - c, np.arange(n) - c, indexing="ij")
     r2 = x**2 + y**2
     for p in range(6):
-        ref = math.sqrt(2) / a * np.exp(-math.pi * r2 / a**2) * scipy.special.eval_laguerre(
-            p, 2 * math.pi * r2 / a**2
+        ref = (
+            math.sqrt(2)
+            / a
+            * np.exp(-math.pi * r2 / a**2)
+            * scipy.special.eval_laguerre(p, 2 * math.pi * r2 / a**2)
         )
         np.testing.assert_allclose(u[p], ref, rtol=1e-10, atol=1e-14)
     gram = u.reshape(6, -1) @ u.reshape(6, -1).T  # pixel area 1: a Riemann sum of ∫ u_p u_q
@@ -33,7 +36,7 @@ def test_lg_3d_is_orthonormal_and_p0_is_a_product_of_gaussians():
     assert u.shape == (4, n, n, n)
     gram = u.reshape(4, -1) @ u.reshape(4, -1).T
     np.testing.assert_allclose(gram, np.eye(4), atol=2e-3)
-    g = (2 ** 0.25 / math.sqrt(a)) * np.exp(-math.pi * (np.arange(n) - (n - 1) / 2) ** 2 / a**2)
+    g = (2**0.25 / math.sqrt(a)) * np.exp(-math.pi * (np.arange(n) - (n - 1) / 2) ** 2 / a**2)
     np.testing.assert_allclose(u[0], np.einsum("i,j,k->ijk", g, g, g), rtol=1e-10, atol=1e-14)
     # generalised Laguerre L_p^(1/2) for p = 2 at the centre voxel's radius
     c = (n - 1) / 2
@@ -87,17 +90,27 @@ def test_make_channels_by_name_and_bad_inputs():
         obs.make_channels("laguerre-gauss", (16, 16), n_channels=2, width_px=5.0),
         obs.laguerre_gauss((16, 16), n_channels=2, width_px=5.0),
     )
-    with pytest.raises(ValueError, match=r"make_channels: unknown `name` 'laguerre'.*'laguerre-gauss'"):
+    with pytest.raises(
+        ValueError, match=r"make_channels: unknown `name` 'laguerre'.*'laguerre-gauss'"
+    ):
         obs.make_channels("laguerre", (16, 16), n_channels=2, width_px=5.0)
-    with pytest.raises(ValueError, match=r"laguerre_gauss: `width_px` must be finite and > 0 \(got -1.0\)"):
+    with pytest.raises(
+        ValueError, match=r"laguerre_gauss: `width_px` must be finite and > 0 \(got -1.0\)"
+    ):
         obs.laguerre_gauss((16, 16), n_channels=2, width_px=-1.0)
     with pytest.raises(ValueError, match=r"laguerre_gauss: `roi_shape` must be a 2D or 3D shape"):
         obs.laguerre_gauss((16,), n_channels=2, width_px=5.0)
     with pytest.raises(ValueError, match=r"gabor: `roi_shape` must be a 2D shape"):
         obs.gabor((8, 8, 8))
-    with pytest.raises(ValueError, match=r"gabor: `frequencies` must be cycles/pixel in \(0, 0.5\)"):
+    with pytest.raises(
+        ValueError, match=r"gabor: `frequencies` must be cycles/pixel in \(0, 0.5\)"
+    ):
         obs.gabor((8, 8), frequencies=(0.7,))
-    with pytest.raises(ValueError, match=r"slice_channels: `channels` have in-plane shape \(16, 12\)"):
+    with pytest.raises(
+        ValueError, match=r"slice_channels: `channels` have in-plane shape \(16, 12\)"
+    ):
         obs.slice_channels(obs.laguerre_gauss((16, 12), n_channels=1, width_px=3.0), (16, 16, 4))
     with pytest.raises(ValueError, match=r"slice_channels: `slices` must be indices in \[0, 4\)"):
-        obs.slice_channels(obs.laguerre_gauss((16, 12), n_channels=1, width_px=3.0), (16, 12, 4), slices=(4,))
+        obs.slice_channels(
+            obs.laguerre_gauss((16, 12), n_channels=1, width_px=3.0), (16, 12, 4), slices=(4,)
+        )

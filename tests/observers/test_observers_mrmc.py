@@ -72,11 +72,17 @@ def test_orh_quantities_match_direct_formulas():
     _, cov = obs.delong_covariance(x.reshape(t * r, -1), truth)
     cov = np.asarray(cov).reshape(t, r, t, r)
     var = np.mean([cov[i, j, i, j] for i in range(t) for j in range(r)])
-    cov1 = np.mean([cov[i, j, k, j] for i in range(t) for k in range(t) if i != k for j in range(r)])
-    cov2 = np.mean([cov[i, j, i, m] for i in range(t) for j in range(r) for m in range(r) if j != m])
+    cov1 = np.mean(
+        [cov[i, j, k, j] for i in range(t) for k in range(t) if i != k for j in range(r)]
+    )
+    cov2 = np.mean(
+        [cov[i, j, i, m] for i in range(t) for j in range(r) for m in range(r) if j != m]
+    )
     cov3 = np.mean([cov[i, j, k, m] for i in range(t) for k in range(t) if i != k
                     for j in range(r) for m in range(r) if j != m])  # fmt: skip
-    np.testing.assert_allclose([res.var, res.cov1, res.cov2, res.cov3], [var, cov1, cov2, cov3], rtol=1e-10)
+    np.testing.assert_allclose(
+        [res.var, res.cov1, res.cov2, res.cov3], [var, cov1, cov2, cov3], rtol=1e-10
+    )
     ms_t = r * np.sum((theta.mean(1) - theta.mean()) ** 2) / (t - 1)
     ms_tr = np.sum(
         (theta - theta.mean(1, keepdims=True) - theta.mean(0, keepdims=True) + theta.mean()) ** 2
@@ -126,7 +132,9 @@ def test_plan_cases_single_reader_reaches_the_target_se_and_power():
     np.testing.assert_allclose(ratio_sim, ratio_pred, rtol=0.2)
     # power for a paired difference: plan, then check the rejection rate by simulation;
     # within-class variance 2 (case + reading noise): d′ = lift / √2
-    effect = float(obs.auc_from_dprime(1.4 / math.sqrt(2)) - obs.auc_from_dprime(0.8 / math.sqrt(2)))
+    effect = float(
+        obs.auc_from_dprime(1.4 / math.sqrt(2)) - obs.auc_from_dprime(0.8 / math.sqrt(2))
+    )
 
     def arms(n_studies, n_each):
         case = rng.standard_normal((n_studies, 2 * n_each))
@@ -157,7 +165,9 @@ def test_plan_cases_mrmc_scales_case_variance_and_keeps_the_reader_floor():
         assert plan.n_present + plan.n_absent > 120
     more = obs.plan_cases(pilot, target_se=pilot.se * 2.0)  # a looser target needs fewer cases
     assert more.n_present + more.n_absent < 120
-    with pytest.raises(ValueError, match=r"plan_cases: target_se=.* cannot be reached with 6 readers"):
+    with pytest.raises(
+        ValueError, match=r"plan_cases: target_se=.* cannot be reached with 6 readers"
+    ):
         obs.plan_cases(pilot, target_se=floor * 0.9 if floor > 0 else 1e-9)
     # more readers lower the floor
     plan12 = obs.plan_cases(pilot, target_se=pilot.se, n_readers=12)
@@ -178,12 +188,18 @@ def test_bad_mrmc_inputs():
         obs.orh(x[:, :1], truth)
     with pytest.raises(ValueError, match=r"orh: `scores` must have 3 dimension\(s\)"):
         obs.orh(x[0], truth)
-    with pytest.raises(ValueError, match=r"orh: `truth` must be a 1-D vector with one entry per case \(20\)"):
+    with pytest.raises(
+        ValueError, match=r"orh: `truth` must be a 1-D vector with one entry per case \(20\)"
+    ):
         obs.orh(x, truth[:19])
     with pytest.raises(ValueError, match=r"orh: `scores` must be finite"):
         obs.orh(np.where(x > 2.0, np.nan, x), truth)
     pilot = obs.orh(x, truth)
-    with pytest.raises(ValueError, match=r"plan_cases: give exactly one of `target_se` and `power`"):
+    with pytest.raises(
+        ValueError, match=r"plan_cases: give exactly one of `target_se` and `power`"
+    ):
         obs.plan_cases(pilot)
-    with pytest.raises(ValueError, match=r"plan_cases: a power target for a single AUC needs `effect`"):
+    with pytest.raises(
+        ValueError, match=r"plan_cases: a power target for a single AUC needs `effect`"
+    ):
         obs.plan_cases(obs.delong(x[0, 0], truth), power=0.8)

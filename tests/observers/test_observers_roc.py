@@ -50,8 +50,12 @@ def _delong_reference(score_sets, truth):
     s01 = np.zeros((k, k))
     for r in range(k):
         for q in range(k):
-            s10[r, q] = sum((v10[r, a] - aucs[r]) * (v10[q, a] - aucs[q]) for a in range(m)) / (m - 1)
-            s01[r, q] = sum((v01[r, b] - aucs[r]) * (v01[q, b] - aucs[q]) for b in range(n)) / (n - 1)
+            s10[r, q] = sum((v10[r, a] - aucs[r]) * (v10[q, a] - aucs[q]) for a in range(m)) / (
+                m - 1
+            )
+            s01[r, q] = sum((v01[r, b] - aucs[r]) * (v01[q, b] - aucs[q]) for b in range(n)) / (
+                n - 1
+            )
     return aucs, s10 / m + s01 / n, s10, s01
 
 
@@ -199,23 +203,35 @@ def test_dprime_of_gaussian_scores_and_its_standard_error():
 def test_bad_roc_inputs():
     s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
     t = np.array([0, 0, 1, 1, 0, 1], dtype=bool)
-    with pytest.raises(ValueError, match=r"auc: `scores` must be finite; 1 of 6 .*index \(2,\): nan"):
+    with pytest.raises(
+        ValueError, match=r"auc: `scores` must be finite; 1 of 6 .*index \(2,\): nan"
+    ):
         obs.auc(np.where(np.arange(6) == 2, np.nan, s), t)
     with pytest.raises(ValueError, match=r"delong: `scores` must be finite.*inf"):
         obs.delong(np.where(np.arange(6) == 0, np.inf, s), t)
-    with pytest.raises(ValueError, match=r"auc: `truth` must be a 1-D vector with one entry per case \(6\)"):
+    with pytest.raises(
+        ValueError, match=r"auc: `truth` must be a 1-D vector with one entry per case \(6\)"
+    ):
         obs.auc(s, t[:5])
     with pytest.raises(ValueError, match=r"delong: `truth` must mark at least 2 signal-present"):
         obs.delong(s, np.array([0, 0, 0, 0, 0, 1], dtype=bool))
     with pytest.raises(ValueError, match=r"`truth` must hold only 0 and 1 \(got 2\)"):
         obs.auc(s, np.array([0, 2, 1, 1, 0, 1]))
-    with pytest.raises(ValueError, match=r"delta_auc: the two arms must score the same cases: `scores_a` has 6 cases and `scores_b` has 5"):
+    with pytest.raises(
+        ValueError,
+        match=r"delta_auc: the two arms must score the same cases: `scores_a` has 6 cases and `scores_b` has 5",
+    ):
         obs.delta_auc(s, t, s[:5], t[:5])
-    with pytest.raises(ValueError, match=r"delta_auc: `truth_a` and `truth_b` must be the same case set.*first at index 0"):
+    with pytest.raises(
+        ValueError,
+        match=r"delta_auc: `truth_a` and `truth_b` must be the same case set.*first at index 0",
+    ):
         obs.delta_auc(s, t, s, t[::-1])
     with pytest.raises(ValueError, match=r"delta_auc: `scores_b` must be finite"):
         obs.delta_auc(s, t, np.full(6, np.nan), t)
-    with pytest.raises(ValueError, match=r"delong: `level` must lie strictly between 0 and 1 \(got 95.0\)"):
+    with pytest.raises(
+        ValueError, match=r"delong: `level` must lie strictly between 0 and 1 \(got 95.0\)"
+    ):
         obs.delong(s, t, level=95.0)
     with pytest.raises(ValueError, match=r"bootstrap_auc: `n_boot` must be >= 2"):
         obs.bootstrap_auc(jax.random.key(0), s, t, n_boot=1)

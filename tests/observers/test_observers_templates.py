@@ -9,6 +9,8 @@ between d′(ŵ) and the ideal value (the training bias) is bounded separately, 
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,7 +92,7 @@ def test_cho_approaches_hotelling_as_lg_channels_are_added(ske_correlated_24):
     assert np.all(np.diff(analytic_) >= -1e-9)  # nested channel sets: exactly non-decreasing
     assert analytic_[0] < 0.5 * ske.hotelling
     assert analytic_[-1] >= 0.995 * ske.hotelling
-    for (d0, s0), (d1, s1) in zip(sampled, sampled[1:], strict=False):  # monotone-ish
+    for (d0, s0), (d1, s1) in itertools.pairwise(sampled):  # monotone-ish
         assert d1 >= d0 - TOL_SE * np.hypot(s0, s1)
     d_last, se_last = sampled[-1]
     assert abs(d_last - ske.hotelling) <= TOL_SE * se_last
@@ -139,8 +141,12 @@ def test_same_key_same_internal_noise_and_jit_equals_eager(ske_correlated):
     # vmap over images == batch
     one = jax.vmap(lambda im: obs.score(o, im))(images)
     np.testing.assert_allclose(one, obs.score(o, images), rtol=1e-12, atol=1e-12)
-    e1 = obs.evaluate("cho", sp, sa, split=0.5, key=jax.random.key(9), channels=u, internal_noise=0.5)
-    e2 = obs.evaluate("cho", sp, sa, split=0.5, key=jax.random.key(9), channels=u, internal_noise=0.5)
+    e1 = obs.evaluate(
+        "cho", sp, sa, split=0.5, key=jax.random.key(9), channels=u, internal_noise=0.5
+    )
+    e2 = obs.evaluate(
+        "cho", sp, sa, split=0.5, key=jax.random.key(9), channels=u, internal_noise=0.5
+    )
     np.testing.assert_array_equal(e1.scores, e2.scores)
 
 
@@ -199,11 +205,17 @@ def test_bad_observer_inputs(ske_white):
     with pytest.raises(ValueError, match=r"train: kind='cho' with 20 channels needs at least 22"):
         obs.train("cho", sp, sa, channels=u)
     obs.train("cho", sp, sa, channels=u, ridge=1e-3)  # a ridge is the documented way out
-    with pytest.raises(ValueError, match=r"train: kind='hotelling' with 256 pixels needs at least 258"):
+    with pytest.raises(
+        ValueError, match=r"train: kind='hotelling' with 256 pixels needs at least 258"
+    ):
         obs.train("hotelling", sp, sa)
-    with pytest.raises(ValueError, match=r"`signal_present` ROIs have shape \(16, 16\).*\(16, 15\)"):
+    with pytest.raises(
+        ValueError, match=r"`signal_present` ROIs have shape \(16, 16\).*\(16, 15\)"
+    ):
         obs.train("npw", sp, sa[:, :, :15])
-    with pytest.raises(ValueError, match=r"`channels` must have shape \(n_channels, \*\(16, 16\)\)"):
+    with pytest.raises(
+        ValueError, match=r"`channels` must have shape \(n_channels, \*\(16, 16\)\)"
+    ):
         obs.train("cho", sp, sa, channels=u[:, :8, :8])
     with pytest.raises(ValueError, match=r"kind='cho' needs `channels`"):
         obs.train("cho", sp, sa)
@@ -215,7 +227,9 @@ def test_bad_observer_inputs(ske_white):
     with pytest.raises(ValueError, match=r"non-finite"):
         obs.train("npw", sp.at[0, 0, 0].set(jnp.nan), sa)
     o = obs.train("npw", sp, sa)
-    with pytest.raises(ValueError, match=r"score: `images` must have shape \(\*batch, \*\(16, 16\)\)"):
+    with pytest.raises(
+        ValueError, match=r"score: `images` must have shape \(\*batch, \*\(16, 16\)\)"
+    ):
         obs.score(o, jnp.zeros((4, 8, 8)))
     with pytest.raises(ValueError, match=r"evaluate: choose how the observer is tested"):
         obs.evaluate("npw", sp, sa)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +137,7 @@ def test_trial_bad_input_is_refused_before_any_case(small, tmp_path):
         load_trial(write(text.replace("split = 0.5", "split = 0.5\nresubstitution = true")))
     out = tmp_path / "out"
     cho = text.replace('kind = "npw"', 'kind = "cho"\nn_channels = 8')
-    with pytest.raises(ValueError, match=r"needs at least 10 training images .* 6 pairs give 6"):
+    with pytest.raises(ValueError, match=r"needs at least 10 training pairs .* 6 pairs give 3"):
         run_trial(out, load_trial(write(cho)))
     huge = text.replace("radius_mm = 6.0", "radius_mm = 60.0").replace(
         "[56, 44, 4]", "[56, 44, 30]"

@@ -33,6 +33,7 @@ def _text(book: nbformat.NotebookNode) -> str:
     )
 
 
+@pytest.mark.slow  # 32 CT cases: about a minute
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_trial_notebook(tmp_path, monkeypatch):
     book = _run("trial.ipynb", tmp_path, monkeypatch, MEDPHYS_NOTEBOOK_PAIRS="16")

@@ -107,6 +107,7 @@ def test_one_fixed_reader_reduces_to_paired_delong():
     assert res.df == math.inf
 
 
+@pytest.mark.slow
 def test_plan_cases_single_reader_reaches_the_target_se_and_power():
     """Plan from a 100 + 100 pilot; the variance scaling and the power are checked by simulation."""
     d = 1.0

@@ -5,7 +5,8 @@ calibration and Hounsfield units.
   `fdk(...)` for circular cone beam; both take full turns or short scans (Parker weights,
   `parker_weights(geometry)`), and full turns with an offset detector (Wang's weights,
   `offset_detector_weights(geometry)`);
-- `water_mu(protocol)`, `to_hu(mu, mu_water, mu_air=0)`;
+- `water_mu(protocol)`, `to_hu(mu, mu_water, mu_air=0)`, `ct_number(material, protocol)`: the
+  HU of a material at the centre of the water calibration;
 - `reconstruct(scan, protocol, *, like)` → `Volume` in HU on the phantom's grid;
 - `correct_beam_hardening(projections, protocol)`: water linearisation;
 - `remove_scatter(scan, correction)`: kernel scatter correction of the readings (the protocol's
@@ -19,6 +20,7 @@ from ._fbp import fbp as fbp
 from ._fbp import ramp_response as ramp_response
 from ._fdk import fdk as fdk
 from ._hu import correct_beam_hardening as correct_beam_hardening
+from ._hu import ct_number as ct_number
 from ._hu import reconstruct as reconstruct
 from ._hu import remove_scatter as remove_scatter
 from ._hu import to_hu as to_hu

@@ -56,7 +56,14 @@ from ..xray._simulate import MIN_COUNTS, XrayScan, detector_pitch_mm, ray_radius
 from ._fbp import fbp
 from ._fdk import fdk
 
-__all__ = ["correct_beam_hardening", "reconstruct", "remove_scatter", "to_hu", "water_mu"]
+__all__ = [
+    "correct_beam_hardening",
+    "ct_number",
+    "reconstruct",
+    "remove_scatter",
+    "to_hu",
+    "water_mu",
+]
 
 _BHC_MAX_WATER_MM = 600.0
 _BHC_DEGREE = 6
@@ -82,19 +89,61 @@ def effective_weights(protocol: CTProtocol, *, per_column: bool) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _water_mu_cached(
-    energies: tuple[float, ...], photons: tuple[float, ...], radius_cm: float
+def _calibrated_mu(
+    energies: tuple[float, ...], photons: tuple[float, ...], radius_cm: float, material: str
 ) -> float:
+    """μ of ``material`` (relative to air) at the centre of the water calibration cylinder: the
+    Abel integral of the module docstring with the beam hardened by water and weighted by
+    ``material``'s μ (for ``"water"``: the calibrated μ_water)."""
     e = np.asarray(energies)
     w = np.asarray(photons) * e
-    table = materials.attenuation_table(["water", "air"], e)
-    mu = table[0] - table[1]
+    table = materials.attenuation_table(["water", "air", material], e)
+    mu_w = table[0] - table[1]
+    mu_m = table[2] - table[1]
     x, wq = np.polynomial.legendre.leggauss(64)
     phi = (x + 1) * (math.pi / 4)  # [0, π/2]
     length = 2 * radius_cm * np.cos(phi)
-    t = np.exp(-np.outer(length, mu)) * w[None, :]
-    mu_bar = (t @ mu) / np.sum(t, axis=1)
+    t = np.exp(-np.outer(length, mu_w)) * w[None, :]
+    mu_bar = (t @ mu_m) / np.sum(t, axis=1)
     return float((2 / math.pi) * (math.pi / 4) * np.sum(wq * mu_bar))
+
+
+def _water_mu_cached(
+    energies: tuple[float, ...], photons: tuple[float, ...], radius_cm: float
+) -> float:
+    return _calibrated_mu(energies, photons, radius_cm, "water")
+
+
+def ct_number(material: str, protocol: CTProtocol, *, diameter_mm: float | None = None) -> float:
+    """The CT number (HU) of a small region of ``material`` at the centre of the protocol's water
+    calibration cylinder: ``1000 (μ_m − μ_water) / μ_water``, both the calibrated (hardened by the
+    water, detector-weighted) μ of the module docstring, relative to air.
+
+    This is what an insert of ``material`` reads in a water phantom after the water calibration
+    (and what the water beam-hardening correction keeps for soft tissue); large or dense
+    regions add their own beam hardening.
+
+    Args:
+        material: a `medphys.materials` name (tissues and contrast mixtures).
+        protocol: supplies the spectrum, detector, bowtie and ``water_diameter_mm``.
+        diameter_mm: override the calibration cylinder's diameter (mm).
+
+    Raises:
+        UnknownNameError: an unknown material. ValueError: a non-positive diameter.
+
+    Example:
+        >>> ct_number("liver", medphys.simulators.load("ct-chest-120kvp"))  # doctest: +SKIP
+        57.6
+    """
+    mu_water = water_mu(protocol, diameter_mm=diameter_mm)
+    d = protocol.water_diameter_mm if diameter_mm is None else float(diameter_mm)
+    s = protocol.spectrum
+    energies = tuple(float(v) for v in np.asarray(s.energies_kev, np.float64))
+    photons = tuple(
+        float(v) for v in effective_weights(protocol, per_column=False)[0] / np.asarray(energies)
+    )
+    mu = _calibrated_mu(energies, photons, d / 20.0, materials.get(material).name)
+    return 1000.0 * (mu - mu_water) / mu_water
 
 
 def water_mu(protocol: CTProtocol, *, diameter_mm: float | None = None) -> float:

@@ -29,6 +29,7 @@ from ._generate import definitions as definitions
 from ._generate import generate as generate
 from ._lesion import LesionSpec as LesionSpec
 from ._lesion import extract_roi as extract_roi
+from ._lesion import iodine_for_contrast as iodine_for_contrast
 from ._lesion import place_lesion as place_lesion
 from ._provenance import Definition as Definition
 from ._provenance import changed_inputs as changed_inputs

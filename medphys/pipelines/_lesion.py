@@ -63,6 +63,44 @@ class LesionSpec:
         return cls(str(organ), float(radius_mm), str(material), float(margin_mm))
 
 
+def iodine_for_contrast(host: str, contrast_hu: float, protocol: Any) -> tuple[str, float]:
+    """The iodine mixture of ``host`` that reads ``contrast_hu`` above ``host`` under ``protocol``.
+
+    CT numbers are `medphys.simulators.ct.ct_number` (the protocol's detected spectrum, hardened
+    by its water calibration cylinder); the concentration is rounded to 0.01 mg/mL.
+
+    Returns:
+        ``(material name, achieved contrast in HU)``.
+
+    Raises:
+        ValueError: a contrast that iodine cannot reach (zero or negative: give a hypodense
+            ``material`` instead; above what 100 mg/mL gives).
+    """
+    from .. import materials
+    from ..simulators import ct
+
+    where = "medphys.pipelines.iodine_for_contrast"
+    if not (np.isfinite(contrast_hu) and contrast_hu > 0):
+        raise ValueError(
+            f"{where}: a contrast of {contrast_hu!r} HU cannot be reached with iodine at this "
+            f"protocol's energy (iodine only adds attenuation); give a lesion `material` that "
+            "reads darker than the host instead"
+        )
+    base = ct.ct_number(host, protocol)
+    per_mg = (
+        ct.ct_number(materials.contrast_mixture("iodine", 1.0, base=host).name, protocol) - base
+    )
+    concentration = round(contrast_hu / per_mg, 2)
+    if concentration > 100.0 or concentration <= 0.0:
+        raise ValueError(
+            f"{where}: a contrast of {contrast_hu:g} HU needs {contrast_hu / per_mg:.3g} mg/mL of "
+            f"iodine in {host!r} ({per_mg:.1f} HU per mg/mL at this protocol's energy); allowed: "
+            "0.01 to 100 mg/mL"
+        )
+    name = materials.contrast_mixture("iodine", concentration, base=host).name
+    return name, ct.ct_number(name, protocol) - base
+
+
 def place_lesion(key: PRNGKey, labels: LabeledVolume, spec: LesionSpec) -> dict[str, Any]:
     """Draw a lesion centre inside ``spec.organ`` of a voxelized case.
 

@@ -40,7 +40,7 @@ from .._errors import ConfigError
 from ..io import remove_partial_files, write_bytes_atomic, write_text_atomic
 from ._dataset import OutputError, write_failure
 from ._engine import AbstractEngine, LocalEngine
-from ._lesion import LesionSpec, extract_roi
+from ._lesion import LesionSpec, extract_roi, iodine_for_contrast
 from ._provenance import Definition, definition, digest_of, job_digest, job_inputs, versions
 from ._recipe import Arm, CaseRecipe, GridSpec, recipe_of, remember_recipe
 from ._streams import case_key
@@ -69,8 +69,16 @@ class _Lesion(Strict):
     organ: str
     radius_mm: PositiveMM
     #: a `medphys.materials` name: a tissue, or a contrast mixture such as "liver+iodine_1mg_ml"
-    material: str
+    material: str | None = None
+    #: or the contrast to the host organ in HU at the first CT arm's energy (iodine in the host)
+    contrast_hu: float | None = None
     margin_mm: Annotated[float, pydantic.Field(ge=0.0)] = 3.0
+
+    @pydantic.model_validator(mode="after")
+    def _one_contrast(self) -> _Lesion:
+        if (self.material is None) == (self.contrast_hu is None):
+            raise ValueError("give the lesion's `material` or its `contrast_hu`, exactly one")
+        return self
 
 
 class _Arm(Strict):
@@ -175,6 +183,7 @@ class TrialJob:
             protocol = simulators.from_config(d.content, source=d.path)
             arms.append(Arm(arm.name, protocol, noise_stream=arm.noise_stream))
         p, lesion = c.phantom, c.lesion
+        material = lesion.material or self.lesion_material(families, arms)[0]
         return CaseRecipe.create(
             families,
             grid=GridSpec(p.shape, p.spacing_mm, p.center_mm, p.supersample),
@@ -183,10 +192,32 @@ class TrialJob:
             lesion=LesionSpec.create(
                 lesion.organ,
                 radius_mm=lesion.radius_mm,
-                material=lesion.material,
+                material=material,
                 margin_mm=lesion.margin_mm,
             ),
         )
+
+    def lesion_material(self, families: Any, arms: Any) -> tuple[str, float]:
+        """The material of a lesion given by ``contrast_hu``: iodine in the host organ's
+        material, at the first CT arm's energy; and the contrast it reaches (HU)."""
+        lesion = self.config.lesion
+        ct_arms = [a for a in arms if a.modality == "ct"]
+        if not ct_arms:
+            raise ValueError(
+                "medphys trial: lesion.contrast_hu is in HU and needs a CT arm; give "
+                "lesion.material for MR-only trials"
+            )
+        hosts = {
+            f.structure(lesion.organ).material
+            for f in families
+            if lesion.organ in f.structure_names
+        }
+        if len(hosts) != 1:
+            raise ValueError(
+                f"medphys trial: lesion.contrast_hu needs one host material; {lesion.organ!r} is "
+                f"made of {sorted(hosts)} in this trial's phantoms: give lesion.material"
+            )
+        return iodine_for_contrast(hosts.pop(), lesion.contrast_hu, ct_arms[0].protocol)
 
 
 def _run_item(job: TrialJob, item: tuple[int, bool]) -> dict[str, Any]:
@@ -422,9 +453,16 @@ def analyse(config: TrialConfig, records: dict[tuple[int, bool], dict[str, Any]]
                 "definition": f"AUC({b}) - AUC({a}) on the same test cases (DeLong covariance)",
             }
         )
+    lesion_record = records[(0, True)].get("lesion") or {}
     return {
         "trial": config.name,
         "pairs": config.pairs,
+        "lesion": {
+            "organ": config.lesion.organ,
+            "radius_mm": config.lesion.radius_mm,
+            "material": lesion_record.get("material", config.lesion.material),
+            "contrast_hu": config.lesion.contrast_hu,
+        },
         "observer": {
             "kind": obs.kind,
             "channels": obs.channels if obs.kind == "cho" else None,
@@ -554,7 +592,7 @@ def _html(config: TrialConfig, results: dict[str, Any]) -> str:
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em}}</style></head>
 <body><h1>{e(config.name)}</h1><p>{e(config.description)}</p>
-<p>{config.pairs} signal-present / signal-absent pairs (seed {config.seed}); lesion: {e(config.lesion.material)},
+<p>{config.pairs} signal-present / signal-absent pairs (seed {config.seed}); lesion: {e(results["lesion"]["material"])},
 radius {config.lesion.radius_mm:g} mm in {e(config.lesion.organ)}; observer: {e(obs["kind"].upper())}
 ({e(str(obs["channels"]))}, {obs["n_channels"]} channels), {obs["roi_px"]}² {e(obs["plane"])} ROI,
 {e(obs["mode"])}{"" if obs["split"] is None else f" (training fraction {obs['split']})"}.</p>

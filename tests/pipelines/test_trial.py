@@ -180,3 +180,39 @@ def test_catalog_trial_c_shows_the_t2_weighted_advantage(tmp_path):
     results = run_trial(tmp_path / "c", load_trial("mr-liver-lesion-t1-t2"))
     (cmp,) = results["comparisons"]
     assert cmp["arms"] == ["t1w", "t2w"] and cmp["delta_auc"] > 0 and cmp["ci"][0] > 0, cmp
+
+
+def test_contrast_in_hu_becomes_iodine_in_the_host(small, tmp_path):
+    """lesion.contrast_hu: iodine in the host organ's material, reaching that contrast at the CT
+    arm's energy (`ct.ct_number`); contrasts iodine cannot give are refused before any case."""
+    from medphys.pipelines import iodine_for_contrast
+    from medphys.simulators import ct
+
+    chest = simulators.load("ct-chest-120kvp")
+    name, reached = iodine_for_contrast("liver", 15.0, chest)
+    assert name.startswith("liver+iodine_") and reached == pytest.approx(15.0, abs=0.3)
+    assert ct.ct_number(name, chest) - ct.ct_number("liver", chest) == pytest.approx(reached)
+    with pytest.raises(ValueError, match=r"-10.0 HU cannot be reached with iodine"):
+        iodine_for_contrast("liver", -10.0, chest)
+    text = Path(small).read_text().replace('material = "liver+iodine_3mg_ml"', "contrast_hu = 40.0")
+    path = tmp_path / "hu.toml"
+    path.write_text(text)
+    config = load_trial(path)
+    results = run_trial(
+        tmp_path / "out",
+        config.model_copy(
+            update={
+                "pairs": 4,
+                "observer": config.observer.model_copy(update={"resubstitution": True}),
+            }
+        ),
+    )
+    assert (
+        results["lesion"]["material"].startswith("liver+iodine_")
+        and results["lesion"]["contrast_hu"] == 40.0
+    )
+    with pytest.raises(ConfigError, match=r"`material` or its `contrast_hu`, exactly one"):
+        path.write_text(
+            text.replace("contrast_hu = 40.0", 'contrast_hu = 40.0\nmaterial = "liver"')
+        )
+        load_trial(path)

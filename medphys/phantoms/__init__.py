@@ -1,4 +1,4 @@
-"""Digital phantoms: analytic shapes, the phantom catalog, populations, voxelization."""
+"""Digital phantoms: analytic shapes, the phantom catalog, populations, texture, voxelization."""
 
 from ._anatomy import Phantom as Phantom
 from ._anatomy import PhantomStructure as PhantomStructure
@@ -45,4 +45,11 @@ from ._shapes import Torus as Torus
 from ._shapes import Tube as Tube
 from ._shapes import Union as Union
 from ._shapes import catmull_rom as catmull_rom
+from ._texture import LumpyTexture as LumpyTexture
+from ._texture import PowerLawTexture as PowerLawTexture
+from ._texture import lumpy_background as lumpy_background
+from ._texture import power_law_field as power_law_field
+from ._texture import sample_texture as sample_texture
+from ._texture import structure_key as structure_key
+from ._texture import texture_modulation as texture_modulation
 from ._voxelize import voxelize as voxelize

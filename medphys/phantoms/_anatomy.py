@@ -27,6 +27,7 @@ from .._checks import FieldError, number
 from .._errors import UnknownNameError, unknown_name
 from ..volume import MRValues
 from ._shapes import Shape
+from ._texture import LumpyTexture, PowerLawTexture, Texture
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 #: largest relative standard deviation of a structure's size across a population
@@ -49,6 +50,8 @@ class PhantomStructure:
         fat_layer: its outer surface moves with the subcutaneous fat layer (body, skin, fat).
         host: name of the structure it lies in and moves with (lesions), or ``None``: it follows
             its own population and motion parameters.
+        texture: statistical texture of its density (`PowerLawTexture`, `LumpyTexture`), or
+            ``None``: uniform. Applied by `texture_modulation`.
     """
 
     name: str = dataclasses.field(metadata={"static": True})
@@ -58,6 +61,7 @@ class PhantomStructure:
     size_sd: float = dataclasses.field(metadata={"static": True}, default=0.0)
     fat_layer: bool = dataclasses.field(metadata={"static": True}, default=False)
     host: str | None = dataclasses.field(metadata={"static": True}, default=None)
+    texture: Texture | None = dataclasses.field(metadata={"static": True}, default=None)
 
     @classmethod
     def create(
@@ -70,6 +74,7 @@ class PhantomStructure:
         size_sd: float = 0.0,
         fat_layer: bool = False,
         host: str | None = None,
+        texture: Texture | None = None,
     ) -> PhantomStructure:
         """A validated structure record.
 
@@ -77,7 +82,7 @@ class PhantomStructure:
             ValueError: a malformed or reserved name, ``size_sd`` outside [0, 0.3].
             UnknownNameError: an unknown material (the message lists the catalog).
             TypeError: ``shape`` is not a shape, ``mr`` not `MRValues`, ``fat_layer`` not a bool,
-                ``host`` not a name.
+                ``host`` not a name, ``texture`` not a texture spec.
 
         Example:
             >>> s = PhantomStructure.create("organ", "liver", shape, size_sd=0.05)  # doctest: +SKIP
@@ -91,6 +96,7 @@ class PhantomStructure:
             size_sd=size_sd,
             fat_layer=fat_layer,
             host=host,
+            texture=texture,
         )
 
 
@@ -104,6 +110,7 @@ def _record(
     size_sd: float = 0.0,
     fat_layer: bool = False,
     host: str | None = None,
+    texture: Texture | None = None,
 ) -> PhantomStructure:
     """`PhantomStructure.create` for a public call named ``where``."""
     check_name(where, "name", name)
@@ -127,7 +134,12 @@ def _record(
         check_name(where, "host", host)
         if host == name:
             raise ValueError(f"{where}: structure {name!r} cannot be its own `host`")
-    return PhantomStructure(name, material, shape, mr, sd, fat_layer, host)
+    if texture is not None and not isinstance(texture, PowerLawTexture | LumpyTexture):
+        raise TypeError(
+            f"{where}: `texture` of structure {name!r} must be a PowerLawTexture, a LumpyTexture "
+            f"or None (got {type(texture).__name__}); build it with PowerLawTexture.create"
+        )
+    return PhantomStructure(name, material, shape, mr, sd, fat_layer, host, texture)
 
 
 def check_name(where: str, field: str, name: Any) -> str:
@@ -400,6 +412,29 @@ class Phantom:
         where = "medphys.phantoms.Phantom.with_structure"
         records = check_structures(where, (*self.structures, structure))
         return dataclasses.replace(self, structures=records)
+
+    def with_texture(self, name: str, texture: Texture | None) -> Phantom:
+        """The same phantom with structure ``name``'s texture replaced (``None``: uniform).
+
+        Raises:
+            UnknownNameError: no such structure.
+            TypeError: ``texture`` is not a texture spec.
+
+        Example:
+            >>> ph = load("water-cylinder").with_texture(
+            ...     "water", PowerLawTexture.create(beta=3.0, amplitude=0.02))  # doctest: +SKIP
+        """
+        where = "medphys.phantoms.Phantom.with_texture"
+        old = self.structure(name)
+        if texture is not None and not isinstance(texture, PowerLawTexture | LumpyTexture):
+            raise TypeError(
+                f"{where}: `texture` must be a PowerLawTexture, a LumpyTexture or None "
+                f"(got {type(texture).__name__})"
+            )
+        new = dataclasses.replace(old, texture=texture)
+        return dataclasses.replace(
+            self, structures=tuple(new if s is old else s for s in self.structures)
+        )
 
     def at(self, **kwargs: Any) -> Phantom:
         """The phantom at one instant of its motion (see `medphys.phantoms.at`)."""

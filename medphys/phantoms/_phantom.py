@@ -44,6 +44,7 @@ from ._shapes import (
     Union,
     catmull_rom,
 )
+from ._texture import MAX_AMPLITUDE, MAX_BETA, LumpyTexture, PowerLawTexture, Texture
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -311,6 +312,43 @@ def _snake(name: str) -> str:
     return name
 
 
+_Amplitude = Annotated[float, pydantic.Field(ge=0.0, le=MAX_AMPLITUDE)]
+
+
+class _PowerLawTextureSpec(Strict):
+    """``texture = { kind = "power_law", beta = 3.0, amplitude = 0.02 }``: P(f) ∝ f^(-beta)."""
+
+    kind: Literal["power_law"]
+    #: spectral exponent of the power spectrum, P(f) ∝ f^(-beta)
+    beta: Annotated[float, pydantic.Field(ge=0.0, le=MAX_BETA)]
+    #: relative standard deviation of the density (CT) / proton density (MR) modulation
+    amplitude: _Amplitude
+    source: str = ""
+
+
+class _LumpyTextureSpec(Strict):
+    """``texture = { kind = "lumpy", lump_sigma_mm = 3, lumps_per_cm3 = 2, amplitude = 0.02 }``."""
+
+    kind: Literal["lumpy"]
+    lump_sigma_mm: Annotated[float, pydantic.Field(gt=0.0, le=100.0)]
+    lumps_per_cm3: Annotated[float, pydantic.Field(gt=0.0, le=1000.0)]
+    amplitude: _Amplitude
+    source: str = ""
+
+
+TextureSpec = Annotated[
+    _PowerLawTextureSpec | _LumpyTextureSpec, pydantic.Field(discriminator="kind")
+]
+
+
+def _texture_from_spec(spec: Any) -> Texture | None:
+    if spec is None:
+        return None
+    if isinstance(spec, _PowerLawTextureSpec):
+        return PowerLawTexture(spec.beta, spec.amplitude, spec.source)
+    return LumpyTexture(spec.lump_sigma_mm, spec.lumps_per_cm3, spec.amplitude, spec.source)
+
+
 class _StructureSpec(Strict):
     name: Annotated[str, pydantic.AfterValidator(_snake)]
     material: Annotated[str, pydantic.AfterValidator(_known_material)]
@@ -321,6 +359,8 @@ class _StructureSpec(Strict):
     fat_layer: bool = False
     #: MR properties overriding the material's (test objects with published values)
     mr: _MRSpec | None = None
+    #: statistical texture of the structure's density (None: uniform)
+    texture: TextureSpec | None = None
 
     @pydantic.field_validator("shape")
     @classmethod
@@ -508,6 +548,7 @@ def from_config(data: dict[str, Any], *, source: str, text: str | None = None) -
                 else MRValues(s.mr.pd, s.mr.t1_s, s.mr.t2_s, s.mr.source, t2star_s=s.mr.t2star_s),
                 size_sd=pop.organ_size_sd if s.size_sd is None else s.size_sd,
                 fat_layer=s.fat_layer,
+                texture=_texture_from_spec(s.texture),
             )
             for s in spec.structures
         ),

@@ -373,6 +373,24 @@ class SparseFractions:
         return whole + np.bincount(np.asarray(self.structure), weights=frac, minlength=n)
 
 
+def _check_density_scale(where: str, value: Any, shape: tuple[int, ...]) -> ArrayLike:
+    d = value if isinstance(value, (np.ndarray, jax.Array)) else np.asarray(value, np.float32)
+    if tuple(d.shape) != tuple(shape):
+        raise ValueError(
+            f"{where}: `density_scale` must have the labels' shape {tuple(shape)} "
+            f"(got {tuple(d.shape)})"
+        )
+    if not np.issubdtype(np.dtype(d.dtype), np.floating):
+        raise TypeError(f"{where}: `density_scale` must have a floating dtype (got {d.dtype})")
+    host = np.asarray(d)
+    if not np.all(np.isfinite(host)) or host.min() < 0:
+        raise ValueError(
+            f"{where}: `density_scale` must be finite and >= 0 "
+            f"(got range [{host.min()}, {host.max()}])"
+        )
+    return d
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class LabeledVolume(_Grid):
@@ -386,12 +404,17 @@ class LabeledVolume(_Grid):
             order of ``structures``, summing to 1 in each voxel (partial volume): a dense array
             or a `SparseFractions` (boundary voxels only). ``None`` means each voxel is wholly
             its label's structure.
+        density_scale: optional ``(x, y, z)`` relative density of each voxel (statistical organ
+            texture, `medphys.phantoms.texture_modulation`): CT multiplies every material's
+            attenuation by it (line integrals of ``mu × scale``), MR the proton density.
+            ``None`` means 1 everywhere (and the simulators run exactly as without it).
     """
 
     labels: Int[Array, "x y z"]
     affine: Float[Array, "4 4"]
     structures: tuple[Structure, ...] = dataclasses.field(metadata={"static": True})
     fractions: Float[Array, "s x y z"] | SparseFractions | None = None
+    density_scale: Float[Array, "x y z"] | None = None
 
     @classmethod
     def create(
@@ -403,6 +426,7 @@ class LabeledVolume(_Grid):
         spacing_mm: float | Sequence[float] | None = None,
         center_mm: Sequence[float] | None = None,
         fractions: ArrayLike | SparseFractions | None = None,
+        density_scale: ArrayLike | None = None,
     ) -> LabeledVolume:
         """Validated constructor.
 
@@ -413,10 +437,13 @@ class LabeledVolume(_Grid):
             affine, spacing_mm, center_mm: as in `Volume.create`.
             fractions: optional ``(len(structures), x, y, z)`` occupancy in [0, 1], dense or a
                 `SparseFractions`.
+            density_scale: optional ``(x, y, z)`` relative density (finite, >= 0); see
+                `with_density_scale`.
 
         Raises:
             ValueError: non-integer labels, labels without a row, duplicate labels or names,
-                unknown materials, fractions of the wrong shape or outside [0, 1].
+                unknown materials, fractions of the wrong shape or outside [0, 1], a density
+                scale of the wrong shape, negative or not finite.
         """
         from . import materials  # late import: materials do not depend on volumes
 
@@ -489,12 +516,38 @@ class LabeledVolume(_Grid):
                     f"{where}: `fractions` must lie in [0, 1] (got range [{fmin}, {fmax}])"
                 )
             fractions = f
+        if density_scale is not None:
+            density_scale = _check_density_scale(where, density_scale, labels.shape)
         return cls(
             labels=labels,
             affine=_resolve_affine(where, labels.shape, affine, spacing_mm, center_mm),
             structures=rows,
             fractions=fractions,
+            density_scale=density_scale,
         )
+
+    def with_density_scale(self, density_scale: ArrayLike | None) -> LabeledVolume:
+        """The same phantom with a per-voxel relative density (``None``: remove it).
+
+        The simulators multiply it into the physics: CT into every material's attenuation
+        (a voxel's line-integral contribution is ``sum_m (mu_m - mu_air) f_m × scale``, still
+        linear in the maps, so the projector and its adjoint stay matched); MR into each
+        compartment's proton density (T1, T2, T2* unchanged).
+
+        Args:
+            density_scale: ``(x, y, z)`` array, finite and >= 0 (e.g.
+                ``medphys.phantoms.texture_modulation(key, phantom, labels).data``).
+
+        Raises:
+            ValueError: wrong shape, negative or non-finite values.
+
+        Example:
+            >>> lv = lv.with_density_scale(np.full(lv.shape, 1.01, np.float32))  # doctest: +SKIP
+        """
+        where = "medphys.LabeledVolume.with_density_scale"
+        if density_scale is not None:
+            density_scale = _check_density_scale(where, density_scale, self.shape)
+        return dataclasses.replace(self, density_scale=density_scale)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -271,6 +271,10 @@ def tissue_maps(
     the occupancy of each voxel from ``labeled_volume.material_fractions()`` (its partial-volume
     fractions when present, else its labels). B0 is zero and B1 one everywhere.
 
+    When the phantom has a ``density_scale`` (statistical organ texture), every compartment's
+    proton density is multiplied by it voxel by voxel (``pd`` becomes ``(c, x, y, z)``); T1, T2
+    and T2* stay per compartment (texture modulates the number of spins, not their relaxation).
+
     A structure whose table row carries MR values (``Structure.mr``, a
     `medphys.volume.MRValues`, e.g. the Shepp–Logan ellipses of Gach et al. 2008) uses those
     values instead of its material's, whatever ``field_t``: such structures get their own
@@ -312,9 +316,14 @@ def tissue_maps(
         fractions = _compartment_fractions(
             labeled_volume, tuple(int(i) for i in index), len(names), jnp.dtype(dtype)
         )
+    arrays = {k: jnp.asarray(v, dtype=dtype) for k, v in props.items()}
+    if labeled_volume.density_scale is not None:
+        # statistical texture: proton density varies in space, (c,) → (c, x, y, z)
+        scale = jnp.asarray(labeled_volume.density_scale, dtype)
+        arrays["pd"] = arrays["pd"][:, None, None, None] * scale[None]
     return TissueMaps(
         fractions=fractions,
-        **{k: jnp.asarray(v, dtype=dtype) for k, v in props.items()},
+        **arrays,
         b0_hz=jnp.zeros(shape, dtype),
         b1=jnp.ones(shape, dtype),
         affine=np.asarray(labeled_volume.affine, dtype=np.float64),

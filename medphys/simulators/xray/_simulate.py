@@ -2,7 +2,9 @@
 
 Physics
     Each material's occupancy map (``LabeledVolume.material_fractions``) is projected once, giving
-    per-material path lengths ``L_m`` (mm) for every detector reading; all maps are projected
+    per-material path lengths ``L_m`` (mm) for every detector reading (times the phantom's
+    ``density_scale`` when it has one: a textured voxel holds ``scale`` × the material's
+    density, so ``L_m`` becomes the line integral of ``f_m × scale``); all maps are projected
     together (one gather serves all materials and slices). The flat field is an air scan, so air
     in the phantom attenuates exactly as in the flat field: the air map is not projected and every
     other material contributes ``mu_m(E) - mu_air(E)`` (``medphys.materials.attenuation_table``,
@@ -383,6 +385,10 @@ def expected_scan(
     names = labeled_volume.material_names
     keep = [i for i, m in enumerate(names) if m not in _BACKGROUND]
     fractions = labeled_volume.material_fractions(dtype)
+    if labeled_volume.density_scale is not None:
+        # statistical texture: each voxel's attenuation is mu_m × scale, i.e. the material maps
+        # are scaled before projection (linear: the projector pair stays matched)
+        fractions = fractions * jnp.asarray(labeled_volume.density_scale, dtype)[None]
     planar = isinstance(geometry, _Planar)
     if planar and not isinstance(fractions, jax.core.Tracer):
         _check_object_covered(where, labeled_volume, np.asarray(fractions)[keep], geometry)

@@ -34,7 +34,8 @@ class CaseResult:
         raw: per arm name, the raw data of arms with ``keep_raw`` (CT projections float32,
             MR k-space complex64).
         params: the population draw as a plain dict (``None`` when the recipe does not vary).
-        streams: per stage, the name of the random stream it drew from.
+        streams: per stage, the name of the random stream it drew from (``"texture"``: the
+            anatomical texture of structures that have one, `medphys.phantoms.texture_modulation`).
         lesion: for a recipe with a lesion, where it is (`place_lesion`'s record) and
             ``"present"``; ``None`` otherwise.
     """
@@ -84,14 +85,22 @@ def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int, present: bool) -> Ca
         phantom = base
     g = recipe.grid
 
+    streams["texture"] = "texture"
+
     def voxelize(ph: phantoms.Phantom) -> LabeledVolume:
-        return phantoms.voxelize(
+        """Voxelize, then modulate each textured structure's density (stream ``"texture"``: the
+        twins of a lesion study share their texture outside the lesion)."""
+        lv = phantoms.voxelize(
             ph,
             shape=g.shape,
             spacing_mm=g.spacing_mm,
             center_mm=g.center_mm,
             supersample=g.supersample,
         )
+        if not any(s.texture is not None for s in ph.structures):
+            return lv
+        scale = phantoms.texture_modulation(stream(key, "texture"), ph, lv)
+        return lv.with_density_scale(scale.data)
 
     labels = voxelize(phantom)
     lesion = None

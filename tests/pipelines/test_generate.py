@@ -116,7 +116,12 @@ def test_manifest_and_sidecars_are_consistent(dataset):
         # every input that shapes the bytes is recorded: protocol values, streams, digests
         ct = side["protocols"]["ct"]["content"]
         assert ct["spectrum"]["kvp"] == 120 and "mas" in json.dumps(ct["dose"])
-        assert side["streams"] == {"phantom": "phantom", "ct": "arm/ct", "mr": "arm/mr"}
+        assert side["streams"] == {
+            "phantom": "phantom",
+            "texture": "texture",
+            "ct": "arm/ct",
+            "mr": "arm/mr",
+        }
         assert side["digest"] == json.loads((out / "dataset.json").read_text())["digest"]
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["config"]["cases"] == 2

@@ -61,7 +61,12 @@ def test_adding_an_arm_changes_no_other_arm(family, protocols):
     assert alone.images["ct"].data.tobytes() == more.images["ct"].data.tobytes()
     assert np.array_equal(np.asarray(alone.labels.labels), np.asarray(more.labels.labels))
     assert alone.params == more.params and alone.family == "torso-basic"
-    assert more.streams == {"phantom": "phantom", "mr": "arm/mr", "ct": "arm/ct"}
+    assert more.streams == {
+        "phantom": "phantom",
+        "texture": "texture",
+        "mr": "arm/mr",
+        "ct": "arm/ct",
+    }
     assert more.images["mr"].data.dtype == np.float32
 
 

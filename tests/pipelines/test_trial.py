@@ -59,8 +59,11 @@ def small(tmp_path_factory):
 def test_twins_share_patient_location_and_noise(small):
     """Signal present and absent: the same key gives the same patient, lesion place and noise."""
     c = load_trial(small)
+    textured = phantoms.load("torso-basic").with_texture(
+        "liver", phantoms.PowerLawTexture.create(beta=3.0, amplitude=0.03)
+    )
     recipe = CaseRecipe.create(
-        phantoms.load("torso-basic"),
+        textured,
         grid=GridSpec(
             tuple(c.phantom.shape), tuple(c.phantom.spacing_mm), tuple(c.phantom.center_mm), 1
         ),
@@ -71,6 +74,18 @@ def test_twins_share_patient_location_and_noise(small):
     absent = run_case(case_key(1, 0), recipe, index=0, present=False)
     assert present.lesion["center_mm"] == absent.lesion["center_mm"]
     assert present.params == absent.params and present.streams["lesion"] == "lesion"
+    # the liver's texture is drawn from the case's "texture" stream: the same in both twins
+    # wherever the liver is in both
+    liver = absent.labels.structure("liver").label
+    both = (np.asarray(present.labels.labels) == liver) & (
+        np.asarray(absent.labels.labels) == liver
+    )
+    scale_p, scale_a = (
+        np.asarray(present.labels.density_scale),
+        np.asarray(absent.labels.density_scale),
+    )
+    np.testing.assert_array_equal(scale_p[both], scale_a[both])
+    assert 0.01 < np.std(scale_a[both]) < 0.05
     assert "lesion" in present.labels.names and "lesion" not in absent.labels.names
     lesion_mask = np.asarray(present.labels.labels) == present.labels.structure("lesion").label
     assert lesion_mask.sum() >= 1

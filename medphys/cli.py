@@ -16,11 +16,13 @@ of the same command resumes.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -83,6 +85,31 @@ def _main_options(
     """Digital phantoms and differentiable X-ray/CT/MR simulation."""
 
 
+@contextlib.contextmanager
+def _engine_and_progress(
+    label: str, total: int, engine: str, workers: int, address: str | None
+) -> Iterator[tuple[Any, Callable[[str, int, int], None]]]:
+    """The engine a command asked for, and a progress bar on stderr fed by ``report``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .pipelines import make_engine
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_err, transient=False) as bar:
+        task = bar.add_task(label, total=total)
+
+        def report(message: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, description=message)
+
+        with make_engine(engine, workers=workers, address=address) as runner:
+            yield runner, report
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Output folder (created if needed).")],
@@ -114,27 +141,16 @@ def generate(
     ] = None,
 ) -> None:
     """Generate a phantom-based CT + MR dataset (NIfTI, sidecars, manifest, overview PNG)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .pipelines import generate as run_job
-    from .pipelines import load_config, make_engine
+    from .pipelines import load_config
 
     cfg = load_config(config, overrides={"cases": cases, "seed": seed})
     start = time.perf_counter()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=_err, transient=False) as bar:
-        task = bar.add_task("generating cases", total=cfg.cases)
-
-        def report(message: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, description=message)
-
-        with make_engine(engine, workers=workers, address=address) as runner:
-            summary = run_job(out, cfg, overwrite=overwrite, progress=report, engine=runner)
+    with _engine_and_progress("generating cases", cfg.cases, engine, workers, address) as (
+        runner,
+        report,
+    ):
+        summary = run_job(out, cfg, overwrite=overwrite, progress=report, engine=runner)
     elapsed = time.perf_counter() - start
     _out.print(
         f"{summary['generated']} case(s) generated, {summary['skipped']} already complete, "
@@ -172,31 +188,20 @@ def trial(
     ] = None,
 ) -> None:
     """Run an in-silico lesion-detection trial: ROIs, observer, AUC and ΔAUC, an HTML report."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from .pipelines import load_trial, make_engine, run_trial
+    from .pipelines import load_trial, run_trial
 
     cfg = load_trial(config, overrides={"pairs": pairs, "seed": seed})
     start = time.perf_counter()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=_err, transient=False) as bar:
-        task = bar.add_task("trial cases", total=2 * cfg.pairs)
-
-        def report(message: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, description=message)
-
-        with make_engine(engine, workers=workers, address=address) as runner:
-            try:
-                results = run_trial(out, cfg, overwrite=overwrite, engine=runner, progress=report)
-            except ValueError as exc:
-                if type(exc) is not ValueError:
-                    raise
-                raise UserError(str(exc)) from None
+    with _engine_and_progress("trial cases", 2 * cfg.pairs, engine, workers, address) as (
+        runner,
+        report,
+    ):
+        try:
+            results = run_trial(out, cfg, overwrite=overwrite, engine=runner, progress=report)
+        except ValueError as exc:
+            if type(exc) is not ValueError:
+                raise
+            raise UserError(str(exc)) from None
     for arm, r in results["arms"].items():
         lo, hi = r["auc_ci"]
         _out.print(f"{arm:12s} AUC {r['auc']:.3f} [{lo:.3f}, {hi:.3f}]  d' {r['dprime']:.2f}")

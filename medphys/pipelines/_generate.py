@@ -18,13 +18,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import phantoms
 from ..io import label_table
 from ._case import CaseResult, run_case
 from ._config import GenerateConfig
 from ._dataset import DatasetSink, OutputError
 from ._engine import AbstractEngine, LocalEngine
-from ._provenance import Definition, definition, job_digest, job_inputs, versions
+from ._provenance import (
+    Definition,
+    definition,
+    job_digest,
+    job_inputs,
+    load_families,
+    versions,
+)
 from ._recipe import Arm, CaseRecipe, GridSpec, recipe_of, remember_recipe
 from ._streams import case_key
 
@@ -56,24 +62,14 @@ class GenerateJob:
 
     def recipe(self) -> CaseRecipe:
         """Load phantoms and protocols from the definitions (validating them) into a recipe."""
-        from .. import simulators
-
         config = self.config
-        families = tuple(
-            phantoms.from_config(d.content, source=d.path)
-            for role, d in self.definitions.items()
-            if role.startswith("phantom/")
-        )
-        ct = simulators.from_config(
-            self.definitions["protocol/ct"].content, source=self.definitions["protocol/ct"].path
-        )
+        families = load_families(self.definitions)
+        ct = self.definitions["protocol/ct"].load()
         if config.ct.beam_hardening_correction is not None:
             ct = dataclasses.replace(
                 ct, beam_hardening_correction=config.ct.beam_hardening_correction
             )
-        mr = simulators.from_config(
-            self.definitions["protocol/mr"].content, source=self.definitions["protocol/mr"].path
-        )
+        mr = self.definitions["protocol/mr"].load()
         p = config.phantom
         return CaseRecipe.create(
             families,

@@ -66,6 +66,21 @@ class Definition:
             "content": self.content,
         }
 
+    def load(self) -> Any:
+        """The `medphys.phantoms.Phantom` or protocol this definition describes (validated)."""
+        if self.kind == "phantom":
+            from .. import phantoms
+
+            return phantoms.from_config(self.content, source=self.path)
+        from .. import simulators
+
+        return simulators.from_config(self.content, source=self.path)
+
+
+def load_families(definitions: dict[str, Definition]) -> tuple[Any, ...]:
+    """The phantom families among ``definitions`` (roles ``"phantom/..."``), in order."""
+    return tuple(d.load() for role, d in definitions.items() if role.startswith("phantom/"))
+
 
 def definition(kind: str, name: str) -> Definition:
     """Resolve and read a phantom (``kind="phantom"``) or protocol definition.

@@ -41,7 +41,15 @@ from ..io import remove_partial_files, write_bytes_atomic, write_text_atomic
 from ._dataset import OutputError, write_failure
 from ._engine import AbstractEngine, LocalEngine
 from ._lesion import LesionSpec, extract_roi, iodine_for_contrast
-from ._provenance import Definition, definition, digest_of, job_digest, job_inputs, versions
+from ._provenance import (
+    Definition,
+    definition,
+    digest_of,
+    job_digest,
+    job_inputs,
+    load_families,
+    versions,
+)
 from ._recipe import Arm, CaseRecipe, GridSpec, recipe_of, remember_recipe
 from ._streams import case_key
 
@@ -169,19 +177,12 @@ class TrialJob:
     digest: str
 
     def recipe(self) -> CaseRecipe:
-        from .. import phantoms, simulators
-
         c = self.config
-        families = tuple(
-            phantoms.from_config(d.content, source=d.path)
-            for role, d in self.definitions.items()
-            if role.startswith("phantom/")
-        )
-        arms = []
-        for arm in c.arms:
-            d = self.definitions[f"protocol/{arm.name}"]
-            protocol = simulators.from_config(d.content, source=d.path)
-            arms.append(Arm(arm.name, protocol, noise_stream=arm.noise_stream))
+        families = load_families(self.definitions)
+        arms = [
+            Arm(a.name, self.definitions[f"protocol/{a.name}"].load(), noise_stream=a.noise_stream)
+            for a in c.arms
+        ]
         p, lesion = c.phantom, c.lesion
         material = lesion.material or self.lesion_material(families, arms)[0]
         return CaseRecipe.create(

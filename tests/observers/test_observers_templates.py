@@ -150,6 +150,7 @@ def test_same_key_same_internal_noise_and_jit_equals_eager(ske_correlated):
     np.testing.assert_array_equal(e1.scores, e2.scores)
 
 
+@pytest.mark.slow
 def test_evaluate_records_split_and_resubstitution(ske_correlated):
     ske = ske_correlated
     rng = np.random.default_rng(2)

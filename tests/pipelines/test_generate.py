@@ -170,6 +170,7 @@ def test_sex_specific_organs_get_distinct_labels():
     ]
 
 
+@pytest.mark.slow  # the engine and interruption tests compare fresh processes' bytes too
 def test_same_seed_same_bytes_across_processes(dataset, tiny_config, tmp_path):
     """A fresh `medphys generate` process reproduces the in-process run byte for byte."""
     out, _ = dataset

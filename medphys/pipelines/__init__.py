@@ -43,6 +43,7 @@ from ._streams import case_key as case_key
 from ._streams import stream as stream
 from ._streams import stream_id as stream_id
 from ._trial import TrialConfig as TrialConfig
+from ._trial import TrialJob as TrialJob
 from ._trial import analyse as analyse
 from ._trial import load_trial as load_trial
 from ._trial import run_trial as run_trial

@@ -197,6 +197,12 @@ def test_catalog_trial_c_shows_the_t2_weighted_advantage(tmp_path):
     assert cmp["arms"] == ["t1w", "t2w"] and cmp["delta_auc"] > 0 and cmp["ci"][0] > 0, cmp
 
 
+def _definition(kind, name):
+    from medphys.pipelines._provenance import definition
+
+    return definition(kind, name)
+
+
 def test_contrast_in_hu_becomes_iodine_in_the_host(small, tmp_path):
     """lesion.contrast_hu: iodine in the host organ's material, reaching that contrast at the CT
     arm's energy (`ct.ct_number`); contrasts iodine cannot give are refused before any case."""
@@ -213,19 +219,20 @@ def test_contrast_in_hu_becomes_iodine_in_the_host(small, tmp_path):
     path = tmp_path / "hu.toml"
     path.write_text(text)
     config = load_trial(path)
-    results = run_trial(
-        tmp_path / "out",
-        config.model_copy(
-            update={
-                "pairs": 4,
-                "observer": config.observer.model_copy(update={"resubstitution": True}),
-            }
-        ),
-    )
-    assert (
-        results["lesion"]["material"].startswith("liver+iodine_")
-        and results["lesion"]["contrast_hu"] == 40.0
-    )
+    from medphys.pipelines import TrialJob
+
+    recipe = TrialJob(
+        config,
+        {
+            "phantom/torso-basic": _definition("phantom", "torso-basic"),
+            "protocol/standard": _definition("protocol", "ct-chest-120kvp"),
+            "protocol/low": _definition("protocol", "ct-low-dose"),
+        },
+        "t",
+    ).recipe()
+    assert recipe.lesion.material.startswith("liver+iodine_")
+    reached = ct.ct_number(recipe.lesion.material, chest) - ct.ct_number("liver", chest)
+    assert reached == pytest.approx(40.0, abs=0.5)
     with pytest.raises(ConfigError, match=r"`material` or its `contrast_hu`, exactly one"):
         path.write_text(
             text.replace("contrast_hu = 40.0", 'contrast_hu = 40.0\nmaterial = "liver"')

@@ -213,6 +213,11 @@ def trial(
     _out.print(f"in {time.perf_counter() - start:.1f} s → {out / 'report.html'}")
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated option (``"ct, mr"``) as names."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def _export_errors(call):  # type: ignore[no-untyped-def]
     try:
         return call()
@@ -240,7 +245,7 @@ def export_nnunet(
             out,
             dataset_id=dataset_id,
             name=name,
-            channels=tuple(c.strip() for c in channels.split(",") if c.strip()),
+            channels=_names(channels),
             overwrite=overwrite,
         )
     )
@@ -266,7 +271,7 @@ def export_dicom(
         lambda: run(
             dataset,
             out,
-            modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
+            modalities=_names(modalities),
             seg=seg,
             overwrite=overwrite,
         )

@@ -43,6 +43,7 @@ from ._engine import AbstractEngine, LocalEngine
 from ._lesion import LesionSpec, extract_roi, iodine_for_contrast
 from ._provenance import (
     Definition,
+    changed_inputs,
     definition,
     digest_of,
     job_digest,
@@ -299,11 +300,7 @@ def run_trial(
     if record_file.is_file() and not overwrite:
         previous = json.loads(record_file.read_text(encoding="utf-8"))
         if previous.get("digest") != job.digest:
-            changed = sorted(
-                k
-                for k in set(previous.get("inputs", {})) | set(inputs)
-                if previous.get("inputs", {}).get(k) != inputs.get(k)
-            )
+            changed = changed_inputs(previous.get("inputs", {}), inputs)
             raise OutputError(
                 f"medphys trial: {str(out)!r} holds a trial made from different inputs "
                 f"(changed: {', '.join(changed)}); choose a new --out folder or pass --overwrite"

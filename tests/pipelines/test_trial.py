@@ -134,6 +134,11 @@ def test_trial_reports_and_resumes_to_the_same_numbers(small, tmp_path):
     assert again["generated"] == 4
     assert (out / "results.json").read_bytes() == before
     assert not list(out.rglob("*.partial"))
+    # another seed is another trial: refused before any case, naming what changed
+    from medphys.pipelines import OutputError
+
+    with pytest.raises(OutputError, match=r"different inputs \(changed: config\)"):
+        run_trial(out, load_trial(small, overrides={"seed": 2}))
 
 
 def test_trial_bad_input_is_refused_before_any_case(small, tmp_path):

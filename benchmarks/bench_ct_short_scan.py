@@ -213,10 +213,10 @@ def carm_ctqa(
         "medphys",
         f"C-arm protocol simulate ({g.n_views} views, {g.n_u}×{g.n_v} detector, "
         f"{n_xy}²×{n_z} phantom{label})",
-        lambda: xray.simulate(ph, prot, key).projections,
+        lambda: xray.simulate(key, ph, prot).projections,
         repeats=repeats,
     )
-    scan = xray.simulate(ph, prot, key)
+    scan = xray.simulate(key, ph, prot)
     rec = measure(
         "medphys",
         f"C-arm protocol reconstruct (BHC + FDK, Parker) → {n_xy}²×{n_z}{label}",

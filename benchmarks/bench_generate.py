@@ -49,7 +49,7 @@ def stage_times(cases: int) -> list[dict[str, float]]:
         )
         t["phantom_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scan = xray.simulate(labels, ct_protocol, stream(key, "arm/ct"))
+        scan = xray.simulate(stream(key, "arm/ct"), labels, ct_protocol)
         image = ct.reconstruct(scan, ct_protocol, like=labels)
         jax.block_until_ready(image.data)
         t["ct_s"] = time.perf_counter() - t0

@@ -129,7 +129,7 @@ def stages(pairs_for_analysis: int) -> dict[str, float]:
             t["lesion insertion + voxelize"] = time.perf_counter() - t0
             for arm in recipe.arms:
                 t0 = time.perf_counter()
-                scan = xray.simulate(labels, arm.protocol, stream(key, arm.stream_name))
+                scan = xray.simulate(stream(key, arm.stream_name), labels, arm.protocol)
                 image = ct.reconstruct(scan, arm.protocol, like=labels)
                 jax.block_until_ready(image.data)
                 t[f"CT arm {arm.name}"] = time.perf_counter() - t0

@@ -20,6 +20,7 @@ from . import viz as viz
 from ._errors import ConfigError as ConfigError
 from ._errors import UnknownNameError as UnknownNameError
 from ._version import __version__ as __version__
+from .volume import Grid as Grid
 from .volume import LabeledVolume as LabeledVolume
 from .volume import MRValues as MRValues
 from .volume import SparseFractions as SparseFractions

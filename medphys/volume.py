@@ -5,8 +5,14 @@ labels plus the structure table that gives each label its name and material, and
 fractional occupancy of each structure for partial-volume-aware simulation.
 
 Both are immutable PyTrees: the arrays are leaves (so they pass through ``jax.jit``/``jax.vmap`` and
-can be differentiated), the structure table is static. Build them with ``Volume.create`` /
+can be differentiated); the affine and the structure table are static. A static affine is what
+lets the simulators plan on the host inside a user's ``jax.jit``: the voxel grid is known when a
+function is traced, only the values are not. Volumes on one `Grid` stack into a batch for
+``jax.vmap``; a different affine is a different trace. Build them with ``Volume.create`` /
 ``LabeledVolume.create``, which validate their input; the plain constructors do not.
+
+`Grid` (shape + affine, hashable) says where data lives without holding any: the prepared
+operators of `medphys.simulators` are planned on one.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from jaxtyping import Array, Float, Int
 from ._errors import UnknownNameError, unknown_name
 from ._types import ArrayLike
 
-__all__ = ["LabeledVolume", "MRValues", "Structure", "Volume", "make_affine"]
+__all__ = ["Grid", "LabeledVolume", "MRValues", "Structure", "Volume", "make_affine"]
 
 
 def make_affine(
@@ -105,7 +111,8 @@ def _resolve_affine(
 
 
 class _Grid(abc.ABC):
-    """Geometry shared by `Volume` and `LabeledVolume` (expects ``self.affine`` and ``self.shape``)."""
+    """Geometry shared by `Grid`, `Volume` and `LabeledVolume` (expects ``self.affine`` and
+    ``self.shape``)."""
 
     affine: Any
 
@@ -150,15 +157,138 @@ class _Grid(abc.ABC):
         world = corners @ a.T
         return np.stack([world[:, :3].min(0), world[:, :3].max(0)])
 
+    @property
+    def grid(self) -> Grid:
+        """The static `Grid` (shape and affine) this lives on."""
+        return Grid(tuple(int(n) for n in self.shape), self.affine)
 
-@jax.tree_util.register_dataclass
+
+def _affine_values(where: str, affine: Any) -> tuple[float, ...]:
+    """The 16 entries of a concrete affine as Python floats (hashable static metadata)."""
+    if isinstance(affine, jax.core.Tracer):
+        raise TypeError(
+            f"{where}: the affine must be a concrete array, not a traced value: it is static "
+            "metadata (the grid is planned on when a function is traced); close over the volume's "
+            "affine instead of passing it as an argument of jax.jit or jax.vmap"
+        )
+    return tuple(float(x) for x in np.asarray(affine, dtype=np.float64).reshape(16))
+
+
+class Grid(_Grid):
+    """Where voxel data lives: a 3-D shape and its voxel→world affine; hashable, holds no data.
+
+    The prepared operators (``medphys.simulators.xray.prepare``, ``...mr.prepare``) are planned
+    on a grid once and then applied to arrays of its shape inside ``jax.jit``, ``jax.vmap`` and
+    ``jax.grad``. Two grids are equal when their shapes and affines are (bit for bit).
+
+    Attributes:
+        shape: voxels along the three array axes.
+        affine: ``(4, 4)`` float64 voxel index → RAS+ mm (read-only).
+    """
+
+    __slots__ = ("_affine", "_shape")
+
+    def __init__(self, shape: Sequence[int], affine: ArrayLike) -> None:
+        a = np.array(affine, dtype=np.float64).reshape(4, 4)
+        a.flags.writeable = False
+        self._shape = tuple(int(n) for n in shape)
+        self._affine = a
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self._shape  # type: ignore[return-value]
+
+    @property
+    def affine(self) -> np.ndarray:
+        return self._affine
+
+    @classmethod
+    def create(
+        cls,
+        shape: Sequence[int],
+        *,
+        affine: ArrayLike | None = None,
+        spacing_mm: float | Sequence[float] | None = None,
+        center_mm: Sequence[float] | None = None,
+    ) -> Grid:
+        """Validated constructor.
+
+        Args:
+            shape: three positive voxel counts.
+            affine, spacing_mm, center_mm: as in `Volume.create`.
+
+        Raises:
+            ValueError: a shape that is not three positive integers, or as `Volume.create`.
+
+        Example:
+            >>> Grid.create((64, 64, 32), spacing_mm=2.0).center_mm.tolist()
+            [0.0, 0.0, 0.0]
+        """
+        where = "medphys.Grid.create"
+        try:
+            dims = tuple(int(n) for n in shape)
+            ok = len(dims) == 3 and all(n >= 1 and n == m for n, m in zip(dims, shape, strict=True))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{where}: `shape` must be three positive integers (got {shape!r})")
+        return cls(dims, _resolve_affine(where, dims, affine, spacing_mm, center_mm))
+
+    def _key(self) -> tuple:
+        return (self.shape, self.affine.tobytes())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Grid) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Grid(shape={self.shape}, spacing_mm={np.round(self.spacing_mm, 4).tolist()})"
+
+    def check(self, where: str, name: str, data: Any, *, trailing: int = 0) -> None:
+        """Raises when ``data`` is not an array of this grid's shape (plus ``trailing`` axes
+        after it); a trace-time check, no host transfer."""
+        shape = tuple(getattr(data, "shape", ()))
+        if shape[: len(shape) - trailing] != self.shape or len(shape) != 3 + trailing:
+            extra = f" followed by {trailing} more axes" if trailing else ""
+            raise ValueError(
+                f"{where}: `{name}` must have the prepared grid's shape {self.shape}{extra} "
+                f"(got {shape}); map over a batch with jax.vmap"
+            )
+
+
+def register_static_affine(cls: type, data_fields: tuple[str, ...], meta: tuple[str, ...]) -> type:
+    """Registers a frozen dataclass with an ``affine`` field as a pytree whose leaves are
+    ``data_fields``; the affine (as 16 floats) and ``meta`` are static, so they are concrete
+    inside traced functions (`Volume`, `LabeledVolume`, MR tissue maps)."""
+
+    def flatten_with_keys(x: Any) -> tuple:
+        children = tuple((jax.tree_util.GetAttrKey(f), getattr(x, f)) for f in data_fields)
+        aux = (_affine_values(f"medphys.{cls.__name__}", x.affine), *(getattr(x, m) for m in meta))
+        return children, aux
+
+    def flatten(x: Any) -> tuple:
+        children, aux = flatten_with_keys(x)
+        return tuple(c for _, c in children), aux
+
+    def unflatten(aux: tuple, children: Iterable[Any]) -> Any:
+        affine = np.asarray(aux[0], dtype=np.float64).reshape(4, 4)
+        kwargs = dict(zip(data_fields, children, strict=True))
+        kwargs.update(zip(meta, aux[1:], strict=True))
+        return cls(affine=affine, **kwargs)
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    return cls
+
+
 @dataclasses.dataclass(frozen=True)
 class Volume(_Grid):
     """An image volume: ``data[x, y, z]`` plus its voxel→world affine.
 
     Attributes:
-        data: voxel values, any numeric dtype (NumPy or JAX array).
-        affine: ``(4, 4)`` voxel index → RAS+ mm.
+        data: voxel values, any numeric dtype (NumPy or JAX array); the only pytree leaf.
+        affine: ``(4, 4)`` voxel index → RAS+ mm; static (concrete inside ``jax.jit``).
     """
 
     data: Float[Array, "x y z"]
@@ -391,14 +521,13 @@ def _check_density_scale(where: str, value: Any, shape: tuple[int, ...]) -> Arra
     return d
 
 
-@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class LabeledVolume(_Grid):
     """Integer labels plus the table that gives each label its name and material.
 
     Attributes:
         labels: ``(x, y, z)`` integer label of the structure occupying most of each voxel.
-        affine: ``(4, 4)`` voxel index → RAS+ mm.
+        affine: ``(4, 4)`` voxel index → RAS+ mm (static).
         structures: the label table (static); label values are unique.
         fractions: optional ``(structures, x, y, z)`` fractional occupancy of each structure, in the
             order of ``structures``, summing to 1 in each voxel (partial volume): a dense array
@@ -412,7 +541,7 @@ class LabeledVolume(_Grid):
 
     labels: Int[Array, "x y z"]
     affine: Float[Array, "4 4"]
-    structures: tuple[Structure, ...] = dataclasses.field(metadata={"static": True})
+    structures: tuple[Structure, ...]
     fractions: Float[Array, "s x y z"] | SparseFractions | None = None
     density_scale: Float[Array, "x y z"] | None = None
 
@@ -606,3 +735,7 @@ class LabeledVolume(_Grid):
                 hit = hit | (labels == label)
             rows.append(hit.astype(dtype))
         return jnp.stack(rows)
+
+
+register_static_affine(Volume, ("data",), ())
+register_static_affine(LabeledVolume, ("labels", "fractions", "density_scale"), ("structures",))

@@ -114,7 +114,7 @@ def test_mr_values_validate_and_ride_on_structures():
     assert Structure(1, "a", "water") == Structure(1, "a", "water", None)
     lv = LabeledVolume.create(np.zeros((2, 2, 1), np.int32), [Structure(0, "a", "water", v)])
     assert lv.structure("a").mr == v
-    assert jax.tree_util.tree_leaves(lv) == [lv.labels, lv.affine]  # static table
+    assert jax.tree_util.tree_leaves(lv) == [lv.labels]  # static table and affine
     for kwargs, match in (
         ({"pd": -0.1}, r"MRValues.create: `pd` must be finite and >= 0 \(got -0.1\)"),
         ({"t1_s": 0.0}, r"`t1_s` must be finite and > 0 \(seconds\) \(got 0.0\)"),

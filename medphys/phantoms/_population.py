@@ -279,7 +279,7 @@ def sample(
 
     Example:
         >>> import jax
-        >>> person, params = sample(jax.random.PRNGKey(0), "adult-female", height_cm=170, bmi=30)
+        >>> person, params = sample(jax.random.key(0), "adult-female", height_cm=170, bmi=30)
     """
     base = phantom if isinstance(phantom, Phantom) else load(phantom)
     params = sample_params(key, base, height_cm=height_cm, weight_kg=weight_kg, bmi=bmi)

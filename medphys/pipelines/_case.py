@@ -142,7 +142,7 @@ def _image(key: PRNGKey, arm: Arm, labels: LabeledVolume) -> tuple[Volume, np.nd
     if arm.modality == "ct":
         from ..simulators import ct, xray
 
-        scan = xray.simulate(labels, arm.protocol, key)
+        scan = xray.simulate(key, labels, arm.protocol)
         image = ct.reconstruct(scan, arm.protocol, like=labels)
         return image, np.asarray(scan.projections, np.float32)
     from ..simulators import mr

@@ -52,9 +52,9 @@ def stream(key: PRNGKey, name: str) -> PRNGKey:
 
 
 def case_key(seed: int, index: int) -> PRNGKey:
-    """The key of case ``index`` of a job seeded with ``seed``: ``fold_in(PRNGKey(seed), index)``.
+    """The key of case ``index`` of a job seeded with ``seed``: ``fold_in(jax.random.key(seed), index)``.
 
     A case's key depends only on the seed and its index, never on which cases ran before it or
     on which worker runs it.
     """
-    return jax.random.fold_in(jax.random.PRNGKey(seed), index)
+    return jax.random.fold_in(jax.random.key(seed), index)

@@ -391,7 +391,7 @@ def _check_design(config: TrialConfig, recipe: CaseRecipe) -> None:
                 fractions=False,
             )
         try:
-            place_lesion(jax.random.PRNGKey(0), labels, recipe.lesion)
+            place_lesion(jax.random.key(0), labels, recipe.lesion)
         except ValueError as exc:
             raise ValueError(f"medphys trial: phantom {family.name!r}: {exc}") from None
 
@@ -419,7 +419,7 @@ def analyse(config: TrialConfig, records: dict[tuple[int, bool], dict[str, Any]]
         if obs.internal_noise > 0:
             import jax
 
-            key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x0B5)
+            key = jax.random.fold_in(jax.random.key(config.seed), 0x0B5)
         ev = observers.evaluate(
             obs.kind, present, absent, key=key, level=config.analysis.level, **design, **options
         )

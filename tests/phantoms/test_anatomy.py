@@ -190,7 +190,7 @@ def test_anatomical_relations_in_ras(sex):
 
 def test_height_and_bmi_covariates():
     ph = phantoms.load("adult-male")
-    key = jax.random.PRNGKey(0)
+    key = jax.random.key(0)
     a, pa = phantoms.sample(key, ph, height_cm=190.0, bmi=23.6)
     pb = phantoms.sample_params(key, ph, height_cm=160.0, bmi=23.6)
     assert float(pa.height_cm) == 190.0
@@ -212,7 +212,7 @@ def test_height_and_bmi_covariates():
     np.testing.assert_array_equal(pa.organ_scale, pc.organ_scale)
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(c), strict=True):
         np.testing.assert_array_equal(x, y)
-    _, pd = phantoms.sample(jax.random.PRNGKey(1), ph)
+    _, pd = phantoms.sample(jax.random.key(1), ph)
     assert not np.allclose(pd.organ_scale, pa.organ_scale)
     assert 176 - 2.5 * 7 <= float(pd.height_cm) <= 176 + 2.5 * 7
 
@@ -227,7 +227,7 @@ def test_bmi_draws_match_published_adult_percentiles(sex):
     """20,000 individuals: 5th/50th/95th BMI percentiles within 1.5 kg/m^2 of NHANES (the
     log-normal misses the skewed tails by < 1 kg/m^2; sampling error ~0.2), none below 16."""
     ph = phantoms.load(f"adult-{sex}")
-    keys = jax.random.split(jax.random.PRNGKey(11), 20_000)
+    keys = jax.random.split(jax.random.key(11), 20_000)
     bmi = np.asarray(jax.vmap(lambda k: phantoms.sample_params(k, ph).bmi)(keys))
     np.testing.assert_allclose(np.percentile(bmi, [5, 50, 95]), NHANES_BMI[sex], atol=1.5)
     assert bmi.min() >= 16.0
@@ -251,7 +251,7 @@ def test_bmi_percentiles_come_from_the_toml_and_are_validated(tmp_path):
         text.replace("bmi_percentiles = [20.7, 28.2, 40.1]", "bmi_percentiles = [18.0, 21.0, 25.0]")
     )
     lean = phantoms.load(str(tmp_path / "lean.toml"))
-    keys = jax.random.split(jax.random.PRNGKey(2), 4000)
+    keys = jax.random.split(jax.random.key(2), 4000)
     bmi = np.asarray(jax.vmap(lambda k: phantoms.sample_params(k, lean).bmi)(keys))
     np.testing.assert_allclose(np.percentile(bmi, [5, 50, 95]), (18.0, 21.0, 25.0), atol=0.6)
     (tmp_path / "bad.toml").write_text(
@@ -263,7 +263,7 @@ def test_bmi_percentiles_come_from_the_toml_and_are_validated(tmp_path):
 
 def test_covariate_errors_name_the_argument():
     ph = phantoms.load("adult-female")
-    key = jax.random.PRNGKey(0)
+    key = jax.random.key(0)
     with pytest.raises(ValueError, match=r"medphys.phantoms.sample: `height_cm` must be in"):
         phantoms.sample(key, ph, height_cm=20.0)
     with pytest.raises(ValueError, match=r"give `weight_kg` or `bmi`, not both"):

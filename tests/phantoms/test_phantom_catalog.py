@@ -71,9 +71,9 @@ def test_every_structure_is_visible(torso_labels):
 
 def test_same_key_same_individual_and_draws_vary():
     ph = phantoms.load("torso-basic")
-    a, pa = phantoms.sample(jax.random.PRNGKey(3), ph)
-    b, pb = phantoms.sample(jax.random.PRNGKey(3), ph)
-    c, pc = phantoms.sample(jax.random.PRNGKey(4), ph)
+    a, pa = phantoms.sample(jax.random.key(3), ph)
+    b, pb = phantoms.sample(jax.random.key(3), ph)
+    c, pc = phantoms.sample(jax.random.key(4), ph)
     assert c.name == ph.name
     np.testing.assert_array_equal(pa.body_scale, pb.body_scale)
     np.testing.assert_array_equal(pa.organ_scale, pb.organ_scale)

@@ -64,12 +64,12 @@ def test_sample_after_insert_lesion_in_the_adult_male():
         material="water",
         center_mm=(70, 0, -60),
     )
-    person, params = phantoms.sample(jax.random.PRNGKey(0), q)
+    person, params = phantoms.sample(jax.random.key(0), q)
     assert len(person.structures) == len(male.structures) + 1
     assert person.structures[-1].host == "liver" and person.structures[-1].size_sd == 0.0
     assert params.organ_scale.shape == (len(q.structures),)
     # the other structures are those of the individual drawn without the lesion
-    alone, _ = phantoms.sample(jax.random.PRNGKey(0), male)
+    alone, _ = phantoms.sample(jax.random.key(0), male)
     assert _leaves_equal(person.shapes[:-1], alone.shapes)
 
 
@@ -125,7 +125,7 @@ def test_lesion_in_a_ventricle_beats_with_it(torso):
 def _run(base: Phantom, ops: list[str], seed: int, ball, *, lesions: bool = True) -> Phantom:
     """Apply ``ops`` in order; ``lesions=False`` skips the lesion insertions."""
     ph = base
-    key = jax.random.PRNGKey(seed)
+    key = jax.random.key(seed)
     for step, op in enumerate(ops):
         if op == "sample":
             k = jax.random.fold_in(key, step)
@@ -224,17 +224,17 @@ def test_mesh_at_an_instant_equals_the_mesh_carried_back(torso, ball):
 def test_without_variation_insert_and_sample_commute(torso, ball):
     fixed = dataclasses.replace(torso, population=None)  # vary off: the reference individual
     args = {"organ": "liver", "shape": SphericalLesion(8.0), "material": "water"}
-    person, params = phantoms.sample(jax.random.PRNGKey(3), fixed)
+    person, params = phantoms.sample(jax.random.key(3), fixed)
     assert np.all(np.asarray(params.organ_scale) == 1.0)
     a = insert_lesion(person, center_mm=LESION, **args)
-    b, _ = phantoms.sample(jax.random.PRNGKey(3), insert_lesion(fixed, center_mm=LESION, **args))
+    b, _ = phantoms.sample(jax.random.key(3), insert_lesion(fixed, center_mm=LESION, **args))
     assert _leaves_equal(a, b)
     assert _leaves_equal(a, insert_lesion(fixed, center_mm=LESION, **args), values=True)
     np.testing.assert_array_equal(_labels(a), _labels(b))
     # a mesh: the same to rounding (scaling a mesh by 1 about its centre rounds its vertices)
     c = phantoms.add_mesh_structure(person, ball, name="implant", material="pmma")
     d = phantoms.add_mesh_structure(fixed, ball, name="implant", material="pmma")
-    d = phantoms.sample(jax.random.PRNGKey(3), d)[0]
+    d = phantoms.sample(jax.random.key(3), d)[0]
     for x, y in zip(jax.tree_util.tree_leaves(c), jax.tree_util.tree_leaves(d), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-5)
     np.testing.assert_array_equal(_labels(c), _labels(d))
@@ -244,7 +244,7 @@ def test_apply_is_vmappable_and_jittable(torso):
     ph = insert_lesion(
         torso, organ="liver", shape=SphericalLesion(8.0), material="water", center_mm=LESION
     )
-    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    keys = jax.random.split(jax.random.key(1), 3)
     params = jax.vmap(lambda k: phantoms.sample_params(k, ph))(keys)
     people = jax.vmap(phantoms.apply, in_axes=(0, None))(params, ph)
     one = jax.jit(phantoms.apply)(jax.tree_util.tree_map(lambda x: x[1], params), ph)
@@ -266,7 +266,7 @@ def test_enhance_leaves_lesions_alone(torso):
 
 
 def test_params_drawn_for_another_phantom_are_refused(torso):
-    params = phantoms.sample_params(jax.random.PRNGKey(0), torso)
+    params = phantoms.sample_params(jax.random.key(0), torso)
     ph = insert_lesion(
         torso, organ="liver", shape=SphericalLesion(8.0), material="water", center_mm=LESION
     )

@@ -85,7 +85,7 @@ def _catalog_shapes():
 
 
 def test_leaves_are_an_exact_partition_of_the_inside_test():
-    key = jax.random.PRNGKey(0)
+    key = jax.random.key(0)
     cases = [(s, leaves.split(s)) for s in (*_stress_shapes(), *_catalog_shapes())]
     assert sum(len(parts) for _, parts in cases) > 2 * len(cases)  # unions and tubes were cut
     for shape, parts in cases:
@@ -99,7 +99,7 @@ def test_leaves_are_an_exact_partition_of_the_inside_test():
 
 def test_proven_margins_bound_the_level_difference_between_nearby_points():
     # margins below the contract value 2 are Lipschitz bounds proven in `_voxelize_leaves`
-    key = jax.random.PRNGKey(1)
+    key = jax.random.key(1)
     cut = [leaf for s in (*_stress_shapes(), *_catalog_shapes()) for leaf in leaves.split(s)]
     proven = [leaf for leaf in cut if leaves.margin(leaf) != leaves._MARGIN]
     assert len(proven) > 20

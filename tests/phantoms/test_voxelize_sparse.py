@@ -77,8 +77,8 @@ def test_ct_simulate_identical_with_dense_and_sparse():
         filter="hann",
         water_diameter_mm=180.0,
     )
-    a = xray.simulate(dense, prot, jax.random.key(3))
-    b = xray.simulate(sparse, prot, jax.random.key(3))
+    a = xray.simulate(jax.random.key(3), dense, prot)
+    b = xray.simulate(jax.random.key(3), sparse, prot)
     pa, pb = np.asarray(a.projections), np.asarray(b.projections)
     assert np.ptp(pa) > 0
     np.testing.assert_array_equal(pa, pb)

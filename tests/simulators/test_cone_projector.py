@@ -15,7 +15,7 @@ from jax.test_util import check_grads
 from medphys import Volume
 from medphys.simulators.geometry import ConeBeam, FanBeam, ProjectionGeometry
 from medphys.simulators.xray import Joseph, Trilinear, _projector, backproject, project
-from medphys.simulators.xray._joseph3d_gather import gather_bounds
+from medphys.simulators.xray._joseph3d_gather import footprint_bounds as gather_bounds
 
 CENTRE = np.array([5.0, -3.0, 4.0])
 SEMI = np.array([40.0, 30.0, 25.0])

@@ -179,7 +179,7 @@ def test_noise_variance_scales_inversely_with_mas_and_matches_the_model(phantom,
 
 def test_noisy_scan_keeps_air_at_minus_1000_and_water_at_zero(phantom, spectrum_120):
     prot = _protocol(spectrum_120, mas=100.0, noise=5.0)
-    scan = xray.simulate(phantom, prot, jax.random.key(7))
+    scan = xray.simulate(jax.random.key(7), phantom, prot)
     hu = np.asarray(ct.reconstruct(scan, prot, like=phantom).data[:, :, 0])
     r = _radius_map()
     # measured: water 0.4 ± 2.8 HU (pixel std), air -1000.0 ± 2.4 HU
@@ -208,10 +208,10 @@ def test_poisson_sampler_low_counts_are_exact():
 
 def test_same_key_same_bytes_dtype_kept_and_no_retrace(phantom, spectrum_120):
     prot = _protocol(spectrum_120, noise=3.0)
-    a = xray.simulate(phantom, prot, jax.random.key(11))
+    a = xray.simulate(jax.random.key(11), phantom, prot)
     sizes = (_simulate._expected._cache_size(), _simulate._noisy._cache_size())
-    b = xray.simulate(phantom, prot, jax.random.key(11))
-    c = xray.simulate(_cylinder(), prot.with_mas(80.0), jax.random.key(12))  # new phantom and dose
+    b = xray.simulate(jax.random.key(11), phantom, prot)
+    c = xray.simulate(jax.random.key(12), _cylinder(), prot.with_mas(80.0))  # new phantom and dose
     assert (_simulate._expected._cache_size(), _simulate._noisy._cache_size()) == sizes
     np.testing.assert_array_equal(np.asarray(a.projections), np.asarray(b.projections))
     np.testing.assert_array_equal(np.asarray(a.counts), np.asarray(b.counts))
@@ -234,7 +234,7 @@ def test_detector_that_misses_the_object_is_an_error(phantom, spectrum_120):
         ValueError,
         match=r"xray.simulate: the detector does not cover the object: every view sees a circle of radius 65.\d mm .* reaches 10\d.\d mm \(n_u=120, du_mm=2\); increase `n_u`",
     ):
-        xray.simulate(phantom, prot, jax.random.key(0))
+        xray.simulate(jax.random.key(0), phantom, prot)
 
 
 def test_protocol_validation(spectrum_120):

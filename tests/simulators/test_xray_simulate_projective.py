@@ -63,7 +63,7 @@ def test_radiograph_flat_field_and_beer_lambert(phantom):
     p_centre = float(np.asarray(scan.projections[0, 19:21, 9:11]).mean())
     # the 4 central pixels' rays pass within 2.5 mm of the axis: chord within 0.1 %
     assert p_centre == pytest.approx(mu * 2 * R, rel=0.01)
-    noisy = xray.simulate(phantom, prot, jax.random.key(0))
+    noisy = xray.simulate(jax.random.key(0), phantom, prot)
     assert noisy.projections.shape == (1, 40, 20)
     assert np.all(np.isfinite(np.asarray(noisy.projections)))
 

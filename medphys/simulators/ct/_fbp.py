@@ -53,8 +53,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ...volume import Volume
-from ..geometry import FanBeam, ParallelBeam, _Planar
-from ..xray._projector import _is_z_aligned
+from ..geometry import FanBeam, ParallelBeam, _Planar, z_aligned
 from ._parker import redundancy_weighted, scan_needs_weights
 
 __all__ = ["FILTERS", "FilterName", "fbp", "ramp_response"]
@@ -303,7 +302,7 @@ def fbp(
         proj = proj.astype(jnp.float32)
     shape = tuple(int(n) for n in like.shape)
     rows_are_slices = geometry.n_rows is None
-    aligned = bool(_is_z_aligned(like.affine))
+    aligned = z_aligned(like.affine)
     if rows_are_slices and not aligned:
         raise ValueError(
             f"{where}: the geometry's `n_rows` is None (one row per slice) but `like` is oblique; "

@@ -7,15 +7,12 @@ wraps the current estimate in a `Volume`. States are immutable PyTrees holding t
 the data ``b``, the iteration count and the data residual ``||A x - b||`` of the current ``x``.
 
 The system matrix ``A`` is `medphys.simulators.xray.project` on the grid of ``like`` and ``A^T`` its
-matched adjoint `backproject`, so the algorithms solve the discrete problem exactly as posed. A step
-costs one projection and one backprojection (each compiled once per grid and geometry layout and
-shared by all solvers); the vector updates between them run as plain JAX operations. The solvers
-close over the geometry and the grid, so the projector calls see concrete values: cone-beam and
-projective geometries get the voxel-driven gather backprojector (``_joseph3d_gather``). A step
-compiled as one function with the geometry as an argument would trace it and fall back to the
-exact but slower scatter transpose (SIRT on a 128³ cone: 3.8× slower, 8.9× the memory); compiling
-the whole step with the geometry closed over keeps the gather but measured no faster than calling
-the compiled projectors in turn (see ``benchmarks/bench_ct_iterative.py --cone``).
+matched adjoint `backproject`, as one prepared operator (``xray.prepare(grid, geometry)``), so the
+algorithms solve the discrete problem exactly as posed. A step costs one projection and one
+backprojection (each compiled once per grid and geometry layout and shared by all solvers); the
+vector updates between them run as plain JAX operations. The operator was planned on the concrete
+geometry, so cone-beam and projective geometries get the voxel-driven gather backprojector
+(``_joseph3d_gather``) even when a whole step is compiled with the operator as an argument.
 
 - `sirt`: simultaneous iterative reconstruction, ``x += lambda C A^T R (b - A x)`` with ``R`` and
   ``C`` the inverse row and column sums of ``A`` (Gregor & Benson 2008); converges to the
@@ -53,10 +50,9 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..._checks import number as _number
-from ...volume import Volume
-from ...volume import _Grid as _VolumeGrid
+from ...volume import Grid, Volume
 from ..geometry import AbstractGeometry
-from ..xray._projector import backproject, check_geometry, project
+from ..xray import Projector, prepare
 
 __all__ = [
     "CGLSState",
@@ -152,48 +148,18 @@ class TVState:
 # shared plumbing
 
 
-@dataclasses.dataclass(frozen=True)
-class _Grid:
-    """The output grid (shape and affine), hashable."""
-
-    shape: tuple[int, int, int]
-    affine_rows: tuple[tuple[float, ...], ...]
-
-    @property
-    def affine(self) -> np.ndarray:
-        return np.asarray(self.affine_rows, np.float64)
-
-    def bounds_mm(self) -> np.ndarray:
-        return _VolumeGrid.bounds_mm(self)  # type: ignore[arg-type]
-
-
-def _ops(grid: _Grid) -> tuple[Callable, Callable]:
-    affine = grid.affine
-
-    def forward(x: Array, geometry: Any) -> Array:
-        return project(Volume(data=x, affine=affine), geometry)
-
-    def adjoint(y: Array, geometry: Any) -> Array:
-        return backproject(y, geometry, like=grid).data
-
-    return forward, adjoint
-
-
-def _setup(where: str, geometry: AbstractGeometry, like: Any) -> tuple[_Grid, Any]:
+def _setup(where: str, geometry: AbstractGeometry, like: Any) -> Projector:
+    """The prepared projector pair of ``geometry`` on ``like``'s grid."""
     if not isinstance(geometry, AbstractGeometry):
         raise TypeError(
             f"{where}: `geometry` must be a medphys.simulators geometry (got {type(geometry).__name__})"
         )
-    if not hasattr(like, "affine") or not hasattr(like, "shape"):
+    grid = like if isinstance(like, Grid) else getattr(like, "grid", None)
+    if not isinstance(grid, Grid):
         raise TypeError(
-            f"{where}: `like` must be a Volume or LabeledVolume (got {type(like).__name__})"
+            f"{where}: `like` must be a Volume, LabeledVolume or Grid (got {type(like).__name__})"
         )
-    check_geometry(where, like, geometry)
-    affine = np.asarray(like.affine, np.float64)
-    grid = _Grid(
-        tuple(int(n) for n in like.shape), tuple(tuple(float(v) for v in r) for r in affine)
-    )
-    return grid, jax.tree_util.tree_map(jnp.asarray, geometry)
+    return prepare(grid, geometry)
 
 
 def _data(
@@ -265,8 +231,8 @@ def sirt(
     if not 0 < lam < 2:
         raise ValueError(f"{where}: `relaxation` must be in (0, 2) (got {relaxation!r})")
     clip = _bool(where, "nonnegative", nonnegative)
-    grid, geo = _setup(where, geometry, like)
-    shape = grid.shape
+    op = _setup(where, geometry, like)
+    shape = op.grid.shape
     cache: dict[Any, tuple[Array, Array]] = {}
 
     def init(projections: Any) -> SIRTState:
@@ -279,30 +245,28 @@ def sirt(
     def step(state: SIRTState) -> SIRTState:
         dtype = jnp.dtype(state.x.dtype)
         if dtype not in cache:
-            cache[dtype] = _sirt_weights(geo, jnp.zeros((), dtype), grid=grid)
-        return _sirt_step(state, geo, cache[dtype], lam, grid=grid, clip=clip)
+            cache[dtype] = _sirt_weights(op, jnp.zeros((), dtype))
+        return _sirt_step(state, op, cache[dtype], lam, clip=clip)
 
-    return IterativeReconstructor(init, step, lambda s: Volume(data=s.x, affine=like.affine))
+    return IterativeReconstructor(init, step, lambda s: Volume(data=s.x, affine=op.grid.affine))
 
 
-def _sirt_weights(geo: Any, dtype_probe: Array, *, grid: _Grid) -> tuple[Array, Array]:
-    forward, adjoint = _ops(grid)
+def _sirt_weights(op: Projector, dtype_probe: Array) -> tuple[Array, Array]:
     dtype = dtype_probe.dtype
-    rows = forward(jnp.ones(grid.shape, dtype), geo)
-    cols = adjoint(jnp.ones(rows.shape, dtype), geo)
+    rows = op.project(jnp.ones(op.grid.shape, dtype))
+    cols = op.backproject(jnp.ones(rows.shape, dtype))
     return _safe_inverse(rows), _safe_inverse(cols)
 
 
 def _sirt_step(
-    state: SIRTState, geo: Any, weights: tuple[Array, Array], lam: Any, *, grid: _Grid, clip: bool
+    state: SIRTState, op: Projector, weights: tuple[Array, Array], lam: Any, *, clip: bool
 ) -> SIRTState:
-    forward, adjoint = _ops(grid)
     inv_rows, inv_cols = weights
-    update = inv_cols * adjoint(inv_rows * state.residual, geo)
+    update = inv_cols * op.backproject(inv_rows * state.residual)
     x = state.x + jnp.asarray(lam, state.x.dtype) * update
     if clip:
         x = jnp.maximum(x, 0.0)
-    residual = state.b - forward(x, geo)
+    residual = state.b - op.project(x)
     return SIRTState(
         x=x,
         b=state.b,
@@ -333,23 +297,22 @@ def cgls(geometry: AbstractGeometry, *, like: Any) -> IterativeReconstructor:
         >>> state = cgls(geometry, like=volume).run(projections, n_iter=20)
     """
     where = "medphys.simulators.ct.cgls"
-    grid, geo = _setup(where, geometry, like)
+    op = _setup(where, geometry, like)
 
     def init(projections: Any) -> CGLSState:
-        return _cgls_init(_data(where, projections, geometry, grid.shape), geo, grid=grid)
+        return _cgls_init(_data(where, projections, geometry, op.grid.shape), op)
 
     return IterativeReconstructor(
         init,
-        lambda s: _cgls_step(s, geo, grid=grid),
-        lambda s: Volume(data=s.x, affine=like.affine),
+        lambda s: _cgls_step(s, op),
+        lambda s: Volume(data=s.x, affine=op.grid.affine),
     )
 
 
-def _cgls_init(b: Array, geo: Any, *, grid: _Grid) -> CGLSState:
-    _, adjoint = _ops(grid)
-    s = adjoint(b, geo)
+def _cgls_init(b: Array, op: Projector) -> CGLSState:
+    s = op.backproject(b)
     return CGLSState(
-        x=jnp.zeros(grid.shape, b.dtype),
+        x=jnp.zeros(op.grid.shape, b.dtype),
         b=b,
         r=b,
         p=s,
@@ -359,14 +322,13 @@ def _cgls_init(b: Array, geo: Any, *, grid: _Grid) -> CGLSState:
     )
 
 
-def _cgls_step(state: CGLSState, geo: Any, *, grid: _Grid) -> CGLSState:
-    forward, adjoint = _ops(grid)
-    q = forward(state.p, geo)
+def _cgls_step(state: CGLSState, op: Projector) -> CGLSState:
+    q = op.project(state.p)
     qq = jnp.sum(q * q)
     alpha = state.gamma * _safe_inverse(qq)  # 0 once converged (p = 0)
     x = state.x + alpha * state.p
     r = state.r - alpha * q
-    s = adjoint(r, geo)
+    s = op.backproject(r)
     gamma = jnp.sum(s * s)
     beta = gamma * _safe_inverse(state.gamma)
     return CGLSState(
@@ -451,36 +413,35 @@ def tv(
         raise ValueError(
             f"{where}: `power_iterations` must be an integer ≥ 1 (got {power_iterations!r})"
         )
-    grid, geo = _setup(where, geometry, like)
+    op = _setup(where, geometry, like)
     n_power = int(power_iterations)
 
     def init(projections: Any) -> TVState:
-        b = _data(where, projections, geometry, grid.shape)
-        return _tv_init(b, geo, grid=grid, n_power=n_power)
+        b = _data(where, projections, geometry, op.grid.shape)
+        return _tv_init(b, op, n_power=n_power)
 
     return IterativeReconstructor(
         init,
-        lambda s: _tv_step(s, geo, lam, grid=grid, clip=clip),
-        lambda s: Volume(data=s.x, affine=like.affine),
+        lambda s: _tv_step(s, op, lam, clip=clip),
+        lambda s: Volume(data=s.x, affine=op.grid.affine),
     )
 
 
-def _axes(grid: _Grid) -> tuple[int, ...]:
+def _axes(grid: Grid) -> tuple[int, ...]:
     return tuple(a for a in range(3) if grid.shape[a] > 1)
 
 
-def _tv_init(b: Array, geo: Any, *, grid: _Grid, n_power: int) -> TVState:
-    forward, adjoint = _ops(grid)
-    shape = grid.shape
-    axes = _axes(grid)
+def _tv_init(b: Array, op: Projector, *, n_power: int) -> TVState:
+    shape = op.grid.shape
+    axes = _axes(op.grid)
     grad_norm = math.sqrt(4.0 * max(len(axes), 1))  # ||∇|| ≤ 2 sqrt(ndim) in voxel units
     dtype = b.dtype
 
     v = jnp.ones(shape, dtype) / math.sqrt(math.prod(shape))
     for _ in range(n_power):
-        w = adjoint(forward(v, geo), geo)
+        w = op.backproject(op.project(v))
         v = w / jnp.maximum(_norm(w), jnp.finfo(dtype).tiny)
-    a_norm = _norm(forward(v, geo)) * 1.01  # slight overestimate: the power method undershoots
+    a_norm = _norm(op.project(v)) * 1.01  # slight overestimate: the power method undershoots
     x = jnp.zeros(shape, dtype)
     return TVState(
         x=x,
@@ -497,9 +458,8 @@ def _tv_init(b: Array, geo: Any, *, grid: _Grid, n_power: int) -> TVState:
     )
 
 
-def _tv_step(state: TVState, geo: Any, lam: Any, *, grid: _Grid, clip: bool) -> TVState:
-    forward, adjoint = _ops(grid)
-    axes = _axes(grid)
+def _tv_step(state: TVState, op: Projector, lam: Any, *, clip: bool) -> TVState:
+    axes = _axes(op.grid)
     dtype = state.x.dtype
     sigma = tau = state.step_size
     nu = state.nu
@@ -511,14 +471,14 @@ def _tv_step(state: TVState, geo: Any, lam: Any, *, grid: _Grid, clip: bool) -> 
         mag = jnp.sqrt(jnp.sum(g * g, axis=0, keepdims=True))
         radius = jnp.asarray(lam, dtype) / nu
         y_grad = g / jnp.maximum(1.0, mag / jnp.maximum(radius, jnp.finfo(dtype).tiny))
-        back = adjoint(y_data, geo) + nu * _gradient_adjoint(y_grad, axes)
+        back = op.backproject(y_data) + nu * _gradient_adjoint(y_grad, axes)
     else:
         y_grad = state.y_grad
-        back = adjoint(y_data, geo)
+        back = op.backproject(y_data)
     x = state.x - tau * back
     if clip:
         x = jnp.maximum(x, 0.0)
-    ax = forward(x, geo)
+    ax = op.project(x)
     return dataclasses.replace(
         state,
         x=x,

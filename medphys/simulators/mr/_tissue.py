@@ -25,7 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Complex, Float
 
-from ...volume import LabeledVolume, SparseFractions, Structure, _check_affine
+from ...volume import (
+    LabeledVolume,
+    SparseFractions,
+    Structure,
+    _check_affine,
+    register_static_affine,
+)
 from . import _checks as chk
 from ._sequences import AbstractSequence
 
@@ -44,7 +50,6 @@ def _per_compartment(values: Array) -> Array:
     return values if values.ndim == 4 else values[:, None, None, None]
 
 
-@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class TissueMaps:
     """MR tissue properties on a voxel grid, with partial volume kept per compartment.
@@ -59,7 +64,8 @@ class TissueMaps:
         t2star_s: T2* (s), same shape as ``pd``.
         b0_hz: ``(x, y, z)`` off-resonance (Hz); zeros on an ideal scanner.
         b1: ``(x, y, z)`` relative transmit field (flip-angle scale); ones on an ideal scanner.
-        affine: ``(4, 4)`` voxel index → RAS+ mm, the phantom's (kept in float64 on the host).
+        affine: ``(4, 4)`` voxel index → RAS+ mm, the phantom's (static: float64 on the host, concrete
+            inside ``jax.jit``).
         names: compartment names (static), e.g. the phantom's material names.
     """
 
@@ -71,7 +77,7 @@ class TissueMaps:
     b0_hz: Float[Array, "x y z"]
     b1: Float[Array, "x y z"]
     affine: Float[Array, "4 4"]
-    names: tuple[str, ...] = dataclasses.field(metadata={"static": True})
+    names: tuple[str, ...]
 
     @classmethod
     def create(
@@ -180,6 +186,11 @@ class TissueMaps:
             self.b0_hz[None],
         )
         return jnp.sum(self.fractions * s, axis=0)
+
+
+register_static_affine(
+    TissueMaps, ("fractions", "pd", "t1_s", "t2_s", "t2star_s", "b0_hz", "b1"), ("names",)
+)
 
 
 @functools.lru_cache(maxsize=64)

@@ -40,7 +40,7 @@ from ... import materials
 from ..._checks import number as _number
 from ...volume import Volume
 from ..geometry import AbstractGeometry
-from ._projector import project
+from ._operator import project
 from ._spectrum import Spectrum
 
 __all__ = ["drr", "hu_to_fractions"]

@@ -71,29 +71,6 @@ def _host_projection(shape: tuple[int, int, int], affine: Any, geometry: Any) ->
     return p @ t
 
 
-_CACHE: dict[tuple, Any] = {}
-_CACHE_SIZE = 64
-
-
-def gather_bounds(
-    shape: tuple[int, int, int], affine: Any, geometry: Any
-) -> tuple[tuple[float, float, int, int], ...] | None:
-    """`footprint_bounds`, memoised on the grid and the geometry's values (a projector called in a
-    loop with the same geometry pays the host computation once)."""
-    leaves, treedef = jax.tree_util.tree_flatten(geometry)
-    key = (
-        tuple(shape),
-        np.asarray(affine, np.float64).tobytes(),
-        treedef,
-        tuple(np.asarray(x).tobytes() for x in leaves),
-    )
-    if key not in _CACHE:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = footprint_bounds(shape, affine, geometry)
-    return _CACHE[key]
-
-
 def footprint_bounds(
     shape: tuple[int, int, int], affine: Any, geometry: Any
 ) -> tuple[tuple[float, float, int, int], ...] | None:

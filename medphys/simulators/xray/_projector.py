@@ -55,15 +55,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array
 
-from ...volume import Volume
 from ..geometry import AbstractGeometry, ParallelBeam, _Planar, _Projective, z_aligned
 from ._joseph3d import joseph3d_rays, joseph3d_samples, pad_volume
-from ._joseph3d_gather import gather_bounds, joseph3d_backproject
+from ._joseph3d_gather import footprint_bounds, joseph3d_backproject
 from ._parallel_shift import shift_forward
 
-__all__ = ["Joseph", "Trilinear", "backproject", "project"]
+__all__ = ["Joseph", "Trilinear"]
 
 # Elements (rays × samples × batch) gathered at once per chunk of views: ~64 MB of float32.
 _CHUNK_ELEMENTS = 1 << 24
@@ -99,13 +98,6 @@ class _Plan:
     gather: tuple | None = None
 
 
-def _is_z_aligned(affine: Any) -> bool | None:
-    """Whether the affine's third axis is the world z axis (None when the affine is traced)."""
-    if isinstance(affine, jax.core.Tracer):
-        return None
-    return z_aligned(affine)
-
-
 def _make_plan(
     shape: tuple[int, int, int],
     affine: Any,
@@ -115,7 +107,10 @@ def _make_plan(
     views_per_batch: int | None,
     where: str,
     sampling: Any = None,
+    concrete: bool = True,
 ) -> _Plan:
+    """The static plan; the affine is concrete, the geometry too unless ``concrete`` is False
+    (a traced pose: no gather adjoint, whose footprint bound needs the pose's values)."""
     if sampling is None:
         sampling = Joseph()
     if not isinstance(sampling, (Joseph, Trilinear)):
@@ -124,7 +119,7 @@ def _make_plan(
             f"(got {sampling!r})"
         )
     trilinear = isinstance(sampling, Trilinear)
-    planar = bool(geometry.planar) and bool(_is_z_aligned(affine)) and not trilinear
+    planar = bool(geometry.planar) and z_aligned(affine) and not trilinear
     rows_are_slices = geometry.n_rows is None
     if rows_are_slices and not planar:
         raise ValueError(
@@ -157,14 +152,12 @@ def _make_plan(
         planar
         and isinstance(geometry, ParallelBeam)
         and shape[2] * batch <= _SHIFT_MAX_SLICES
-        and not isinstance(affine, jax.core.Tracer)
         and _in_plane_diagonal(affine)
     )
     gather = None
-    if not planar and not trilinear and batch == 1 and isinstance(geometry, _Projective):
-        leaves = [affine, *jax.tree_util.tree_leaves(geometry)]
-        if not any(isinstance(x, jax.core.Tracer) for x in leaves):
-            gather = gather_bounds(tuple(int(n) for n in shape), affine, geometry)
+    projective = isinstance(geometry, _Projective)
+    if concrete and not planar and not trilinear and batch == 1 and projective:
+        gather = footprint_bounds(tuple(int(n) for n in shape), affine, geometry)
     return _Plan(
         planar,
         tuple(int(n) for n in shape),
@@ -543,28 +536,16 @@ def _check_projective(where: str, box: np.ndarray, geometry: _Projective) -> Non
     )
 
 
-_CHECKED: dict[tuple, None] = {}
-
-
 def check_geometry(where: str, volume: Any, geometry: AbstractGeometry) -> None:
-    """Checks that need both the volume and the geometry (skipped for traced values)."""
+    """Checks that need both the grid (a `Grid`, `Volume` or `LabeledVolume`) and the geometry,
+    on concrete values (operators are prepared on the host)."""
     if not isinstance(geometry, AbstractGeometry):
         raise TypeError(
             f"{where}: `geometry` must be a ParallelBeam, FanBeam, ConeBeam or ProjectionGeometry from "
             f"medphys.simulators.geometry (got {type(geometry).__name__})"
         )
-    leaves = [volume.affine, *jax.tree_util.tree_leaves(geometry)]
-    if any(isinstance(x, jax.core.Tracer) for x in leaves):
-        return
     if isinstance(geometry, _Projective):
-        box = np.asarray(volume.bounds_mm(), dtype=np.float64)
-        leaves, treedef = jax.tree_util.tree_flatten(geometry)
-        key = (box.tobytes(), treedef, tuple(np.asarray(x).tobytes() for x in leaves))
-        if key not in _CHECKED:  # a projector called in a loop checks its geometry once
-            _check_projective(where, box, geometry)
-            if len(_CHECKED) >= 64:
-                _CHECKED.pop(next(iter(_CHECKED)))
-            _CHECKED[key] = None
+        _check_projective(where, np.asarray(volume.bounds_mm(), dtype=np.float64), geometry)
         return
     if not isinstance(geometry, _Planar):
         return
@@ -609,115 +590,6 @@ def check_geometry(where: str, volume: Any, geometry: AbstractGeometry) -> None:
                 f"{where}: the detector rows (z in [{z.min() - half:.1f}, {z.max() + half:.1f}] mm) "
                 f"miss the volume (z in [{box[0, 2]:.1f}, {box[1, 2]:.1f}] mm); set `z_mm`"
             )
-
-
-def project(
-    volume: Volume,
-    geometry: AbstractGeometry,
-    *,
-    views_per_batch: int | None = None,
-    sampling: Joseph | Trilinear | None = None,
-) -> Float[Array, "views u v"]:
-    """Line integrals of a volume along the geometry's rays.
-
-    Args:
-        volume: the volume; its affine places the voxels. Values are integrated along each ray in
-            world millimetres, so attenuation in 1/mm gives dimensionless line integrals.
-        geometry: a `ParallelBeam` or `FanBeam` (``n_rows=None``: one row per slice), a
-            `ConeBeam` or a `ProjectionGeometry`.
-        views_per_batch: views computed together (memory ∝ this); default from a ~64 MB budget.
-        sampling: `Joseph()` (default) or `Trilinear()`.
-
-    Returns:
-        ``(views, u, v)`` line integrals (volume units × mm), in the volume's dtype.
-
-    Raises:
-        ValueError: the source passes through the volume, the detector misses it, or rows are
-            unresolved on an oblique volume.
-
-    Planar geometries on volumes whose third axis is the world z axis use Joseph's method with z as
-    a batch axis (fast path); other cases use 3-D Joseph (or trilinear sampling when asked). Under
-    an outer ``jax.jit`` that traces the volume's affine, the alignment cannot be checked and the
-    generic path is used; keep the affine concrete (close over it) to get the fast path.
-
-    ``jax.grad`` through `project` runs `backproject`. For cone-beam and projective geometries it
-    is voxel-driven (a gather, about the cost of the forward) when the geometry and the affine are
-    concrete when `project` is traced: close over them rather than passing them as arguments of
-    an outer ``jax.jit``; with traced ones the (exact, slower) scatter transpose is used.
-
-    Example:
-        >>> vol = Volume.create(np.ones((32, 32, 4), np.float32), spacing_mm=1.0)
-        >>> g = ParallelBeam.create(n_views=90, n_u=48, du_mm=1.0)
-        >>> project(vol, g).shape
-        (90, 48, 4)
-    """
-    where = "medphys.simulators.xray.project"
-    check_geometry(where, volume, geometry)
-    data = jnp.asarray(volume.data)
-    if data.ndim != 3:
-        raise ValueError(f"{where}: `volume.data` must be 3-D (x, y, z) (got shape {data.shape})")
-    if not jnp.issubdtype(data.dtype, jnp.floating):
-        data = data.astype(jnp.float32)
-    plan = _make_plan(
-        tuple(data.shape),
-        volume.affine,
-        geometry,
-        views_per_batch=views_per_batch,
-        where=where,
-        sampling=sampling,
-    )
-    return _project_jit(plan, data, jnp.asarray(volume.affine), _as_arrays(geometry))
-
-
-def backproject(
-    projections: Float[Array, "views u v"],
-    geometry: AbstractGeometry,
-    *,
-    like: Any,
-    views_per_batch: int | None = None,
-    sampling: Joseph | Trilinear | None = None,
-) -> Volume:
-    """The exact adjoint of `project`: ``<project(x), y> == <x, backproject(y)>``.
-
-    Args:
-        projections: ``(views, u, v)``, as returned by `project` for this geometry.
-        geometry: the geometry used to project.
-        like: a `Volume` or `LabeledVolume` giving the output grid (shape and affine).
-        views_per_batch, sampling: as in `project`.
-
-    Returns:
-        `Volume` on ``like``'s grid, in the projections' dtype. This is the matched (unfiltered)
-        adjoint, for gradients and iterative reconstruction; for images use
-        `medphys.simulators.ct.fbp`.
-
-    Raises:
-        ValueError: ``projections`` has the wrong shape for the geometry, or as in `project`.
-    """
-    where = "medphys.simulators.xray.backproject"
-    check_geometry(where, like, geometry)
-    proj = jnp.asarray(projections)
-    if not jnp.issubdtype(proj.dtype, jnp.floating):
-        proj = proj.astype(jnp.float32)
-    shape = tuple(int(n) for n in like.shape)
-    rows = shape[2] if geometry.n_rows is None else geometry.n_rows
-    expected = (geometry.n_views, geometry.n_u, rows)
-    if tuple(proj.shape) != expected:
-        raise ValueError(
-            f"{where}: `projections` must have shape {expected} (got {tuple(proj.shape)})"
-        )
-    plan = _make_plan(
-        shape,
-        like.affine,
-        geometry,
-        views_per_batch=views_per_batch,
-        where=where,
-        sampling=sampling,
-    )
-    affine = (
-        np.asarray(like.affine) if not isinstance(like.affine, jax.core.Tracer) else like.affine
-    )
-    data = _backproject_jit(plan, proj, jnp.asarray(affine), _as_arrays(geometry))
-    return Volume(data=data, affine=like.affine)
 
 
 def planar_plan(

@@ -38,8 +38,8 @@ Noise
     flat field is the noise-free expected air scan (as after averaging many air scans). Readings
     below ``MIN_COUNTS`` are clamped before the log.
 
-The deterministic part (`expected_scan`) and the random part (`add_noise`, key first) are separate
-functions; `simulate` chains them.
+The deterministic part (`Scanner.expected`, `expected_scan`) and the random part (`add_noise`, key
+first) are separate functions; `Scanner.simulate` and `simulate` chain them (``_scanner``).
 
 References:
     B. R. Whiting, "Signal statistics in x-ray computed tomography", Proc. SPIE 4682, 2002.
@@ -55,28 +55,23 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
-from ... import materials
 from ..._types import PRNGKey
-from ...volume import LabeledVolume, Volume
 from ..geometry import ConeBeam, FanBeam, _Planar
 from ._bowtie import Bowtie
 from ._detector import Detector, PhotonCountingDetector, channel_weights, smooth
-from ._projector import _planar_forward, check_geometry, planar_plan, project
+from ._projector import _planar_forward
 from ._protocol import CTProtocol
 from ._scatter import scatter_signal
 
-__all__ = ["MIN_COUNTS", "XrayScan", "add_noise", "expected_scan", "simulate"]
+__all__ = ["MIN_COUNTS", "XrayScan", "add_noise"]
 
 #: Readings (photon equivalents) are clamped to at least this before the log.
 MIN_COUNTS = 0.5
 #: Effective counts below which the Poisson draw is exact (inversion); Gaussian above.
 _POISSON_EXACT_BELOW = 16.0
 _POISSON_TERMS = 48
-#: Materials treated as the flat-field medium (not projected).
-_BACKGROUND = ("air",)
 
 
 @jax.tree_util.register_dataclass
@@ -323,131 +318,6 @@ def _expected_projective(
     return _blur_and_scatter(mean, var, flat, flat_var, du, dv, detector, scatter)
 
 
-def _check_object_covered(
-    where: str, labeled_volume: LabeledVolume, fractions: np.ndarray, geometry: _Planar
-) -> None:
-    """The detector must see the whole object (every non-air voxel) in every view."""
-    if fractions.size == 0:
-        return
-    support = np.any(fractions > 1e-6, axis=0)
-    if not support.any():
-        return
-    a = np.asarray(labeled_volume.affine, dtype=np.float64)
-    idx = np.argwhere(support.any(axis=2)).astype(np.float64)
-    xy = idx @ a[:2, :2].T + a[:2, 3] - np.asarray(geometry.isocenter_mm, np.float64)
-    half_diag = 0.5 * float(np.linalg.norm(a[:2, :2].sum(axis=1)))
-    reach = float(np.max(np.hypot(xy[:, 0], xy[:, 1]))) + half_diag
-    fov = geometry.fov_radius_mm()
-    if reach > fov:
-        raise ValueError(
-            f"{where}: the detector does not cover the object: every view sees a circle of radius "
-            f"{fov:.1f} mm about the rotation axis, but the object reaches {reach:.1f} mm "
-            f"(n_u={geometry.n_u}, du_mm={float(geometry.du_mm):g}); increase `n_u` or `du_mm` "
-            "(or `fov_mm` in the protocol file)"
-        )
-
-
-def expected_scan(
-    labeled_volume: LabeledVolume, protocol: CTProtocol, *, dtype: Any = None
-) -> XrayScan:
-    """The noise-free acquisition (deterministic part of `simulate`).
-
-    Args:
-        labeled_volume: the phantom; its ``fractions`` are used when present (partial volume).
-        protocol: the `CTProtocol`.
-        dtype: computation dtype; default the fractions' floating dtype, else float32.
-
-    Returns:
-        `XrayScan` with ``counts == expected_counts``.
-
-    Raises:
-        TypeError: wrong argument types.
-        ValueError: the source passes through the phantom, the detector does not cover the
-            object, or (fan/parallel beam) the phantom's third axis is not the world z axis.
-
-    Fan- and parallel-beam geometries use the planar projector (all materials in one pass);
-    `ConeBeam` and `ProjectionGeometry` (radiographs, C-arms, tomosynthesis) project each
-    material's map once with the generic projector, and their flat field is per view.
-    """
-    where = "medphys.simulators.xray.simulate"
-    if not isinstance(labeled_volume, LabeledVolume):
-        raise TypeError(
-            f"{where}: `labeled_volume` must be a LabeledVolume (got {type(labeled_volume).__name__})"
-        )
-    if not isinstance(protocol, CTProtocol):
-        raise TypeError(f"{where}: `protocol` must be a CTProtocol (got {type(protocol).__name__})")
-    if dtype is None:
-        f = labeled_volume.fractions
-        dtype = f.dtype if f is not None and jnp.issubdtype(f.dtype, jnp.floating) else jnp.float32
-    geometry = protocol.geometry.with_rows_for(labeled_volume)
-    check_geometry(where, labeled_volume, geometry)
-
-    names = labeled_volume.material_names
-    keep = [i for i, m in enumerate(names) if m not in _BACKGROUND]
-    fractions = labeled_volume.material_fractions(dtype)
-    if labeled_volume.density_scale is not None:
-        # statistical texture: each voxel's attenuation is mu_m × scale, i.e. the material maps
-        # are scaled before projection (linear: the projector pair stays matched)
-        fractions = fractions * jnp.asarray(labeled_volume.density_scale, dtype)[None]
-    planar = isinstance(geometry, _Planar)
-    if planar and not isinstance(fractions, jax.core.Tracer):
-        _check_object_covered(where, labeled_volume, np.asarray(fractions)[keep], geometry)
-    spectrum = protocol.spectrum
-    energies = np.asarray(spectrum.energies_kev, np.float64)
-    mu_air = materials.attenuation_table(["air"], energies)[0]
-    if keep:
-        mu = materials.attenuation_table([names[i] for i in keep], energies) - mu_air[None, :]
-    else:
-        mu = np.zeros((1, energies.size))
-    arrays = partial(jax.tree_util.tree_map, jnp.asarray)
-    bowtie = protocol.bowtie
-    mu_bowtie = None if bowtie is None else jnp.asarray(bowtie.mu_per_mm(energies))
-    if not planar:
-        # point source and flat panel (cone beam, C-arm, radiographs): one projection per material
-        maps = [fractions[i] for i in keep] or [jnp.zeros(fractions.shape[1:], dtype)]
-        lengths = jnp.stack(
-            [project(Volume(data=m, affine=labeled_volume.affine), geometry) for m in maps],
-            axis=-1,
-        )
-        mean, var, flat = _expected_projective(
-            lengths,
-            arrays(geometry),
-            jnp.asarray(mu / 10.0),
-            jnp.asarray(spectrum.energies_kev),
-            jnp.asarray(spectrum.photons),
-            jnp.asarray(protocol.mas_per_view),
-            arrays(protocol.detector),
-            None if protocol.scatter is None else arrays(protocol.scatter),
-            None if bowtie is None else arrays(bowtie),
-            mu_bowtie,
-        )
-        return _scan(mean, var, flat, geometry, protocol)
-    plan = planar_plan(
-        labeled_volume.shape,
-        labeled_volume.affine,
-        protocol.geometry,
-        batch=max(len(keep), 1),
-        where=where,
-    )
-    # the plan follows the protocol's geometry: n_rows=None → the rows are the slices
-    mean, var, flat = _expected(
-        plan,
-        tuple(keep),
-        fractions,
-        jnp.asarray(labeled_volume.affine),
-        arrays(geometry),
-        jnp.asarray(mu / 10.0),  # 1/cm → 1/mm
-        jnp.asarray(spectrum.energies_kev),
-        jnp.asarray(spectrum.photons),
-        jnp.asarray(protocol.mas_per_view),
-        arrays(protocol.detector),
-        None if bowtie is None else arrays(bowtie),
-        mu_bowtie,
-        None if protocol.scatter is None else arrays(protocol.scatter),
-    )
-    return _scan(mean, var, flat, geometry, protocol)
-
-
 def _scan(mean: Array, var: Array, flat: Array, geometry: Any, protocol: CTProtocol) -> XrayScan:
     """Channel arrays → `XrayScan` (totals plus bins for a photon-counting detector)."""
     if isinstance(protocol.detector, PhotonCountingDetector):
@@ -539,27 +409,3 @@ def add_noise(key: PRNGKey, scan: XrayScan, protocol: CTProtocol) -> XrayScan:
         jnp.asarray(protocol.detector.electronic_noise),
     )
     return dataclasses.replace(scan, counts=counts, projections=projections)
-
-
-def simulate(labeled_volume: LabeledVolume, protocol: CTProtocol, key: PRNGKey) -> XrayScan:
-    """A noisy polychromatic CT scan or radiograph of a labelled phantom.
-
-    Args:
-        labeled_volume: the phantom (labels, material table, optional partial-volume fractions).
-        protocol: geometry, spectrum, dose, detector, optional bowtie and scatter (`CTProtocol`,
-            e.g. ``medphys.simulators.load("ct-chest-120kvp")`` or ``load("xray-chest-pa")``).
-        key: `jax.random` key for the noise.
-
-    Returns:
-        `XrayScan`: post-log projections ``(views, u, v)``, noisy and expected counts, flat field
-        and the resolved geometry. Float32 unless the phantom's fractions are float64.
-
-    Raises:
-        as `expected_scan`.
-
-    Example:
-        >>> protocol = medphys.simulators.load("ct-chest-120kvp")
-        >>> scan = simulate(phantom, protocol, jax.random.key(0))
-        >>> image = medphys.simulators.ct.reconstruct(scan, protocol, like=phantom)
-    """
-    return add_noise(key, expected_scan(labeled_volume, protocol), protocol)

@@ -1,6 +1,10 @@
 """CT reconstruction: filtered backprojection (parallel and flat-detector fan beam), water
 calibration and Hounsfield units.
 
+- `prepare(grid, geometry | protocol)` → `Reconstructor`: FBP / FDK planned once on the host
+  (redundancy weights, calibration, beam-hardening fit); ``attenuation(projections)`` and
+  ``hounsfield(scan)`` are pure inside ``jax.jit``, ``jax.vmap`` and ``jax.grad``;
+
 - `fbp(projections, geometry, *, like, filter=...)` → `Volume` (1/mm for post-log data);
   `fdk(...)` for circular cone beam; both take full turns or short scans (Parker weights,
   `parker_weights(geometry)`), and full turns with an offset detector (Wang's weights,
@@ -16,12 +20,9 @@ calibration and Hounsfield units.
 
 from ._fbp import FILTERS as FILTERS
 from ._fbp import FilterName as FilterName
-from ._fbp import fbp as fbp
 from ._fbp import ramp_response as ramp_response
-from ._fdk import fdk as fdk
 from ._hu import correct_beam_hardening as correct_beam_hardening
 from ._hu import ct_number as ct_number
-from ._hu import reconstruct as reconstruct
 from ._hu import remove_scatter as remove_scatter
 from ._hu import to_hu as to_hu
 from ._hu import water_mu as water_mu
@@ -34,3 +35,8 @@ from ._iterative import sirt as sirt
 from ._iterative import tv as tv
 from ._parker import offset_detector_weights as offset_detector_weights
 from ._parker import parker_weights as parker_weights
+from ._prepared import Reconstructor as Reconstructor
+from ._prepared import fbp as fbp
+from ._prepared import fdk as fdk
+from ._prepared import prepare as prepare
+from ._prepared import reconstruct as reconstruct

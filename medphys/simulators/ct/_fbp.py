@@ -50,13 +50,11 @@ from typing import Any, Literal, get_args
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array
 
-from ...volume import Volume
-from ..geometry import FanBeam, ParallelBeam, _Planar, z_aligned
-from ._parker import redundancy_weighted, scan_needs_weights
+from ..geometry import FanBeam, _Planar
 
-__all__ = ["FILTERS", "FilterName", "fbp", "ramp_response"]
+__all__ = ["FILTERS", "FilterName", "ramp_response"]
 
 #: Names of the reconstruction filters (windows applied to the ramp).
 FilterName = Literal["ram-lak", "shepp-logan", "cosine", "hann"]
@@ -250,84 +248,3 @@ def _fbp_kernel(
         )
 
     return _backproject_views(q, geometry, world[:, :2], gather3).reshape(shape)
-
-
-def fbp(
-    projections: Float[Array, "views u v"],
-    geometry: ParallelBeam | FanBeam,
-    *,
-    like: Any,
-    filter: FilterName = "ram-lak",
-    redundancy: Float[Array, "views u"] | None = None,
-) -> Volume:
-    """Filtered backprojection onto the grid of ``like``.
-
-    Args:
-        projections: ``(views, u, v)`` line integrals (e.g. post-log data, dimensionless).
-        geometry: the `ParallelBeam` or `FanBeam` that produced them (``n_rows=None``: one row per
-            slice of ``like``).
-        like: a `Volume` or `LabeledVolume` whose shape and affine define the output grid.
-        filter: ``"ram-lak"`` (plain ramp), ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
-        redundancy: optional ``(views, u)`` redundancy weights (the measurements of each line
-            adding up to 1); the image is then ``|dtheta| sum_views w Q``. Default: none for a
-            full turn (or a parallel-beam half turn), `offset_detector_weights` for a full
-            turn with a displaced detector, `parker_weights` for a short scan (views over at
-            least π + the fan angle and less than 2π).
-
-    Returns:
-        `Volume` on ``like``'s grid, in projection units per mm (1/mm for post-log data), in the
-        projections' dtype. Slices outside the detector rows are 0.
-
-    Raises:
-        ValueError: unknown filter, projections or redundancy weights whose shape does not match
-            the geometry, views that are not uniformly spaced, or that cover neither a full turn
-            (parallel beam: a half turn) nor π + the fan angle (short scan), a short scan with
-            an offset detector, or an offset detector that misses the central ray.
-
-    Example:
-        >>> g = ParallelBeam.create(n_views=180, n_u=96, du_mm=1.0)
-        >>> vol = Volume.create(np.ones((64, 64, 1), np.float32))
-        >>> fbp(project(vol, g), g, like=vol, filter="hann").shape
-        (64, 64, 1)
-    """
-    where = "medphys.simulators.ct.fbp"
-    filter = check_filter(where, filter)
-    if not isinstance(geometry, (ParallelBeam, FanBeam)):
-        raise TypeError(
-            f"{where}: `geometry` must be a ParallelBeam or FanBeam (got {type(geometry).__name__})"
-        )
-    kind = scan_needs_weights(where, geometry, what="FBP", custom=redundancy is not None)
-    proj = jnp.asarray(projections)
-    if not jnp.issubdtype(proj.dtype, jnp.floating):
-        proj = proj.astype(jnp.float32)
-    shape = tuple(int(n) for n in like.shape)
-    rows_are_slices = geometry.n_rows is None
-    aligned = z_aligned(like.affine)
-    if rows_are_slices and not aligned:
-        raise ValueError(
-            f"{where}: the geometry's `n_rows` is None (one row per slice) but `like` is oblique; "
-            "give the geometry's rows explicitly"
-        )
-    rows = shape[2] if rows_are_slices else geometry.n_rows
-    expected = (geometry.n_views, geometry.n_u, rows)
-    if proj.ndim != 3 or tuple(proj.shape) != expected:
-        raise ValueError(
-            f"{where}: `projections` must have shape {expected} (got {tuple(proj.shape)})"
-        )
-    geo = jax.tree_util.tree_map(jnp.asarray, geometry)
-    proj, geo = redundancy_weighted(where, proj, geometry, geo, redundancy, kind)
-    data = _fbp_kernel(
-        proj,
-        geo,
-        jnp.asarray(like.affine),
-        filter=filter,
-        shape=shape,
-        rows_are_slices=rows_are_slices,
-        aligned=aligned,
-        alpha=(
-            float(geometry.du_mm) / float(geometry.sdd_mm)
-            if isinstance(geometry, FanBeam) and geometry.curved
-            else None
-        ),
-    )
-    return Volume(data=data, affine=like.affine)

@@ -34,18 +34,15 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array
 
-from ...volume import Volume
 from ..geometry import ConeBeam
-from ._fbp import FilterName, _filter_rows, check_filter
-from ._parker import redundancy_weighted, scan_needs_weights
+from ._fbp import FilterName, _filter_rows
 
-__all__ = ["fdk"]
+__all__: list[str] = []
 
 # voxels backprojected together (each carries ~a dozen temporaries per view)
 _BLOCK = 1 << 18
@@ -120,75 +117,3 @@ def _fdk_kernel(
 
     out = jax.lax.map(one_block, jnp.arange(n_blocks) * block)
     return (out.reshape(-1)[:n_vox] * (math.pi / n_views)).reshape(shape)
-
-
-def fdk(
-    projections: Float[Array, "views u v"],
-    geometry: ConeBeam,
-    *,
-    like: Any,
-    filter: FilterName = "ram-lak",
-    redundancy: Float[Array, "views u"] | None = None,
-) -> Volume:
-    """FDK reconstruction of circular cone-beam projections onto the grid of ``like``.
-
-    Args:
-        projections: ``(views, u, v)`` line integrals (post-log data, dimensionless).
-        geometry: the circular (``pitch_mm = 0``) `ConeBeam` that produced them, with views
-            uniform over a full turn, or over at least π + the fan angle (a short scan, as on a
-            C-arm: Parker weights are applied automatically).
-        like: a `Volume` or `LabeledVolume` giving the output grid (shape and affine, any
-            orientation).
-        filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
-        redundancy: optional ``(views, u)`` redundancy weights shared by all rows (see `fbp`);
-            default none for a full turn, `offset_detector_weights` for a full turn with a
-            displaced detector, `parker_weights` for a short scan.
-
-    Returns:
-        `Volume` on ``like``'s grid in projection units per mm (1/mm for post-log data), in the
-        projections' dtype.
-
-    Raises:
-        TypeError: ``geometry`` is not a `ConeBeam`.
-        ValueError: unknown filter, a helical trajectory, views not uniformly spaced or covering
-            neither a full turn nor π + the fan angle, a short scan with an offset detector,
-            or projections (redundancy weights) whose shape does not match the geometry.
-
-    Example:
-        >>> g = ConeBeam.create(n_views=180, n_u=96, n_v=64, du_mm=1.0, dv_mm=1.0,
-        ...                     sod_mm=300.0, sdd_mm=500.0)
-        >>> vol = Volume.create(np.ones((48, 48, 32), np.float32))
-        >>> fdk(project(vol, g), g, like=vol).shape
-        (48, 48, 32)
-    """
-    where = "medphys.simulators.ct.fdk"
-    filter = check_filter(where, filter)
-    if not isinstance(geometry, ConeBeam):
-        raise TypeError(f"{where}: `geometry` must be a ConeBeam (got {type(geometry).__name__})")
-    if float(geometry.pitch_mm) != 0.0:
-        raise ValueError(
-            f"{where}: FDK needs a circular trajectory (got pitch_mm={float(geometry.pitch_mm):g}); "
-            "helical data need a helical reconstruction"
-        )
-    kind = scan_needs_weights(where, geometry, what="FDK", custom=redundancy is not None)
-    proj = jnp.asarray(projections)
-    if not jnp.issubdtype(proj.dtype, jnp.floating):
-        proj = proj.astype(jnp.float32)
-    expected = (geometry.n_views, geometry.n_u, geometry.n_v)
-    if tuple(proj.shape) != expected:
-        raise ValueError(
-            f"{where}: `projections` must have shape {expected} (got {tuple(proj.shape)})"
-        )
-    shape = tuple(int(s) for s in like.shape)
-    block = int(min(_BLOCK, shape[0] * shape[1] * shape[2]))
-    geo = jax.tree_util.tree_map(jnp.asarray, geometry)
-    proj, geo = redundancy_weighted(where, proj, geometry, geo, redundancy, kind)
-    data = _fdk_kernel(
-        proj,
-        geo,
-        jnp.asarray(like.affine),
-        filter=filter,
-        shape=shape,
-        block=block,
-    )
-    return Volume(data=data, affine=like.affine)

@@ -48,18 +48,14 @@ from jaxtyping import Array, Float
 
 from ... import materials
 from ...volume import Volume
-from ..geometry import ConeBeam
 from ..xray._detector import channel_weights
 from ..xray._protocol import CTProtocol
 from ..xray._scatter_correction import ScatterCorrection, correct_scatter
 from ..xray._simulate import MIN_COUNTS, XrayScan, detector_pitch_mm, ray_radius_mm
-from ._fbp import fbp
-from ._fdk import fdk
 
 __all__ = [
     "correct_beam_hardening",
     "ct_number",
-    "reconstruct",
     "remove_scatter",
     "to_hu",
     "water_mu",
@@ -219,16 +215,28 @@ def correct_beam_hardening(
             f"{where}: `projections` must have shape (views, {n_u}, rows) for this protocol "
             f"(got {tuple(p.shape)})"
         )
+    coeffs, scale = bhc_fit(protocol)
+    mu_ref = water_mu(protocol) / 10.0  # 1/mm
+    return bhc_polynomial(p, jnp.asarray(coeffs * mu_ref), jnp.asarray(scale))
+
+
+def bhc_fit(protocol: CTProtocol) -> tuple[np.ndarray, np.ndarray]:
+    """The protocol's water linearisation on the host: ``(columns, degree)`` coefficients of
+    ``L_water(p)`` (mm) in ``p / scale`` and the ``(columns,)`` scales."""
     s = protocol.spectrum
     energies = tuple(float(v) for v in np.asarray(s.energies_kev, np.float64))
     w = effective_weights(protocol, per_column=True)
-    coeffs, scale = _bhc_fit(energies, tuple(tuple(float(v) for v in row) for row in w))
-    mu_ref = water_mu(protocol) / 10.0  # 1/mm
+    return _bhc_fit(energies, tuple(tuple(float(v) for v in row) for row in w))
+
+
+def bhc_polynomial(p: Array, coeffs: Array, scale: Array) -> Array:
+    """``sum_k c_k (p / scale)^k`` per detector column (Horner, no constant term), in ``p``'s
+    dtype; ``coeffs`` already times μ_water."""
     dtype = p.dtype
-    c = jnp.asarray(coeffs * mu_ref, dtype)  # (columns, degree)
-    x = p / jnp.asarray(scale, dtype)[None, :, None]
+    c = coeffs.astype(dtype)
+    x = p / scale.astype(dtype)[None, :, None]
     out = jnp.zeros_like(x)
-    for k in range(_BHC_DEGREE - 1, -1, -1):  # Horner, no constant term
+    for k in range(c.shape[1] - 1, -1, -1):
         out = (out + c[None, :, k, None]) * x
     return out.astype(dtype)
 
@@ -290,42 +298,3 @@ def remove_scatter(scan: XrayScan, correction: ScatterCorrection) -> XrayScan:
     flat = flat if flat.ndim == primary.ndim else flat[None]
     projections = -jnp.log(jnp.maximum(primary, MIN_COUNTS) / flat)
     return dataclasses.replace(scan, counts=primary, projections=projections)
-
-
-def reconstruct(scan: XrayScan, protocol: CTProtocol, *, like: Any) -> Volume:
-    """FBP (fan/parallel) or FDK (circular cone beam) of a scan, in Hounsfield units, on the grid
-    of ``like``.
-
-    Args:
-        scan: the `XrayScan` from `medphys.simulators.xray.simulate`.
-        protocol: supplies the filter, the water calibration (`water_mu`), the optional kernel
-            scatter correction (`remove_scatter`, applied first, to the readings) and whether to
-            apply the water beam-hardening correction (`correct_beam_hardening`).
-        like: a `Volume` or `LabeledVolume` (usually the phantom) giving shape and affine.
-
-    Returns:
-        `Volume` in HU with ``like``'s affine, in the projections' dtype.
-
-    Raises:
-        as `fbp`.
-    """
-    if not isinstance(scan, XrayScan):
-        raise TypeError(
-            f"medphys.simulators.ct.reconstruct: `scan` must be an XrayScan (got {type(scan).__name__})"
-        )
-    where = "medphys.simulators.ct.reconstruct"
-    if protocol.modality != "ct":
-        raise ValueError(
-            f"{where}: protocol {protocol.name or '(unnamed)'} is a {protocol.modality!r} protocol; "
-            "only 'ct' protocols are reconstructed (use the projections as they are)"
-        )
-    if protocol.scatter_correction is not None:
-        scan = remove_scatter(scan, protocol.scatter_correction)
-    projections = scan.projections
-    if protocol.beam_hardening_correction:
-        projections = correct_beam_hardening(projections, protocol)
-    if isinstance(scan.geometry, ConeBeam):
-        mu = fdk(projections, scan.geometry, like=like, filter=protocol.filter)  # 1/mm
-    else:
-        mu = fbp(projections, scan.geometry, like=like, filter=protocol.filter)  # 1/mm
-    return to_hu(mu.with_data(mu.data * jnp.asarray(10.0, mu.data.dtype)), water_mu(protocol))

@@ -54,7 +54,7 @@ def stage_times(cases: int) -> list[dict[str, float]]:
         jax.block_until_ready(image.data)
         t["ct_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = mr.simulate(labels, mr_protocol, stream(key, "arm/mr"))
+        result = mr.simulate(stream(key, "arm/mr"), labels, mr_protocol)
         np.asarray(result.image.data)
         t["mr_s"] = time.perf_counter() - t0
         out.append(t)

@@ -126,7 +126,7 @@ def part_medphys(n: int, repeats: int) -> list[Timing]:
     catalog = sims.load("mr-t1-se-bloch")
 
     def image(p):
-        return lambda: mr.simulate(phantom, p, key).image.data
+        return lambda: mr.simulate(key, phantom, p).image.data
 
     note = f"{n * n} isochromats, {n + 1} repetitions"
     return [

@@ -147,5 +147,5 @@ def _image(key: PRNGKey, arm: Arm, labels: LabeledVolume) -> tuple[Volume, np.nd
         return image, np.asarray(scan.projections, np.float32)
     from ..simulators import mr
 
-    result = mr.simulate(labels, arm.protocol, key)
+    result = mr.simulate(key, labels, arm.protocol)
     return result.image, np.asarray(result.kspace, np.complex64)

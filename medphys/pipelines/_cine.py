@@ -128,5 +128,5 @@ def cine(
         labels = instant.voxelize(
             shape=shape, spacing_mm=spacing_mm, center_mm=center_mm, supersample=supersample
         )
-        frames.append(mr.simulate(labels, protocol, stream(key, f"frame/{k}")))
+        frames.append(mr.simulate(stream(key, f"frame/{k}"), labels, protocol))
     return CineResult(frames=tuple(frames), cardiac_phases=phases, temporal_resolution_s=resolution)

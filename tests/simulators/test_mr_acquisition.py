@@ -12,7 +12,7 @@ import scipy.special
 
 import medphys.materials as mm
 from medphys.simulators import mr
-from medphys.simulators.mr import _coils, _simulate, _tissue
+from medphys.simulators.mr import _coils, _scanner, _tissue
 from medphys.volume import LabeledVolume, MRValues, Structure
 
 MATERIALS = ("air", "adipose", "muscle", "brain_white_matter", "csf")
@@ -158,7 +158,7 @@ def test_loop_coils_normalised_at_centre_and_brighter_near_coil():
     coils = mr.LoopCoils.create(4)
     # the program simulate uses (shared with the closed-form image test below)
     maps = np.asarray(
-        _simulate._sensitivities(coils, PHANTOM.affine, PHANTOM.shape, jnp.dtype(jnp.float64))
+        _scanner._sensitivities(coils, PHANTOM.affine, PHANTOM.shape, jnp.dtype(jnp.float64))
     )
     rss = np.sqrt(np.sum(np.abs(maps) ** 2, axis=0))
     assert PHANTOM.shape == (41, 41, 3)
@@ -173,14 +173,14 @@ def test_loop_coils_normalised_at_centre_and_brighter_near_coil():
 def test_uniform_coils_rss_reproduces_single_coil_image():
     maps = mr.tissue_maps(PHANTOM, 1.5)
     key = jax.random.key(0)
-    one = mr.acquire(maps, _protocol(coils=mr.UniformCoils.create(1)), key).image.data
-    four = mr.acquire(maps, _protocol(coils=mr.UniformCoils.create(4)), key).image.data
+    one = mr.acquire(key, maps, _protocol(coils=mr.UniformCoils.create(1))).image.data
+    four = mr.acquire(key, maps, _protocol(coils=mr.UniformCoils.create(4))).image.data
     np.testing.assert_allclose(
         np.asarray(four), np.asarray(one), rtol=2e-5, atol=2e-6 * float(one.max())
     )
     # explicit uniform maps through `coil_maps` give the same image
     ones = jnp.full((4, *PHANTOM.shape), 0.5, jnp.complex64)
-    given = mr.acquire(maps, _protocol(coils=mr.LoopCoils.create(4)), key, coil_maps=ones)
+    given = mr.acquire(key, maps, _protocol(coils=mr.LoopCoils.create(4)), coil_maps=ones)
     np.testing.assert_allclose(
         np.asarray(given.image.data), np.asarray(one), rtol=2e-5, atol=2e-6 * float(one.max())
     )
@@ -194,13 +194,13 @@ def test_coil_maps_of_wrong_count_are_rejected():
         r"maps, shape \(4, \*grid\) \(got shape \(3, 41, 41, 3\)\)",
     ):
         mr.simulate(
-            PHANTOM, _protocol(coils=mr.LoopCoils.create(4)), jax.random.key(0), coil_maps=ones
+            jax.random.key(0), PHANTOM, _protocol(coils=mr.LoopCoils.create(4)), coil_maps=ones
         )
     with pytest.raises(ValueError, match=r"`coil_maps` must be on the phantom's grid"):
         mr.simulate(
+            jax.random.key(0),
             PHANTOM,
             _protocol(coils=mr.UniformCoils.create(3)),
-            jax.random.key(0),
             coil_maps=jnp.ones((3, 41, 41, 2)),
         )
 
@@ -210,7 +210,7 @@ def test_coil_maps_of_wrong_count_are_rejected():
 
 def test_noise_free_image_is_closed_form_signal_times_coil_profile():
     protocol = _protocol(coils=mr.LoopCoils.create(4))
-    res = mr.simulate(PHANTOM, protocol, jax.random.key(0), dtype=jnp.float64)
+    res = mr.simulate(jax.random.key(0), PHANTOM, protocol, dtype=jnp.float64)
     te, tr = 0.02, 0.6
     labels = np.asarray(PHANTOM.labels)
     expected = np.zeros(PHANTOM.shape)
@@ -233,7 +233,7 @@ def test_partial_volume_mixes_signals_not_properties():
     phantom = _phantom(fractions=True)
     maps = mr.tissue_maps(phantom, 1.5, dtype=jnp.float64)
     seq = mr.InversionRecovery.create(ti_s=0.238, te_s=0.03, tr_s=3.0)  # STIR: nulls fat
-    res = mr.acquire(maps, _protocol(sequence=seq), jax.random.key(0))
+    res = mr.acquire(jax.random.key(0), maps, _protocol(sequence=seq))
     fat, muscle = mm.get("adipose").mr(1.5), mm.get("muscle").mr(1.5)
 
     def ir(pd, t1, t2):
@@ -309,7 +309,7 @@ def test_per_structure_mr_values_override_the_material():
         assert t1[0, 0, 0] == pytest.approx(water.t1_s)
     # and the signal follows: a spin echo of the ventricle is the closed form of Gach's values
     protocol = mr.MRProtocol.create(mr.SpinEcho.create(te_s=0.02, tr_s=0.6), field_t=1.5)
-    image = np.asarray(mr.simulate(lv, protocol, jax.random.key(0), dtype=jnp.float64).image.data)
+    image = np.asarray(mr.simulate(jax.random.key(0), lv, protocol, dtype=jnp.float64).image.data)
     expect = float(mr.signal(protocol.sequence, gach.pd, gach.t1_s, gach.t2_s).real)
     assert expect == pytest.approx(  # the closed form with the refocusing pulse at TE/2
         gach.pd
@@ -389,7 +389,7 @@ def test_protocol_field_variation_is_applied_and_recorded():
         sequence=mr.BSSFP.create(tr_s=0.004, flip_deg=60.0),
         field_variation=mr.FieldVariation.create(b0_std_hz=30.0, b1_std=0.1),
     )
-    res = mr.simulate(PHANTOM, protocol, jax.random.key(5))
+    res = mr.simulate(jax.random.key(5), PHANTOM, protocol)
     assert res.field_params is not None
     b1 = np.asarray(res.maps.b1)
     assert b1.std() > 0.01 and abs(b1.mean() - 1.0) < 0.5
@@ -437,7 +437,7 @@ UNDERSAMPLED = mr.MRProtocol.create(
 
 
 def test_undersampled_kspace_is_zero_on_skipped_lines():
-    res = mr.simulate(PHANTOM, UNDERSAMPLED, jax.random.key(0))
+    res = mr.simulate(jax.random.key(0), PHANTOM, UNDERSAMPLED)
     skipped = np.asarray(res.mask) == 0
     assert skipped.sum() == 18
     assert np.all(np.asarray(res.kspace)[:, :, skipped, :] == 0)
@@ -453,7 +453,7 @@ def _background_std(nex, key):
     protocol = _protocol(
         coils=mr.LoopCoils.create(4), snr=10.0, nex=nex, snr_reference="brain_white_matter"
     )
-    res = mr.simulate(NOISE_PHANTOM, protocol, key)
+    res = mr.simulate(key, NOISE_PHANTOM, protocol)
     air = np.asarray(NOISE_PHANTOM.labels) == 0
     return float(np.asarray(res.image.data)[air].std()), float(res.noise_std), int(air.sum())
 
@@ -473,8 +473,8 @@ def test_measured_snr_matches_requested():
     everywhere and the reference level is the mean over the tissue.
     """
     protocol = _protocol(coils=mr.LoopCoils.create(4), snr=25.0, snr_reference="brain_white_matter")
-    a = mr.simulate(NOISE_PHANTOM, protocol, jax.random.key(20))
-    b = mr.simulate(NOISE_PHANTOM, protocol, jax.random.key(21))
+    a = mr.simulate(jax.random.key(20), NOISE_PHANTOM, protocol)
+    b = mr.simulate(jax.random.key(21), NOISE_PHANTOM, protocol)
     # noise-free combined image: |signal| x RSS of the sensitivities (checked in the closed-form test)
     clean = np.abs(np.asarray(a.maps.signal(protocol.sequence))) * np.asarray(mr.rss(a.coil_maps))
     wm = np.asarray(NOISE_PHANTOM.labels) == MATERIALS.index("brain_white_matter")
@@ -485,8 +485,8 @@ def test_measured_snr_matches_requested():
 
 def test_brightest_material_is_the_default_snr_reference():
     # SNR is defined on the fully sampled image even when lines are skipped
-    res = mr.simulate(PHANTOM, UNDERSAMPLED, jax.random.key(0))
-    clean = np.asarray(mr.simulate(PHANTOM, _protocol(), jax.random.key(0)).image.data)
+    res = mr.simulate(jax.random.key(0), PHANTOM, UNDERSAMPLED)
+    clean = np.asarray(mr.simulate(jax.random.key(0), PHANTOM, _protocol()).image.data)
     labels = np.asarray(PHANTOM.labels)
     brightest = max(clean[labels == i].mean() for i in range(len(MATERIALS)))
     np.testing.assert_allclose(float(res.noise_std), brightest / 20.0, rtol=1e-5)
@@ -506,12 +506,12 @@ CONTRACT_PROTOCOL = mr.MRProtocol.create(
 
 
 def test_same_key_same_output_and_no_retrace():
-    a = mr.simulate(SMALL, CONTRACT_PROTOCOL, jax.random.key(7))
-    size = _simulate._acquire._cache_size()
+    a = mr.simulate(jax.random.key(7), SMALL, CONTRACT_PROTOCOL)
+    size = _scanner._acquire._cache_size()
     fsize = _tissue._fractions._cache_size()
-    b = mr.simulate(SMALL, CONTRACT_PROTOCOL, jax.random.key(7))
-    c = mr.simulate(SMALL, CONTRACT_PROTOCOL, jax.random.key(8))
-    assert _simulate._acquire._cache_size() == size and _tissue._fractions._cache_size() == fsize
+    b = mr.simulate(jax.random.key(7), SMALL, CONTRACT_PROTOCOL)
+    c = mr.simulate(jax.random.key(8), SMALL, CONTRACT_PROTOCOL)
+    assert _scanner._acquire._cache_size() == size and _tissue._fractions._cache_size() == fsize
     np.testing.assert_array_equal(np.asarray(a.kspace), np.asarray(b.kspace))
     np.testing.assert_array_equal(np.asarray(a.image.data), np.asarray(b.image.data))
     assert not np.array_equal(np.asarray(a.image.data), np.asarray(c.image.data))
@@ -526,9 +526,9 @@ def test_jit_equals_eager():
     # the key-dependent steps are covered by the determinism and vmap tests
     maps = mr.tissue_maps(SMALL, 1.5)
     protocol = _protocol(sequence=CONTRACT_PROTOCOL.sequence, coils=mr.UniformCoils.create(2))
-    jitted = mr.acquire(maps, protocol, jax.random.key(9))
+    jitted = mr.acquire(jax.random.key(9), maps, protocol)
     with jax.disable_jit():
-        eager = mr.acquire(maps, protocol, jax.random.key(9))
+        eager = mr.acquire(jax.random.key(9), maps, protocol)
     scale = float(jnp.max(eager.image.data))
     np.testing.assert_allclose(
         np.asarray(jitted.image.data), np.asarray(eager.image.data), atol=1e-6 * scale
@@ -543,8 +543,8 @@ def test_jit_equals_eager():
 def test_inside_a_user_jit_no_tracer_is_kept():
     maps = mr.tissue_maps(SMALL, 1.5)
     protocol = _protocol(coils=mr.LoopCoils.create(3))
-    inside = jax.jit(lambda k: mr.acquire(maps, protocol, k).image.data)(jax.random.key(0))
-    outside = mr.acquire(maps, protocol, jax.random.key(0)).image.data  # reuses no tracer
+    inside = jax.jit(lambda k: mr.acquire(k, maps, protocol).image.data)(jax.random.key(0))
+    outside = mr.acquire(jax.random.key(0), maps, protocol).image.data  # reuses no tracer
     np.testing.assert_allclose(
         np.asarray(inside), np.asarray(outside), rtol=1e-5, atol=1e-6 * float(jnp.max(outside))
     )
@@ -553,8 +553,8 @@ def test_inside_a_user_jit_no_tracer_is_kept():
 def test_vmap_over_keys_equals_loop():
     maps = mr.tissue_maps(SMALL, 1.5)
     keys = jax.random.split(jax.random.key(4), 2)
-    batched = jax.vmap(lambda k: mr.acquire(maps, CONTRACT_PROTOCOL, k).image.data)(keys)
-    looped = [mr.acquire(maps, CONTRACT_PROTOCOL, k).image.data for k in keys]
+    batched = jax.vmap(lambda k: mr.acquire(k, maps, CONTRACT_PROTOCOL).image.data)(keys)
+    looped = [mr.acquire(k, maps, CONTRACT_PROTOCOL).image.data for k in keys]
     scale = float(jnp.max(batched))
     for i in range(2):
         np.testing.assert_allclose(np.asarray(batched[i]), np.asarray(looped[i]), atol=1e-5 * scale)
@@ -567,7 +567,7 @@ def test_gradient_through_the_acquisition():
 
     def mean_image(te):
         p = dataclasses.replace(protocol, sequence=mr.SpinEcho(te_s=te, tr_s=0.6))
-        return jnp.mean(mr.acquire(maps, p, jax.random.key(0)).image.data)
+        return jnp.mean(mr.acquire(jax.random.key(0), maps, p).image.data)
 
     g = jax.grad(mean_image)(0.02)
     fd = (mean_image(0.02 + 1e-6) - mean_image(0.02 - 1e-6)) / 2e-6
@@ -589,14 +589,14 @@ def test_gradient_through_the_acquisition():
         (lambda: mr.FieldVariation.create(b1_std=0.7), ValueError, r"`b1_std` must be < 0\.5"),
         (
             lambda: mr.simulate(
-                PHANTOM, _protocol(snr=10.0, snr_reference="bone"), jax.random.key(0)
+                jax.random.key(0), PHANTOM, _protocol(snr=10.0, snr_reference="bone")
             ),
             KeyError,
             r"unknown SNR reference material .*'bone'.*Available: adipose, air",
         ),
         (lambda: mr.tissue_maps(PHANTOM, 2.0), ValueError, r"`field_t` must be one of 1\.5, 3\.0"),
         (
-            lambda: mr.acquire(PHANTOM, _protocol(), jax.random.key(0)),
+            lambda: mr.acquire(jax.random.key(0), PHANTOM, _protocol()),
             TypeError,
             r"acquire: `maps` must be a TissueMaps \(got LabeledVolume\)",
         ),

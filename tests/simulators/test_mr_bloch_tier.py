@@ -53,7 +53,7 @@ def spin_echoes():
         tier1, sequence=mr.BlochSpinEcho.create(te_s=TE, tr_s=TR, dwell_s=DWELL)
     )
     key = jax.random.key(3)
-    return tuple(mr.simulate(PHANTOM, p, key, dtype=jnp.float64) for p in (tier1, bloch))
+    return tuple(mr.simulate(key, PHANTOM, p, dtype=jnp.float64) for p in (tier1, bloch))
 
 
 def test_bloch_spin_echo_image_equals_the_tier1_image(spin_echoes):
@@ -96,16 +96,16 @@ def test_gradient_echo_with_isochromats_decays_with_t2star():
     seq = mr.BlochGradientEcho.create(
         te_s=te, tr_s=tr, flip_deg=flip, n_dummy=30, isochromats=n_iso, dwell_s=DWELL
     )
-    got = mr.simulate(grid, dataclasses.replace(tier1, sequence=seq), jax.random.key(0))
+    got = mr.simulate(jax.random.key(0), grid, dataclasses.replace(tier1, sequence=seq))
     got = np.asarray(got.image.data)
-    ref = mr.simulate(grid, tier1, jax.random.key(0)).image.data  # exp(-TE/T2*) exactly
+    ref = mr.simulate(jax.random.key(0), grid, tier1).image.data  # exp(-TE/T2*) exactly
     # measured 6.3e-3, within the rule's bound 0.2 h/T2' = 0.7 % for the 8.2 ms horizon (the
     # quantiles of `lorentzian_offsets` gave 3.5e-2: 0.820 instead of exp(-0.24) = 0.787)
     assert _rel_in_tissue(got, ref) < 0.01
     # the T2* decay is what the isochromats add: the core is exp(-0.24) = 0.787 of its T2-only
     # signal (21 % darker)
     maps = mr.tissue_maps(grid, 1.5, dtype=jnp.float64)
-    no_spread = mr.acquire(dataclasses.replace(maps, t2star_s=maps.t2_s), tier1, jax.random.key(0))
+    no_spread = mr.acquire(jax.random.key(0), dataclasses.replace(maps, t2star_s=maps.t2_s), tier1)
     ratio = got / np.asarray(no_spread.image.data)
     t2prime = 1.0 / (1.0 / 0.02 - 1.0 / 0.05)
     assert np.median(ratio[np.asarray(grid.labels) == 2]) == pytest.approx(
@@ -126,17 +126,17 @@ def test_pulseq_protocol_reads_a_written_sequence(tmp_path):
     protocol = sims.load(tmp_path / "se.toml")
     assert isinstance(protocol.sequence, mr.PulseqSequence)
     key = jax.random.key(0)
-    got = mr.simulate(PHANTOM, protocol, key, dtype=jnp.float64).image.data
+    got = mr.simulate(key, PHANTOM, protocol, dtype=jnp.float64).image.data
     # the file drops ideal spoiling (Pulseq has none): the same sequence without it, built here
     same = dataclasses.replace(
         protocol,
         sequence=mr.BlochSpinEcho.create(te_s=TE, tr_s=TR, dwell_s=dwell, ideal_spoiling=False),
     )
-    want = mr.simulate(PHANTOM, same, key, dtype=jnp.float64).image.data
+    want = mr.simulate(key, PHANTOM, same, dtype=jnp.float64).image.data
     assert _rel_in_tissue(got, want) < 1e-3
     # and tier 1: T2 << TR leaves no transverse magnetisation to spoil (exp(-0.5/0.07) < 0.1 %)
     tier1 = dataclasses.replace(protocol, sequence=mr.SpinEcho.create(te_s=TE, tr_s=TR))
-    ref = mr.simulate(PHANTOM, tier1, key, dtype=jnp.float64).image.data
+    ref = mr.simulate(key, PHANTOM, tier1, dtype=jnp.float64).image.data
     assert _rel_in_tissue(got, ref) < 0.02
 
 
@@ -148,7 +148,7 @@ def test_bloch_tier_bad_input(tmp_path):
     with pytest.raises(
         ValueError, match=r"simulate: .*64 ADC samples; the Bloch tier needs one per k-space "
     ):
-        mr.simulate(PHANTOM, wrong, jax.random.key(0))
+        mr.simulate(jax.random.key(0), PHANTOM, wrong)
     with pytest.raises(ValueError, match=r"BlochSpinEcho.create: `te_s` must be less than"):
         mr.BlochSpinEcho.create(te_s=0.6, tr_s=0.5)
     with pytest.raises(ValueError, match=r"BlochGradientEcho.create: `flip_deg` must be in"):
@@ -162,7 +162,7 @@ def test_bloch_tier_bad_input(tmp_path):
     protocol = mr.MRProtocol.create(mr.BlochSpinEcho.create(te_s=TE, tr_s=TR), field_t=1.5)
     maps = mr.tissue_maps(PHANTOM, 1.5)
     with pytest.raises(TypeError, match=r"acquire: the Bloch tier chooses its isochromats"):
-        jax.jit(lambda m: mr.acquire(m, protocol, jax.random.key(0)).image.data)(maps)
+        jax.jit(lambda m: mr.acquire(jax.random.key(0), m, protocol).image.data)(maps)
 
 
 def test_bloch_sequences_are_static_and_hashable():
@@ -180,5 +180,5 @@ def test_catalog_bloch_protocol_matches_its_tier1_twin():
     assert (bloch.sequence.te_s, bloch.sequence.tr_s) == (tier1.sequence.te_s, tier1.sequence.tr_s)
     assert (bloch.coils, bloch.snr, bloch.field_t) == (tier1.coils, tier1.snr, tier1.field_t)
     key = jax.random.key(7)
-    a, b = (mr.simulate(PHANTOM, p, key, dtype=jnp.float64) for p in (bloch, tier1))
+    a, b = (mr.simulate(key, PHANTOM, p, dtype=jnp.float64) for p in (bloch, tier1))
     assert _rel_in_tissue(a.image.data, b.image.data) < 0.01

@@ -104,7 +104,7 @@ def test_every_catalog_protocol_is_valid_for_the_library():
 
 def test_default_catalog_protocol_simulates():
     protocol = sims.load("mr-t1-se")  # the dataset default
-    res = mr.simulate(TINY, protocol, jax.random.key(0))
+    res = mr.simulate(jax.random.key(0), TINY, protocol)
     img = np.asarray(res.image.data)
     assert img.shape == TINY.shape and img.dtype == np.float32
     assert np.all(np.isfinite(img)) and img.min() >= 0

@@ -161,7 +161,7 @@ def test_fast_spin_echo_simulates_on_a_phantom():
     )
     seq = mr.FastSpinEcho.create(esp_s=0.012, tr_s=3.0, n_echoes=8, echo=4, refocus_deg=150.0)
     protocol = mr.MRProtocol.create(seq, field_t=3.0)
-    res = mr.simulate(phantom, protocol, jax.random.key(0))
+    res = mr.simulate(jax.random.key(0), phantom, protocol)
     img = np.asarray(res.image.data)
     assert img.dtype == np.float32 and np.all(np.isfinite(img))
     assert img[labels == 1].min() > 0 and img[labels == 0].max() < 1e-6

@@ -91,8 +91,8 @@ def test_mr_proton_density_is_scaled_inside_the_mask(cylinder):
     np.testing.assert_array_equal(scale[outside], 1.0)
     # the spin-echo image follows PD: relative image modulation = scale inside the cylinder
     protocol = mr.MRProtocol.create(mr.SpinEcho.create(te_s=0.02, tr_s=0.6), field_t=1.5)
-    a = np.abs(np.asarray(mr.simulate(lv, protocol, jax.random.key(0)).image.data))
-    b = np.abs(np.asarray(mr.simulate(tex, protocol, jax.random.key(0)).image.data))
+    a = np.abs(np.asarray(mr.simulate(jax.random.key(0), lv, protocol).image.data))
+    b = np.abs(np.asarray(mr.simulate(jax.random.key(0), tex, protocol).image.data))
     assert np.all(np.isfinite(b)) and not np.allclose(a, b)
 
 

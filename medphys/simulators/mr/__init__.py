@@ -6,21 +6,32 @@ phase graphs for CPMG echo trains (`FastSpinEcho`, `echo_train`). Tier 3: Bloch 
 isochromats (`Spins`, `bloch`) under arbitrary RF and gradient waveforms, written as `Block` values
 (`RFPulse`, `Trapezoid`, `ArbitraryGradient`, `ADC`; builders `spin_echo`, `turbo_spin_echo`,
 `gradient_echo`, `selective`; Pulseq files via `read_pulseq` / `write_pulseq`) and lowered to time
-steps (`lower`); `simulate` runs this tier when the protocol's sequence is a `BlochSpinEcho`,
+steps (`lower`); an acquisition runs this tier when the protocol's sequence is a `BlochSpinEcho`,
 `BlochGradientEcho` or `PulseqSequence` (isochromats per voxel and tissue, full encoding).
 Acquisition: multi-coil Cartesian 2-D multi-slice encoding, undersampling masks
 (including `PartialFourier`), complex Gaussian noise at a stated SNR; reconstruction by
 root-sum-of-squares, `sense` (CG-SENSE; `sense_solver` for ``init``/``step``) and `pocs`
 (partial Fourier); `CineProtocol` (``mr-cine-bssfp``): cardiac timing for cine series, which
-`medphys.pipelines.cine` runs over a beating phantom. Structures with their own MR values (`medphys.volume.MRValues`) override
-their material's in `tissue_maps`. Everything is a pure JAX function of immutable PyTrees: jit-compiled,
-differentiable, batchable with ``jax.vmap``.
+`medphys.pipelines.cine` runs over a beating phantom. Structures with their own MR values
+(`medphys.volume.MRValues`) override their material's in `tissue_maps`.
+
+The acquisition is a prepared operator: `prepare(grid, protocol, compartments=...)` plans it once
+on the host (coil maps on the grid, SNR reference, a Bloch sequence lowered for the grid) and
+returns an `MRScanner` whose ``acquire(key, maps)`` and ``reconstruct(kspace)`` are pure JAX
+functions of immutable PyTrees: jit-compiled, differentiable with respect to the tissue maps,
+batchable over cases with ``jax.vmap`` (the Bloch tier chooses its isochromats on the host and
+runs eagerly). `acquire(key, maps, protocol)` and `simulate(key, labeled_volume, protocol)` do
+both in one call. Randomness enters through the key, always the first argument.
 
 Typical use::
 
     protocol = medphys.simulators.load("mr-t1-se")
-    result = medphys.simulators.mr.simulate(phantom, protocol, jax.random.key(0))
+    result = medphys.simulators.mr.simulate(jax.random.key(0), phantom, protocol)
     result.image        # medphys.Volume, magnitude image on the phantom's grid
+
+    maps = medphys.simulators.mr.tissue_maps(phantom, protocol.field_t)
+    op = medphys.simulators.mr.prepare(maps.grid, protocol, compartments=maps.names)
+    images = jax.jit(jax.vmap(lambda k, m: op.acquire(k, m).image.data))(keys, stacked_maps)
 
     bloch = medphys.simulators.load("mr-t1-se-bloch")   # the same through Bloch isochromats
 
@@ -52,6 +63,8 @@ from ._from_config import protocol_from_config as protocol_from_config
 from ._kspace import fft2c as fft2c
 from ._kspace import ifft2c as ifft2c
 from ._kspace import rss as rss
+from ._protocol import MRProtocol as MRProtocol
+from ._protocol import MRResult as MRResult
 from ._pulseq import PulseqError as PulseqError
 from ._pulseq import read_pulseq as read_pulseq
 from ._pulseq import write_pulseq as write_pulseq
@@ -66,14 +79,14 @@ from ._sampling import EquispacedMask as EquispacedMask
 from ._sampling import FullSampling as FullSampling
 from ._sampling import RandomMask as RandomMask
 from ._sampling import VariableDensityMask as VariableDensityMask
+from ._scanner import MRScanner as MRScanner
+from ._scanner import prepare as prepare
 from ._sequences import BSSFP as BSSFP
 from ._sequences import AbstractSequence as AbstractSequence
 from ._sequences import GradientEcho as GradientEcho
 from ._sequences import InversionRecovery as InversionRecovery
 from ._sequences import SpinEcho as SpinEcho
 from ._sequences import signal as signal
-from ._simulate import MRProtocol as MRProtocol
-from ._simulate import MRResult as MRResult
 from ._simulate import acquire as acquire
 from ._simulate import simulate as simulate
 from ._tissue import FieldParams as FieldParams

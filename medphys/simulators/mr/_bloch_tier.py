@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex
 
+from ...volume import Grid
 from . import _checks as chk
 from ._bloch import Spins, bloch, lorentzian_rule
 from ._builders import Cartesian2D, gradient_echo, spin_echo
@@ -55,10 +56,15 @@ from ._waveforms import Block, StepSequence, lower
 __all__ = [
     "AbstractBlochSequence",
     "BlochGradientEcho",
+    "BlochPlan",
     "BlochSpinEcho",
     "PulseqSequence",
     "bloch_kspace",
+    "plan_bloch",
 ]
+
+#: The floating leaves of a `StepSequence` (``adc_slot`` is an integer index).
+_FLOAT_STEP_FIELDS = ("dt_s", "rf_hz", "grad_hz_per_mm", "adc_phase_rad", "spoil")
 
 
 class AbstractBlochSequence(abc.ABC):
@@ -278,14 +284,6 @@ class PulseqSequence(AbstractBlochSequence):
         return list(self.sequence_blocks)
 
 
-def encoding_of(maps: TissueMaps, dwell_s: float) -> Cartesian2D:
-    """The Cartesian encoding of the maps' grid: its in-plane matrix and field of view (mm)."""
-    a = np.asarray(maps.affine, dtype=np.float64)
-    nx, ny, _ = maps.shape
-    dx, dy = (float(np.linalg.norm(a[:3, i])) for i in (0, 1))
-    return Cartesian2D.create((nx, ny), (nx * dx, ny * dy), dwell_s=dwell_s)
-
-
 def _horizon_s(seq: StepSequence) -> float:
     """The longest time from the start of the last RF step before an ADC sample to the sample
     (s): how long the T2' decay of the isochromats must follow ``exp(-t/T2')``."""
@@ -313,38 +311,85 @@ def _t2prime_rules(
     return offsets, weights, rule.reshape(r2prime.shape)
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class BlochPlan:
+    """What the Bloch tier fixes once per grid and sequence (`plan_bloch`).
+
+    Attributes:
+        steps: the sequence lowered for the grid's Cartesian encoding (leaves: timing, RF,
+            gradients; its static `StepPattern` set by `lower`).
+        isochromats: off-resonance isochromats per voxel and compartment (static).
+        horizon_s: the longest time from an RF pulse to an ADC sample (s; static): the span over
+            which the isochromats' T2' rule follows ``exp(-t/T2')``.
+        spacing_mm: in-plane voxel size ``(dx, dy)`` of the encoding (mm; static).
+    """
+
+    steps: StepSequence
+    isochromats: int = dataclasses.field(metadata={"static": True})
+    horizon_s: float = dataclasses.field(metadata={"static": True})
+    spacing_mm: tuple[float, float] = dataclasses.field(metadata={"static": True})
+
+
+def encoding_of(grid: Grid, dwell_s: float) -> Cartesian2D:
+    """The Cartesian encoding of a grid: its in-plane matrix and field of view (mm)."""
+    nx, ny, _ = grid.shape
+    dx, dy = (float(s) for s in grid.spacing_mm[:2])
+    return Cartesian2D.create((nx, ny), (nx * dx, ny * dy), dwell_s=dwell_s)
+
+
+def plan_bloch(where: str, grid: Grid, sequence: AbstractBlochSequence, dtype: Any) -> BlochPlan:
+    """Lower a Bloch-tier sequence for a grid's encoding, on the host, once.
+
+    Raises:
+        ValueError: a sequence whose ADC count is not the grid's ``nx · ny``.
+    """
+    nx, ny, _ = grid.shape
+    enc = encoding_of(grid, sequence.dwell_s)
+    with jax.ensure_compile_time_eval():  # host planning, also when a caller is being traced
+        steps = lower(sequence.blocks(enc), dtype=dtype)
+        horizon_s = _horizon_s(steps)
+    if steps.n_adc != nx * ny:
+        raise chk.FieldError(
+            where,
+            "protocol.sequence",
+            f"the sequence has {steps.n_adc} ADC samples; the Bloch tier needs one per k-space "
+            f"sample of the {nx} x {ny} grid ({nx * ny}), line by line (see Cartesian2D)",
+        )
+    return BlochPlan(
+        steps=steps,
+        isochromats=sequence.isochromats,
+        horizon_s=horizon_s,
+        spacing_mm=(enc.fov_mm[0] / nx, enc.fov_mm[1] / ny),
+    )
+
+
 def bloch_kspace(
+    plan: BlochPlan,
     maps: TissueMaps,
-    sequence: AbstractBlochSequence,
     coil_maps: Complex[Array, "coils x y z"],
 ) -> Complex[Array, "coils kx ky z"]:
     """Noise-free, fully sampled multi-coil k-space of every axial slice, by Bloch simulation.
 
     Args:
-        maps: tissue maps (concrete: the isochromats of each slice are chosen on the host).
-        sequence: the Bloch-tier sequence.
+        plan: the lowered sequence (`plan_bloch` on the maps' grid).
+        maps: tissue maps whose fractions, T2 and T2* are on the host: the isochromats of each
+            slice are chosen from their values (``jax.errors.TracerArrayConversionError`` when
+            they are traced).
         coil_maps: ``(coils, x, y, z)`` complex receive sensitivities.
 
     Returns:
         ``(coils, kx, ky, z)`` k-space in the layout and scale of `fft2c`.
-
-    Raises:
-        ValueError: a sequence whose ADC count is not the grid's ``nx · ny``.
     """
-    where = f"{chk.PREFIX}simulate"
     nx, ny, nz = maps.shape
     dtype = maps.dtype
-    enc = encoding_of(maps, sequence.dwell_s)
-    seq = lower(sequence.blocks(enc), dtype=dtype)
-    if seq.n_adc != nx * ny:
-        raise chk.FieldError(
-            where,
-            "protocol.sequence",
-            f"the sequence has {seq.n_adc} ADC samples; the Bloch tier needs one per k-space "
-            f"sample of the {nx} x {ny} grid ({nx * ny}), line by line (see Cartesian2D)",
+    seq = plan.steps
+    if seq.dt_s.dtype != dtype:  # a plan made for another precision: same steps, cast
+        seq = dataclasses.replace(
+            seq, **{f: getattr(seq, f).astype(dtype) for f in _FLOAT_STEP_FIELDS}
         )
-    dx, dy = enc.fov_mm[0] / nx, enc.fov_mm[1] / ny
-    n_iso = sequence.isochromats
+    dx, dy = plan.spacing_mm
+    n_iso = plan.isochromats
     fractions = np.asarray(maps.fractions)
     shape = fractions.shape
 
@@ -354,7 +399,7 @@ def bloch_kspace(
 
     pd, t1, t2, t2s = (per_voxel(v) for v in (maps.pd, maps.t1_s, maps.t2_s, maps.t2star_s))
     offsets_of, weights_of, rule = _t2prime_rules(
-        np.asarray(jnp.maximum(1.0 / t2s - 1.0 / t2, 0.0)), n_iso, _horizon_s(seq)
+        np.asarray(jnp.maximum(1.0 / t2s - 1.0 / t2, 0.0)), n_iso, plan.horizon_s
     )
     picks = [np.nonzero(fractions[..., z] > 0) for z in range(nz)]
     n_max = max(1, *(len(p[0]) for p in picks))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from . import _checks as chk
-from ._simulate import MRProtocol
+from ._protocol import MRProtocol
 
 __all__ = ["CineProtocol"]
 

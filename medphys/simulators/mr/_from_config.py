@@ -48,6 +48,7 @@ from ._bloch_tier import AbstractBlochSequence, BlochGradientEcho, BlochSpinEcho
 from ._cine import CineProtocol
 from ._coils import AbstractCoils, LoopCoils, UniformCoils
 from ._epg import FastSpinEcho
+from ._protocol import MRProtocol
 from ._sampling import (
     AbstractSampling,
     EquispacedMask,
@@ -56,7 +57,6 @@ from ._sampling import (
     VariableDensityMask,
 )
 from ._sequences import BSSFP, AbstractSequence, GradientEcho, InversionRecovery, SpinEcho
-from ._simulate import MRProtocol
 from ._tissue import FieldVariation
 
 __all__ = ["protocol_from_config"]

@@ -26,6 +26,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Complex, Float
 
 from ...volume import (
+    Grid,
     LabeledVolume,
     SparseFractions,
     Structure,
@@ -161,6 +162,11 @@ class TissueMaps:
     @property
     def dtype(self) -> Any:
         return self.fractions.dtype
+
+    @property
+    def grid(self) -> Grid:
+        """The static `medphys.Grid` (shape and affine) the maps live on."""
+        return Grid(self.shape, self.affine)
 
     def voxel_average(
         self, values: Float[Array, " c"] | Float[Array, "c x y z"]

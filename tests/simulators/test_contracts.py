@@ -28,7 +28,7 @@ import pytest
 from jax.test_util import check_grads
 
 import medphys
-from medphys.simulators import ct, xray
+from medphys.simulators import ct, mr, xray
 
 GRID = medphys.Grid.create((10, 9, 4), spacing_mm=2.0)
 
@@ -124,6 +124,67 @@ def _fbp() -> tuple:
     return (lambda p: ct.fbp(p, g, like=GRID).data), (_positive((9, 20, 4), 4),)
 
 
+COMPARTMENTS = ("adipose", "muscle", "csf")
+
+
+def _mr_scanner(sequence: Any, **kw: Any) -> mr.MRScanner:
+    protocol = mr.MRProtocol.create(sequence, field_t=1.5, coils=mr.LoopCoils.create(2), **kw)
+    return mr.prepare(GRID, protocol, compartments=COMPARTMENTS, dtype=jnp.float64)
+
+
+def _mr_maps(fractions: Any) -> mr.TissueMaps:
+    """Tissue maps of fixed relaxation properties, in the fractions' dtype."""
+    f = jnp.asarray(fractions)
+    return mr.TissueMaps(
+        fractions=f,
+        pd=jnp.asarray([0.9, 0.8, 1.0], f.dtype),
+        t1_s=jnp.asarray([0.3, 0.9, 4.0], f.dtype),
+        t2_s=jnp.asarray([0.08, 0.05, 2.0], f.dtype),
+        t2star_s=jnp.asarray([0.04, 0.03, 0.5], f.dtype),
+        b0_hz=jnp.zeros(GRID.shape, f.dtype),
+        b1=jnp.ones(GRID.shape, f.dtype),
+        affine=GRID.affine,
+        names=COMPARTMENTS,
+    )
+
+
+def _mr_occupancy(seed: int) -> np.ndarray:
+    """Compartment fractions: every voxel 50-90 % occupied (no zero-signal voxel)."""
+    f = _positive((3, *GRID.shape), seed)
+    return f / f.sum(axis=0) * np.random.default_rng(seed + 1).uniform(0.5, 0.9, GRID.shape)
+
+
+def _mr_acquire() -> tuple:
+    # a fixed key: field draw and noise at an SNR on a named compartment, full sampling
+    op = _mr_scanner(
+        mr.SpinEcho.create(te_s=0.02, tr_s=0.6),
+        snr=20.0,
+        snr_reference="muscle",
+        field_variation=mr.FieldVariation.create(b0_std_hz=10.0, b1_std=0.05),
+    )
+    key = jax.random.key(2)
+    return (lambda f: op.acquire(key, _mr_maps(f)).image.data), (_mr_occupancy(5),)
+
+
+def _mr_acquire_keyed() -> tuple:
+    op = _mr_scanner(
+        mr.GradientEcho.create(te_s=0.005, tr_s=0.1, flip_deg=30.0),
+        sampling=mr.RandomMask.create(2.0, acs_lines=2),
+        snr=15.0,
+        field_variation=mr.FieldVariation.create(b0_std_hz=20.0, b1_std=0.05),
+    )
+    return (lambda k, f: op.acquire(k, _mr_maps(f)).image.data), (
+        jax.random.key(6),
+        _mr_occupancy(7),
+    )
+
+
+def _mr_reconstruct() -> tuple:
+    op = _mr_scanner(mr.SpinEcho.create(te_s=0.02, tr_s=0.6))
+    parts = np.random.default_rng(8).normal(size=(2, 2, *GRID.shape))  # real, imaginary
+    return (lambda x: op.reconstruct(jax.lax.complex(x[0], x[1]))), (parts,)
+
+
 REGISTRY: tuple[Entry, ...] = (
     Entry(
         "xray.Projector.project (parallel)", _projector(_parallel), _projector_adjoint(_parallel)
@@ -139,6 +200,14 @@ REGISTRY: tuple[Entry, ...] = (
     Entry("xray.Scanner.expected (cone)", _expected(_cone)),
     Entry("xray.Scanner.simulate (fan)", _simulate(_fan), grads=False, keyed=True),
     Entry("ct.fbp (fan)", _fbp),
+    Entry("mr.MRScanner.acquire (spin echo, fixed key)", _mr_acquire),
+    Entry(
+        "mr.MRScanner.acquire (gradient echo, random mask)",
+        _mr_acquire_keyed,
+        grads=False,
+        keyed=True,
+    ),
+    Entry("mr.MRScanner.reconstruct", _mr_reconstruct),
 )
 
 IDS = [e.name for e in REGISTRY]
@@ -239,7 +308,11 @@ def test_adjoint_pair_passes_the_dot_test(entry: Entry) -> None:
 def test_registry_covers_every_prepared_operator_method() -> None:
     """Every public method of the prepared operators that maps arrays appears in the registry."""
     names = " ".join(IDS)
-    for cls, methods in ((xray.Projector, ("project",)), (xray.Scanner, ("expected", "simulate"))):
+    for cls, methods in (
+        (xray.Projector, ("project",)),
+        (xray.Scanner, ("expected", "simulate")),
+        (mr.MRScanner, ("acquire", "reconstruct")),
+    ):
         for m in methods:
             assert f"{cls.__name__}.{m}" in names
 

@@ -26,15 +26,18 @@ Generic (trilinear, fixed step; ``sampling=Trilinear()``)
 All are linear in the volume. The backprojector is their exact transpose, so
 ``<A x, y> = <x, A^T y>`` to rounding. For 3-D Joseph on point-source geometries (`ConeBeam`,
 `ProjectionGeometry`) it is voxel-driven (``_joseph3d_gather``): every voxel gathers the weights
-of the pixels whose rays cross its slice within one voxel, at about the cost of the forward.
-Elsewhere it is the same gathers transposed into scatter-adds or slice updates by
-`jax.linear_transpose`, also exact: for the planar kernels, for trilinear sampling (a gather
-would also be exact, but needs each candidate ray's sample phase, which starts at its box entry;
-not written yet), for traced geometries or affines (the footprint bound needs concrete values),
-and when a source plane cuts the volume's box (the footprint is unbounded there);
+of the pixels whose rays cross its slice within one voxel, at about the cost of the forward; its
+footprint bound is computed on the host when the operator is prepared (``_operator``). Elsewhere
+it is the same gathers transposed into scatter-adds or slice updates by `jax.linear_transpose`,
+also exact: for the planar kernels, for trilinear sampling (a gather would also be exact, but
+needs each candidate ray's sample phase, which starts at its box entry; not written yet), for a
+pose moved inside a trace (`Projector.with_geometry`: the bound was computed for the prepared
+pose), and when a source plane cuts the volume's box (the footprint is unbounded there).
 `project` and `backproject` carry `jax.custom_vjp` rules that call each other, so ``jax.grad``
-through `project` runs the backprojector. Geometry leaves (angles, offsets, distances) and the
-affine are differentiable too.
+through `project` runs the backprojector. Geometry leaves (angles, offsets, distances, poses) are
+differentiable too: for 3-D Joseph by a kernel of its own (``joseph3d_ray_grads``: four
+single-output passes over the samples, about 4× the forward on CPU, where differentiating the
+forward's multi-output loop costs about 15×), elsewhere by `jax.vjp` of the forward.
 
 Work is chunked over views (``jax.lax.map`` over chunks of ``views_per_batch`` views, whose rays
 form one bundle; the generic path also chunks rays) so memory stays bounded, and all shapes are
@@ -58,7 +61,7 @@ import numpy as np
 from jaxtyping import Array
 
 from ..geometry import AbstractGeometry, ParallelBeam, _Planar, _Projective, z_aligned
-from ._joseph3d import joseph3d_rays, joseph3d_samples, pad_volume
+from ._joseph3d import joseph3d_ray_grads, joseph3d_rays, joseph3d_samples, pad_volume
 from ._joseph3d_gather import footprint_bounds, joseph3d_backproject
 from ._parallel_shift import shift_forward
 
@@ -395,6 +398,59 @@ def _generic_forward(plan: _Plan, data: Array, affine: Array, geometry: Abstract
     return jax.lax.map(one_view, jnp.arange(geometry.n_views), batch_size=plan.views_per_batch)
 
 
+def _generic_pose_vjp(
+    plan: _Plan, data: Array, affine: Array, geometry: AbstractGeometry, g: Array, out: Array
+) -> Any:
+    """The cotangent of the geometry for the cotangent ``g (views, u, v)`` of a 3-D Joseph
+    projection: per view, the rays' origin and direction sensitivities (`joseph3d_ray_grads`,
+    chunked like the forward) pulled back through ``geometry.rays``, summed over views."""
+    dtype = data.dtype
+    a = jnp.asarray(affine, dtype)
+    ainv = jnp.linalg.inv(a[:3, :3])
+    offset = a[:3, 3]
+    flat = pad_volume(data)
+    n_u, n_rows = geometry.n_u, geometry.n_rows
+    n_rays = n_u * n_rows
+    c = plan.rays_per_batch
+    n_chunks = -(-n_rays // c)
+
+    def chunked(x: Array, fill: float) -> Array:
+        x = x.reshape(n_rays, -1)
+        pad = jnp.full((n_chunks * c - n_rays, x.shape[1]), fill, dtype)
+        return jnp.concatenate([x, pad]).reshape(n_chunks, c, -1)
+
+    def one_view(total: Any, args: tuple[Array, Array, Array]) -> tuple[Any, None]:
+        view, g_view, out_view = args
+        r, pull = jax.vjp(lambda geo: geo.rays(view, dtype), geometry)
+        bundle = (
+            chunked(r.origins, 0.0),
+            chunked(r.directions, 1.0 / math.sqrt(3.0)),
+            chunked(r.t_min, 1.0)[..., 0],
+            chunked(r.t_max, 0.0)[..., 0],
+            chunked(g_view, 0.0)[..., 0],
+            chunked(out_view, 0.0)[..., 0],
+        )
+        d_o, d_d = jax.lax.map(
+            lambda bb: joseph3d_ray_grads(flat, plan.shape, ainv, offset, *bb), bundle
+        )
+        d_o = d_o.reshape(-1, 3)[:n_rays].reshape(r.origins.shape)
+        d_d = d_d.reshape(-1, 3)[:n_rays].reshape(r.directions.shape)
+        (d_geo,) = pull(
+            dataclasses.replace(
+                r,
+                origins=d_o,
+                directions=d_d,
+                t_min=jnp.zeros_like(r.t_min),
+                t_max=jnp.zeros_like(r.t_max),
+            )
+        )
+        return jax.tree_util.tree_map(jnp.add, total, d_geo), None
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, geometry)
+    total, _ = jax.lax.scan(one_view, zeros, (jnp.arange(geometry.n_views), g, out))
+    return total
+
+
 # ----------------------------------------------------------------------------------------------
 # Operator pair with custom VJPs
 
@@ -428,6 +484,11 @@ def _adjoint(plan: _Plan, proj: Array, affine: Array, geometry: AbstractGeometry
     return out
 
 
+def _joseph3d(plan: _Plan) -> bool:
+    """Whether the forward is the generic 3-D Joseph kernel."""
+    return not (plan.planar or plan.trilinear or plan.shift)
+
+
 def _is_primal(x: Any) -> bool:
     return isinstance(x, jax.custom_derivatives.CustomVJPPrimal)
 
@@ -442,11 +503,14 @@ def _unwrap(tree: Any) -> tuple[Any, tuple[()] | None]:
 
 def _pair_bwd(plan, res, g, transpose, apply):
     """Shared backward rule: ``transpose`` for the linear input, ``jax.vjp`` for affine/geometry."""
-    x, affine, geometry, need_x, need_affine, need_geometry = res
+    x, affine, geometry, need_x, need_affine, need_geometry, out = res
     if isinstance(g, jax.custom_derivatives.SymbolicZero):
         return None, None, None
     d_x = None if need_x is None else transpose(plan, g, affine, geometry)
     d_affine = d_geometry = None
+    if need_affine is None and need_geometry is not None and apply is _forward and _joseph3d(plan):
+        # a pose derivative of the 3-D Joseph projection: one pass over the samples
+        return d_x, None, _generic_pose_vjp(plan, x, affine, geometry, g, out)
     if need_affine is not None or need_geometry is not None:
         _, pull = jax.vjp(lambda a, geo: apply(plan, x, a, geo), affine, geometry)
         d_affine, d_geometry = pull(g)
@@ -464,7 +528,8 @@ def _project_op(plan, data, affine, geometry):
 
 def _project_fwd(plan, data, affine, geometry):
     (data, m_data), (affine, m_affine), (geometry, m_geo) = map(_unwrap, (data, affine, geometry))
-    return _forward(plan, data, affine, geometry), (data, affine, geometry, m_data, m_affine, m_geo)
+    out = _forward(plan, data, affine, geometry)
+    return out, (data, affine, geometry, m_data, m_affine, m_geo, out)
 
 
 def _project_bwd(plan, res, g):
@@ -481,7 +546,8 @@ def _backproject_op(plan, proj, affine, geometry):
 
 def _backproject_fwd(plan, proj, affine, geometry):
     (proj, m_proj), (affine, m_affine), (geometry, m_geo) = map(_unwrap, (proj, affine, geometry))
-    return _adjoint(plan, proj, affine, geometry), (proj, affine, geometry, m_proj, m_affine, m_geo)
+    out = _adjoint(plan, proj, affine, geometry)
+    return out, (proj, affine, geometry, m_proj, m_affine, m_geo, out)
 
 
 def _backproject_bwd(plan, res, g):

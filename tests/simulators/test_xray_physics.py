@@ -398,7 +398,8 @@ def test_curved_fan_detector_has_uniform_flat_field():
     import numpy as np
 
     from medphys.simulators.geometry import FanBeam
-    from medphys.simulators.xray._simulate import detector_weights, ray_radius_mm
+    from medphys.simulators.xray import ray_radius_mm
+    from medphys.simulators.xray._simulate import detector_weights
 
     kwargs = dict(n_u=64, du_mm=8.0, sod_mm=600.0, sdd_mm=1000.0, n_views=4, n_rows=1, dv_mm=1.0)
     curved = FanBeam.create(**kwargs, curved=True)

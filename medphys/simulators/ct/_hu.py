@@ -48,10 +48,15 @@ from jaxtyping import Array, Float
 
 from ... import materials
 from ...volume import Volume
-from ..xray._detector import channel_weights
-from ..xray._protocol import CTProtocol
-from ..xray._scatter_correction import ScatterCorrection, correct_scatter
-from ..xray._simulate import MIN_COUNTS, XrayScan, detector_pitch_mm, ray_radius_mm
+from ..xray import (
+    MIN_COUNTS,
+    CTProtocol,
+    ScatterCorrection,
+    XrayScan,
+    correct_scatter,
+    detected_spectrum_of,
+)
+from ..xray._simulate import detector_pitch_mm
 
 __all__ = [
     "correct_beam_hardening",
@@ -67,21 +72,10 @@ _BHC_DEGREE = 6
 
 def effective_weights(protocol: CTProtocol, *, per_column: bool) -> np.ndarray:
     """Detector-weighted fluence per energy ``(columns, energies)`` (float64, unnormalised):
-    the central ray only (one row) or every detector column of the protocol's geometry."""
-    s = protocol.spectrum
-    e = np.asarray(s.energies_kev, np.float64)
-    n = np.asarray(s.photons, np.float64)
-    r1, _ = channel_weights(protocol.detector, jnp.asarray(e), jnp.asarray(n))
-    w = n * np.sum(np.asarray(r1, np.float64), axis=1)
-    b = protocol.bowtie
-    if b is None:
-        return w[None, :]
-    if per_column:
-        r = np.asarray(ray_radius_mm(protocol.geometry, jnp.float32), np.float64)
-    else:
-        r = np.zeros((1,))
-    t = np.asarray(b.thickness_mm(jnp.asarray(r)), np.float64)
-    return w[None, :] * np.exp(-t[:, None] * b.mu_per_mm(e)[None, :])
+    `medphys.simulators.xray.detected_spectrum_of` summed over the detector's channels, for the
+    central ray only (one row) or every detector column of the protocol's geometry."""
+    w1, _ = detected_spectrum_of(protocol, per_column=per_column)
+    return np.sum(w1, axis=2)
 
 
 @functools.lru_cache(maxsize=256)

@@ -11,6 +11,9 @@
   (`correct_scatter`: primary from readings); `CTProtocol`.
 - `simulate(key, labeled_volume, protocol)` = `expected_scan` (deterministic) + `add_noise`
   (random): a polychromatic, noisy scan of a `LabeledVolume` → `XrayScan`.
+- `detected_spectrum` / `detected_spectrum_of(protocol)`: the one owner of each detector column's
+  detected spectrum (fluence × detector response × bowtie), used by the simulator and by the
+  CT calibration (water μ, beam-hardening correction).
 - `drr(ct_volume_hu, geometry, spectrum=...)`: DRRs from a CT in HU (volume or NIfTI path).
 - `protocol_from_config`: the ``modality = "ct"`` protocol files of the ``simulators/`` catalog.
 """
@@ -24,6 +27,9 @@ from ._detector import EnergyIntegratingDetector as EnergyIntegratingDetector
 from ._detector import PhotonCountingDetector as PhotonCountingDetector
 from ._drr import drr as drr
 from ._drr import hu_to_fractions as hu_to_fractions
+from ._fluence import detected_spectrum as detected_spectrum
+from ._fluence import detected_spectrum_of as detected_spectrum_of
+from ._fluence import ray_radius_mm as ray_radius_mm
 from ._operator import Projector as Projector
 from ._operator import backproject as backproject
 from ._operator import project as project

@@ -58,9 +58,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..._types import PRNGKey
-from ..geometry import ConeBeam, FanBeam, _Planar
+from ..geometry import FanBeam, _Planar
 from ._bowtie import Bowtie
-from ._detector import Detector, PhotonCountingDetector, channel_weights, smooth
+from ._detector import Detector, PhotonCountingDetector, smooth
+from ._fluence import detected_spectrum, ray_radius_mm
 from ._projector import _planar_forward
 from ._protocol import CTProtocol
 from ._scatter import scatter_signal
@@ -116,19 +117,6 @@ class XrayScan:
         return -jnp.log(floor / (flat if flat.ndim == floor.ndim else flat[:, None]))
 
 
-def ray_radius_mm(geometry: _Planar | ConeBeam, dtype: Any) -> Float[Array, " u"]:
-    """Distance of each detector column's ray from the rotation axis (mm); for a `ConeBeam`, of
-    the column's in-plane (mid-plane) ray, which all its rows share."""
-    u = geometry.u_mm(dtype)
-    if isinstance(geometry, FanBeam) and geometry.curved:  # u is arc length at sdd: gamma = u / sdd
-        sdd = jnp.asarray(geometry.sdd_mm, dtype)
-        return jnp.asarray(geometry.sod_mm, dtype) * jnp.abs(jnp.sin(u / sdd))
-    if isinstance(geometry, (FanBeam, ConeBeam)):  # flat detector: sin(atan(u / sdd))
-        sdd = jnp.asarray(geometry.sdd_mm, dtype)
-        return jnp.asarray(geometry.sod_mm, dtype) * jnp.abs(u) / jnp.sqrt(sdd * sdd + u * u)
-    return jnp.abs(u)
-
-
 def detector_weights(
     energies_kev: Array,
     photons: Array,
@@ -153,14 +141,12 @@ def detector_weights(
         ``(w1, w2)`` each ``(u, energies, channels)``: the expected reading of column ``u`` is
         ``sum_E w1[u, E] exp(-line integral at E)``; ``w2`` likewise gives its quantum variance.
     """
-    e = jnp.asarray(energies_kev, dtype)
-    n = jnp.asarray(photons, dtype)
     distance = jnp.asarray(geometry.flux_distance_mm, dtype)
     height = jnp.asarray(geometry.dv_mm, dtype)
     if isinstance(geometry, FanBeam):
         height = height * jnp.asarray(geometry.sdd_mm, dtype) / jnp.asarray(geometry.sod_mm, dtype)
     area = jnp.asarray(geometry.du_mm, dtype) * height
-    per_pixel = n * jnp.asarray(mas_per_view, dtype) * (1000.0 / distance) ** 2 * area
+    per_pixel = jnp.asarray(mas_per_view, dtype) * (1000.0 / distance) ** 2 * area
     if isinstance(geometry, FanBeam) and not geometry.curved:
         # flat detector: longer path (inverse square) and oblique incidence, cos^3 of the fan angle
         u = geometry.u_mm(dtype)
@@ -168,17 +154,17 @@ def detector_weights(
         gain = (sdd / jnp.sqrt(sdd * sdd + u * u)) ** 3
     else:  # parallel beam, or a curved detector whose pixels all sit at sdd facing the source
         gain = jnp.ones((geometry.n_u,), dtype)
-    fluence = gain[:, None] * per_pixel[None, :]  # (u, E)
-    if bowtie is not None and mu_bowtie_mm is not None:
-        t = bowtie.thickness_mm(ray_radius_mm(geometry, dtype))
-        fluence = fluence * jnp.exp(-t[:, None] * jnp.asarray(mu_bowtie_mm, dtype)[None, :])
-    if detector is None:
-        e0 = jnp.sum(e * n) / jnp.sum(n)
-        r1, r2 = (e / e0)[:, None], ((e / e0) ** 2)[:, None]
-    else:
-        r1, r2 = channel_weights(detector, e, n)
-        r1, r2 = r1.astype(dtype), r2.astype(dtype)
-    return fluence[:, :, None] * r1[None], fluence[:, :, None] * r2[None]
+    w1, w2 = detected_spectrum(
+        energies_kev,
+        photons,
+        detector,
+        bowtie,
+        mu_bowtie_mm,
+        ray_radius_mm(geometry, dtype),
+        dtype,
+    )
+    scale = (gain * per_pixel)[:, None, None]
+    return scale * w1, scale * w2
 
 
 def detector_pitch_mm(geometry: _Planar, dtype: Any) -> tuple[Array, Array]:
@@ -267,19 +253,11 @@ def _projective_weights(
     normal = normal / jnp.sqrt(jnp.sum(normal * normal))
     cos = jnp.abs(jnp.sum(rays.directions * normal[None, None, :], axis=-1))
     area = jnp.asarray(geometry.du_mm, dtype) * jnp.asarray(geometry.dv_mm, dtype)
-    geom = (1000.0 / rays.t_max) ** 2 * area * cos  # (u, v)
-    e = jnp.asarray(energies, dtype)
-    n = jnp.asarray(photons, dtype)
-    r1, r2 = channel_weights(detector, e, n)
-    per = n * jnp.asarray(mas_per_view, dtype)
-    w1 = geom[:, :, None, None] * (per[:, None] * r1.astype(dtype))[None, None]
-    w2 = geom[:, :, None, None] * (per[:, None] * r2.astype(dtype))[None, None]
-    if bowtie is not None and mu_bowtie is not None:
-        t = bowtie.thickness_mm(ray_radius_mm(geometry, dtype))  # (u,)
-        trans = jnp.exp(-t[:, None] * jnp.asarray(mu_bowtie, dtype)[None, :])  # (u, E)
-        w1 = w1 * trans[:, None, :, None]
-        w2 = w2 * trans[:, None, :, None]
-    return w1, w2
+    geom = (1000.0 / rays.t_max) ** 2 * area * cos * jnp.asarray(mas_per_view, dtype)  # (u, v)
+    # a bowtie (ConeBeam) acts per column, shared by the rows
+    radius = jnp.zeros((geometry.n_u,), dtype) if bowtie is None else ray_radius_mm(geometry, dtype)
+    w1, w2 = detected_spectrum(energies, photons, detector, bowtie, mu_bowtie, radius, dtype)
+    return geom[:, :, None, None] * w1[:, None], geom[:, :, None, None] * w2[:, None]
 
 
 @jax.jit

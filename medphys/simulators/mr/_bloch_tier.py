@@ -1,4 +1,4 @@
-"""The Bloch tier of `simulate`: typed sequences simulated on isochromats with full encoding.
+"""The Bloch tier of the MR acquisition: typed sequences simulated on isochromats, full encoding.
 
 A protocol whose sequence is a `BlochSpinEcho`, `BlochGradientEcho` or `PulseqSequence` is
 simulated by `bloch` instead of the tier-1 signal equations. Each axial slice of the phantom is a
@@ -6,6 +6,9 @@ simulated by `bloch` instead of the tier-1 signal equations. Each axial slice of
 matrix and field of view; one ky line per repetition, kx read out along the grid's first axis),
 the layout of `fft2c`, so the k-space continues through the same undersampling, noise and
 reconstruction as tier 1. Slices are independent (ideal rectangular slice profile, as tier 1).
+What depends on the grid and the sequence only is planned once, when the operator is prepared
+(`plan_bloch`: the lowered sequence, its ADC count checked, the T2' horizon); the isochromats are
+chosen at each acquisition from the maps' values (`bloch_kspace`, on the host).
 
 Isochromats: one group per voxel and tissue compartment present in it, at the voxel's centre
 (positions ``((i - nx//2) dx, (j - ny//2) dy, 0)`` along the grid axes, so the k-space sample of

@@ -59,7 +59,7 @@ def _medphys_2d(k: int):
 
     ph = phantoms.load("forbild-head-2d")
     return lambda: ph.voxelize(
-        shape=(N2, N2, 1), spacing_mm=256.0 / N2, supersample=k, fractions=False
+        shape=(N2, N2, 1), spacing_mm=256.0 / N2, supersample=k, fractions=phantoms.Fractions.NONE
     )
 
 
@@ -86,7 +86,10 @@ def one(tool: str, task: str) -> Timing:
             tool,
             task,
             lambda: ph.voxelize(
-                shape=(n, n, n), spacing_mm=256.0 / n, supersample=2, fractions=False
+                shape=(n, n, n),
+                spacing_mm=256.0 / n,
+                supersample=2,
+                fractions=phantoms.Fractions.NONE,
             ),
             repeats=2,
             note=f"{len(ph.shapes)} structures (317 air cells in one), supersample 2",

@@ -117,7 +117,10 @@ def one(tool: str, task: str) -> Timing:
                 tool,
                 task,
                 lambda: ph.voxelize(
-                    shape=(n, n, n), spacing_mm=fov / n, supersample=k, fractions=False
+                    shape=(n, n, n),
+                    spacing_mm=fov / n,
+                    supersample=k,
+                    fractions=phantoms.Fractions.NONE,
                 ),
                 repeats=15,
                 note=f"labels, supersample {k}",

@@ -312,7 +312,9 @@ def _fit_grid(phantom, spacing_mm: float) -> tuple[tuple[int, int, int], tuple[f
     from . import phantoms
 
     coarse_mm, coarse = 10.0, (96, 96, 128)
-    lv = phantoms.voxelize(phantom, shape=coarse, spacing_mm=coarse_mm, fractions=False)
+    lv = phantoms.voxelize(
+        phantom, shape=coarse, spacing_mm=coarse_mm, fractions=phantoms.Fractions.NONE
+    )
     idx = np.argwhere(np.asarray(lv.labels) > 0)
     if idx.size == 0:
         return (128, 128, 112), (0.0, 0.0, 0.0)
@@ -371,7 +373,11 @@ def phantom_show(
     shape, centre = _fit_grid(phantom, spacing_mm)
     shape = (size or shape[0], size or shape[1], slices or shape[2])
     labels = phantoms.voxelize(
-        phantom, shape=shape, spacing_mm=spacing_mm, center_mm=centre, fractions=False
+        phantom,
+        shape=shape,
+        spacing_mm=spacing_mm,
+        center_mm=centre,
+        fractions=phantoms.Fractions.NONE,
     )
     if render:
         try:

@@ -52,4 +52,5 @@ from ._texture import power_law_field as power_law_field
 from ._texture import sample_texture as sample_texture
 from ._texture import structure_key as structure_key
 from ._texture import texture_modulation as texture_modulation
+from ._voxelize import Fractions as Fractions
 from ._voxelize import voxelize as voxelize

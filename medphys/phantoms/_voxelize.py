@@ -40,14 +40,15 @@ shapes are held to). A deformation ``phantom.warp`` is applied to every point (`
 before the shapes are evaluated; its Lipschitz bound ``warp.max_stretch`` widens the test.
 
 Memory: the labels (1 byte per voxel), the covers (1–2 bytes per cell), the undecided pairs and
-the samples of the boundary voxels (1–2 bytes each), and, with ``fractions=True``, a dense
+the samples of the boundary voxels (1–2 bytes each), and, with ``Fractions.DENSE``, a dense
 ``(structures + 1, x, y, z)`` float32 array (for 43 labels at 512³ that is 23 GB; use
-``fractions="sparse"``, entries for the boundary voxels only, or ``fractions=False`` on large
+``Fractions.SPARSE``, entries for the boundary voxels only, or ``Fractions.NONE`` on large
 grids). The same code runs on GPU.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import math
 from collections.abc import Iterator, Sequence
@@ -232,6 +233,15 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+class Fractions(enum.Enum):
+    """How `voxelize` keeps partial volume: ``DENSE`` (one float32 map per structure), ``SPARSE``
+    (boundary voxels only, `medphys.volume.SparseFractions`) or ``NONE`` (labels only)."""
+
+    DENSE = "dense"
+    SPARSE = "sparse"
+    NONE = "none"
+
+
 def voxelize(
     phantom: Phantom,
     *,
@@ -239,7 +249,7 @@ def voxelize(
     spacing_mm: float | Sequence[float],
     center_mm: Sequence[float] = (0.0, 0.0, 0.0),
     supersample: int = 2,
-    fractions: bool | str = True,
+    fractions: Fractions = Fractions.DENSE,
 ) -> LabeledVolume:
     """Sample a phantom on an axis-aligned grid.
 
@@ -250,18 +260,19 @@ def voxelize(
         center_mm: world position (RAS+ mm) of the grid centre.
         supersample: points per voxel along each axis (1–8); 2 gives volumes within ~1% for
             organ-sized structures.
-        fractions: keep the per-structure occupancy (label 0 = background) for
-            partial-volume-aware simulation: ``True`` a dense ``(structures + 1, x, y, z)``
-            float32 array (4 bytes × (structures + 1) per voxel), ``"sparse"`` a
+        fractions: how to keep the per-structure occupancy (label 0 = background) for
+            partial-volume-aware simulation: `Fractions.DENSE` a dense ``(structures + 1, x, y,
+            z)`` float32 array (4 bytes × (structures + 1) per voxel), `Fractions.SPARSE` a
             `medphys.volume.SparseFractions` (entries for the boundary voxels only: use it on
-            large grids), ``False`` none.
+            large grids), `Fractions.NONE` none (labels only).
 
     Returns:
         `LabeledVolume` whose label 0 is ``background`` and label ``i`` the i-th structure.
 
     Raises:
-        ValueError: non-positive shape/spacing, supersample outside 1–8, `fractions` other than
-            True, False or "sparse", or a field of view that contains no part of the phantom.
+        ValueError: non-positive shape/spacing, supersample outside 1–8, or a field of view that
+            contains no part of the phantom.
+        TypeError: ``fractions`` is not a `Fractions`.
 
     Example:
         >>> from medphys import phantoms
@@ -285,12 +296,12 @@ def voxelize(
             f"{where}: `supersample` must be an integer in [1, 8] (got {supersample!r})"
         )
 
-    if not (isinstance(fractions, bool) or (isinstance(fractions, str) and fractions == "sparse")):
-        raise ValueError(
-            f'{where}: `fractions` must be True (dense), False (none) or "sparse" '
+    if not isinstance(fractions, Fractions):
+        raise TypeError(
+            f"{where}: `fractions` must be medphys.phantoms.Fractions.DENSE, .SPARSE or .NONE "
             f"(got {fractions!r})"
         )
-    sparse = fractions == "sparse"
+    sparse = fractions is Fractions.SPARSE
     k = supersample
     n_shapes = len(phantom.shapes)
     affine = make_affine(shape_t, spacing, center_mm=center)
@@ -314,7 +325,7 @@ def voxelize(
     # 3. labels (largest share, ties to the higher priority) and fractions
     out = None
     entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    if fractions is True:
+    if fractions is Fractions.DENSE:
         cover_np = np.asarray(cover)
         out = np.zeros((n_shapes + 1, n_vox), dtype=np.float32)
         out[cover_np, np.arange(n_vox)] = 1.0

@@ -388,7 +388,7 @@ def _check_design(config: TrialConfig, recipe: CaseRecipe) -> None:
                 shape=g.shape,
                 spacing_mm=g.spacing_mm,
                 center_mm=g.center_mm,
-                fractions=False,
+                fractions=phantoms.Fractions.NONE,
             )
         try:
             place_lesion(jax.random.key(0), labels, recipe.lesion)

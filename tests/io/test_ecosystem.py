@@ -34,7 +34,7 @@ def torso() -> LabeledVolume:
         shape=SHAPE,
         spacing_mm=SPACING,
         supersample=1,
-        fractions=False,
+        fractions=phantoms.Fractions.NONE,
     )
 
 

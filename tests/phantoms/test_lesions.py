@@ -63,7 +63,9 @@ def test_two_lesions_get_two_names_and_move_with_the_organ(torso):
     )
     assert ph.structure_names[-2:] == ("lesion", "lesion_2")
     moved = ph.at(respiratory_phase=0.5)
-    lv = moved.voxelize(shape=(24, 24, 40), spacing_mm=2.0, center_mm=LIVER, fractions=False)
+    lv = moved.voxelize(
+        shape=(24, 24, 40), spacing_mm=2.0, center_mm=LIVER, fractions=phantoms.Fractions.NONE
+    )
     z = np.argwhere(np.asarray(lv.mask("lesion")))[:, 2].mean()
     world_z = float((lv.affine @ np.array([0, 0, z, 1.0]))[2])
     assert world_z == pytest.approx(LIVER[2] - 20.0, abs=1.0)

@@ -34,7 +34,7 @@ def _chest(sex: str):
         spacing_mm=SPACING,
         center_mm=(0.0, -5.0, 170.0),
         supersample=1,
-        fractions=False,
+        fractions=phantoms.Fractions.NONE,
     )
     labels = np.asarray(lv.labels)
     affine = np.asarray(lv.affine)

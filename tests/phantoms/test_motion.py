@@ -23,7 +23,7 @@ def _liver_dome_z(ph, dz):
         spacing_mm=(4.0, 4.0, dz),
         center_mm=(55.0, 10.0, 0.0),
         supersample=2,
-        fractions=False,
+        fractions=phantoms.Fractions.NONE,
     )
     idx = np.argwhere(np.asarray(lv.mask("liver")))[:, 2].max()
     return float((lv.affine @ np.array([0.0, 0.0, idx, 1.0]))[2])

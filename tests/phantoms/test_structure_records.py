@@ -40,7 +40,7 @@ def ball():
 
 
 def _labels(ph: Phantom) -> np.ndarray:
-    return np.asarray(ph.voxelize(**GRID, fractions=False).labels)
+    return np.asarray(ph.voxelize(**GRID, fractions=phantoms.Fractions.NONE).labels)
 
 
 def _leaves_equal(a, b, *, values: bool = False) -> bool:
@@ -168,7 +168,7 @@ def test_operations_compose_in_any_order(torso, ball, seed):
     assert len(ph.structures) == len(torso.structures) + len(added), ops
     assert set(ph.structure_names) == set(torso.structure_names) | added
     assert (ph.warp is not None) == ("at" in ops)
-    lv = ph.voxelize(**GRID, fractions=False)
+    lv = ph.voxelize(**GRID, fractions=phantoms.Fractions.NONE)
     labels = np.asarray(lv.labels)
     assert len(lv.structures) == len(ph.structures) + 1
     for name in added:
@@ -202,7 +202,10 @@ def test_insert_then_at_equals_at_then_insert(torso):
         respiratory_phase=0.5, cardiac_phase=0.2
     )
     assert _leaves_equal(later, earlier)
-    a, b = later.voxelize(**GRID, fractions=False), earlier.voxelize(**GRID, fractions=False)
+    a, b = (
+        later.voxelize(**GRID, fractions=phantoms.Fractions.NONE),
+        earlier.voxelize(**GRID, fractions=phantoms.Fractions.NONE),
+    )
     np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
     assert a.structures == b.structures
     # voxelized, the lesion is centred where it was given at that instant

@@ -96,7 +96,9 @@ def test_shepp_logan_equals_the_general_path(monkeypatch):
     into several x slabs here, the last one overlapping)."""
     ph = phantoms.load("shepp-logan-3d")
     monkeypatch.setattr(columns, "_SLAB_SAMPLES", 7 * 40 * 36 * 4)  # slabs of 7 x-columns
-    kw = dict(shape=(45, 40, 36), spacing_mm=5.3, supersample=2, fractions="sparse")
+    kw = dict(
+        shape=(45, 40, 36), spacing_mm=5.3, supersample=2, fractions=phantoms.Fractions.SPARSE
+    )
     used = _calls(monkeypatch)
     fast = voxelize(ph, **kw)
     monkeypatch.setattr(columns, "applicable", lambda *a: False)

@@ -63,9 +63,9 @@ def test_catalog_shapes_respect_the_distance_contract(name):
 def test_fractions_off_gives_the_same_labels_and_same_bytes_twice():
     ph = phantoms.load("torso-basic")
     kw = {"shape": (30, 24, 30), "spacing_mm": 12.0}
-    a = voxelize(ph, fractions=True, **kw)
-    b = voxelize(ph, fractions=False, **kw)
-    c = voxelize(ph, fractions=False, **kw)
+    a = voxelize(ph, fractions=phantoms.Fractions.DENSE, **kw)
+    b = voxelize(ph, fractions=phantoms.Fractions.NONE, **kw)
+    c = voxelize(ph, fractions=phantoms.Fractions.NONE, **kw)
     assert b.fractions is None
     np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
     assert np.asarray(b.labels).tobytes() == np.asarray(c.labels).tobytes()

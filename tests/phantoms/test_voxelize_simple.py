@@ -29,7 +29,11 @@ def test_supersample_1_needs_no_sample_pass(monkeypatch):
     paint = _voxelize._paint
     monkeypatch.setattr(_voxelize, "_paint", lambda *a: calls.append(1) or paint(*a))
     ph = phantoms.load("torso-basic")  # not only ellipsoids: the cell hierarchy answers
-    _voxelize.voxelize(ph, shape=(24, 24, 24), spacing_mm=18.0, supersample=1, fractions=False)
+    _voxelize.voxelize(
+        ph, shape=(24, 24, 24), spacing_mm=18.0, supersample=1, fractions=phantoms.Fractions.NONE
+    )
     assert calls == []
-    _voxelize.voxelize(ph, shape=(24, 24, 24), spacing_mm=18.0, supersample=2, fractions=False)
+    _voxelize.voxelize(
+        ph, shape=(24, 24, 24), spacing_mm=18.0, supersample=2, fractions=phantoms.Fractions.NONE
+    )
     assert calls

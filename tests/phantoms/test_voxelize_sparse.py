@@ -17,8 +17,8 @@ from medphys.volume import SparseFractions
 def torso_pair():
     ph = phantoms.load("torso-basic")
     kw = {"shape": (36, 28, 40), "spacing_mm": 10.0, "supersample": 2}
-    return phantoms.voxelize(ph, fractions=True, **kw), phantoms.voxelize(
-        ph, fractions="sparse", **kw
+    return phantoms.voxelize(ph, fractions=phantoms.Fractions.DENSE, **kw), phantoms.voxelize(
+        ph, fractions=phantoms.Fractions.SPARSE, **kw
     )
 
 
@@ -68,8 +68,8 @@ def test_sparse_fractions_through_jit_and_create(torso_pair):
 def test_ct_simulate_identical_with_dense_and_sparse():
     ph = phantoms.load("shepp-logan-2d")
     kw = {"shape": (48, 48, 2), "spacing_mm": 4.2, "supersample": 2}
-    dense = phantoms.voxelize(ph, fractions=True, **kw)
-    sparse = phantoms.voxelize(ph, fractions="sparse", **kw)
+    dense = phantoms.voxelize(ph, fractions=phantoms.Fractions.DENSE, **kw)
+    sparse = phantoms.voxelize(ph, fractions=phantoms.Fractions.SPARSE, **kw)
     prot = xray.CTProtocol.create(
         geometry=FanBeam.create(n_views=24, n_u=200, du_mm=2.0, sod_mm=595.0, sdd_mm=1085.6),
         spectrum=xray.Spectrum.create(kvp=120, anode_angle_deg=7, filtration=(("Al", 2.5),)),
@@ -86,5 +86,8 @@ def test_ct_simulate_identical_with_dense_and_sparse():
 
 def test_fractions_option_is_validated():
     ph = phantoms.load("shepp-logan-2d")
-    with pytest.raises(ValueError, match=r"voxelize: `fractions` must be True .* \(got 'dense'\)"):
-        phantoms.voxelize(ph, shape=(8, 8, 1), spacing_mm=25.0, fractions="dense")
+    for wrong in ("dense", True, "sparse"):
+        with pytest.raises(
+            TypeError, match=r"voxelize: `fractions` must be medphys.phantoms.Fractions.DENSE"
+        ):
+            phantoms.voxelize(ph, shape=(8, 8, 1), spacing_mm=25.0, fractions=wrong)

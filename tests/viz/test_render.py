@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from medphys import phantoms
 from medphys.cli import main
 from medphys.phantoms import Ellipsoid, EllipticCylinder, Phantom
 from medphys.viz import render_labels
@@ -31,7 +32,7 @@ def _png(path):
 
 
 def test_render_shows_the_organ_on_the_viewers_left_in_an_anterior_view(tmp_path):
-    lv = _phantom().voxelize(shape=(48, 36, 50), spacing_mm=2.0, fractions=False)
+    lv = _phantom().voxelize(shape=(48, 36, 50), spacing_mm=2.0, fractions=phantoms.Fractions.NONE)
     out = render_labels(lv, tmp_path / "r.png", size=(200, 200))
     img = _png(out)
     assert img.shape[:2] == (200, 200)
@@ -99,7 +100,7 @@ def test_contents_of_a_thin_walled_organ_are_drawn_as_part_of_the_wall(tmp_path)
         materials=("water", "stomach_wall", "water"),
         shapes=(body, wall, contents),
     )
-    lv = ph.voxelize(shape=(48, 36, 50), spacing_mm=2.0, fractions=False)
+    lv = ph.voxelize(shape=(48, 36, 50), spacing_mm=2.0, fractions=phantoms.Fractions.NONE)
     labels = np.pad(np.asarray(lv.labels), 1)
     opaque = np.array([False, False, True, True])
     assert _encloser(labels, labels == 3, opaque) == 2  # contents sit inside the wall
@@ -125,7 +126,9 @@ def test_phantom_show_fits_the_grid_to_the_whole_phantom():
     ph = phantoms.load("torso-basic")
     shape, centre = _fit_grid(ph, 8.0)
     labels = np.asarray(
-        ph.voxelize(shape=shape, spacing_mm=8.0, center_mm=centre, fractions=False).labels
+        ph.voxelize(
+            shape=shape, spacing_mm=8.0, center_mm=centre, fractions=phantoms.Fractions.NONE
+        ).labels
     )
     assert labels.any()
     for axis in range(3):  # nothing cut off: the outer faces of the grid are background

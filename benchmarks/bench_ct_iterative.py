@@ -154,7 +154,15 @@ def _run_cone(variant: str, n: int, repeats: int) -> dict:
         def sirt_step(x, r_w, c_w, g):
             return x + c_w * adj(r_w * (b - fwd(x, g)), g)
 
-        if variant == "jitted step, geometry argument (scatter)":
+        if variant == "jitted step, prepared operator argument (gather)":
+            from medphys.simulators import xray
+
+            op = xray.prepare(vol.grid, g)  # planned on the concrete geometry: gather adjoint
+            fwd = lambda x, op: op.project(x)
+            adj = lambda y, op: op.backproject(y)
+            step = jax.jit(sirt_step)
+            g = op
+        elif variant == "jitted step, geometry argument (scatter)":
             step = jax.jit(sirt_step)
         else:  # the geometry closed over: a compile-time constant
             closed = jax.jit(lambda x, r_w, c_w: sirt_step(x, r_w, c_w, g))
@@ -182,6 +190,7 @@ def _main_cone(quick: bool) -> None:
         "solver step (gather)",
         "jitted step, geometry closed over (gather)",
         "jitted step, geometry argument (scatter)",
+        "jitted step, prepared operator argument (gather)",
     )
     for variant in variants:
         extra = ["--quick"] if quick else []

@@ -419,3 +419,38 @@ def test_pose_gradient_of_cone_and_projective_views_matches_finite_differences()
 
     leaves = tuple(jnp.asarray(getattr(geometry, f), jnp.float64) for f in fields)
     check_grads(loss, leaves, order=1, modes=("rev",), eps=1e-5, atol=1e-4, rtol=1e-4)
+
+
+def test_bad_input_is_refused_at_trace_time_naming_the_argument() -> None:
+    op = xray.prepare(GRID, _cone())
+    scanner = _scanner(_fan)
+    recon = ct.prepare(GRID, _fan())
+    data = jax.ShapeDtypeStruct(GRID.shape, jnp.float32)
+    batch = jax.ShapeDtypeStruct((2, *GRID.shape), jnp.float32)
+    with pytest.raises(ValueError, match=r"Projector.project: `data` must have the prepared grid"):
+        jax.eval_shape(op.project, batch)  # a batch axis where none is allowed
+    with pytest.raises(ValueError, match=r"Projector.backproject: `projections` must have shape"):
+        jax.eval_shape(op.backproject, data)
+    # plain attenuation where the scanner needs one map per material
+    with pytest.raises(ValueError, match=r"Scanner.expected: `fractions` must have shape \(3, 10"):
+        jax.eval_shape(scanner.expected, data)
+    with pytest.raises(ValueError, match=r"Reconstructor.attenuation: `projections` must have"):
+        jax.eval_shape(recon.attenuation, data)
+    far = xray.ConeBeam.create(
+        n_views=2,
+        n_u=8,
+        n_v=8,
+        du_mm=1.0,
+        dv_mm=1.0,
+        sod_mm=200.0,
+        sdd_mm=350.0,
+        z_mm=500.0,
+    )
+    with pytest.raises(ValueError, match=r"xray.prepare: the detector misses the volume"):
+        xray.prepare(GRID, far)  # a grid the geometry misses
+    with pytest.raises(TypeError, match=r"xray.prepare: a CTProtocol needs `materials`"):
+        xray.prepare(GRID, scanner.protocol)
+    with pytest.raises(TypeError, match=r"`grid` must be a medphys.Grid"):
+        xray.prepare(np.zeros(GRID.shape), _cone())
+    with pytest.raises(TypeError, match=r"the geometry must be concrete"):
+        jax.jit(lambda g: xray.prepare(GRID, g).project(jnp.zeros(GRID.shape)))(_cone())

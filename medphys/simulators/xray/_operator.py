@@ -68,8 +68,10 @@ def prepare_projector(
 ) -> Projector:
     """`Projector` for ``geometry`` on ``grid`` (see `medphys.simulators.xray.prepare`)."""
     grid = _check_grid(where, grid)
-    _check_geometry(where, grid, geometry)
+    if not isinstance(geometry, AbstractGeometry):
+        _check_geometry(where, grid, geometry)  # raises the TypeError
     host = _concrete_geometry(where, geometry)
+    _check_geometry(where, grid, host)
     plan = _make_plan(
         grid.shape,
         grid.affine,

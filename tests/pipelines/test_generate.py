@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -368,21 +369,35 @@ def test_exports_from_the_command_line(dataset, tmp_path):
     )
 
 
-@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
-def test_nnunet_accepts_the_export_of_a_generated_dataset(dataset, tmp_path, monkeypatch):
-    """nnU-Net v2's own integrity check on `medphys export nnunet` output (integration extra)."""
-    pytest.importorskip("nnunetv2")
-    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        monkeypatch.setenv(var, str(tmp_path / var))
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+def test_nnunet_accepts_the_export_of_a_generated_dataset(dataset, tmp_path):
+    """nnU-Net v2's own integrity check on `medphys export nnunet` output (integration extra).
 
+    It runs in a fresh interpreter: nnU-Net forks a process pool, and a fork of this process
+    (which holds JAX's threads) can deadlock."""
+    pytest.importorskip("nnunetv2")
     from medphys.io import export_nnunet
 
     out, _ = dataset
     folder = export_nnunet(
         out, tmp_path / "nnUNet_raw", dataset_id=9, name="Phantoms", channels=("ct", "mr")
     )
-    verify_dataset_integrity(str(folder), num_processes=1)  # raises on any problem
+    env = dict(os.environ)
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        env[var] = str(tmp_path / var)
+    code = (
+        "import sys\n"
+        "from nnunetv2.experiment_planning.verify_dataset_integrity import "
+        "verify_dataset_integrity\n"
+        "verify_dataset_integrity(sys.argv[1], num_processes=1)\n"  # raises on any problem
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
 @pytest.mark.filterwarnings("ignore:NvImgCodecPydicomReader:UserWarning")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -28,3 +30,20 @@ def test_ci_runs_exactly_the_readme_test_command():
     tail = test_command.split("&& . .venv/bin/activate && ", 1)[1]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert tail in ci.splitlines(), f"{tail!r} not a line of .ci/run"
+
+
+@pytest.mark.slow  # a 128 x 128 x 48 phantom through CT and MR, twice: about two minutes
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    """The README's Python blocks run as written, in order (the second continues the first)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    runnable = [b for b in blocks if "run_trial(" not in b]  # the trial block runs in its own test
+    assert len(runnable) >= 2
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    for block in runnable:
+        exec(compile(block, "README.md", "exec"), scope)
+    assert scope["hu"].shape == scope["labels"].shape
+    assert scope["grad"].shape == scope["f"].shape
+    assert scope["scans"].projections.shape[0] == 2
+    assert (tmp_path / "ct.nii.gz").is_file()

@@ -50,3 +50,50 @@ def test_dataset_notebook(tmp_path, monkeypatch):
     assert (tmp_path / "dataset" / "overview.png").is_file()
     assert len(list((tmp_path / "dicom").rglob("CT/*.dcm"))) == 2 * 6  # 2 cases x 6 slices
     assert os.path.isdir(tmp_path / "nnUNet_raw" / "Dataset001_Phantoms")
+
+
+def _number(text: str, pattern: str) -> float:
+    import re
+
+    match = re.search(pattern, text)
+    assert match, f"{pattern!r} not in the notebook's output:\n{text}"
+    return float(match.group(1))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_registration_notebook(tmp_path, monkeypatch):
+    book = _run("registration.ipynb", tmp_path, monkeypatch, MEDPHYS_NOTEBOOK_SMALL="1")
+    text = _text(book)
+    start = _number(text, r"start: translation ([\d.]+) mm")
+    translation = _number(text, r"registration error: translation ([\d.]+) mm")
+    rotation = _number(text, r"registration error: translation [\d.]+ mm, rotation ([\d.]+)°")
+    tolerance_mm = _number(text, r"\(tolerance ([\d.]+) mm")
+    tolerance_deg = _number(text, r"\(tolerance [\d.]+ mm, ([\d.]+)°\)")
+    assert start == pytest.approx(8.0, abs=0.01)
+    assert translation < tolerance_mm <= 2.0 and rotation < tolerance_deg <= 1.0
+    assert "within tolerance" in text
+    assert (tmp_path / "registration" / "registration.png").is_file()
+
+
+@pytest.mark.slow  # about 45 s of CPU (phantoms, scans and 60 training steps)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_denoiser_notebook(tmp_path, monkeypatch):
+    book = _run("denoiser.ipynb", tmp_path, monkeypatch, MEDPHYS_NOTEBOOK_SMALL="1")
+    text = _text(book)
+    noisy = _number(text, r"held-out noisy\s+RMSE\s+([\d.]+) HU")
+    denoised = _number(text, r"held-out denoised\s+RMSE\s+([\d.]+) HU")
+    assert noisy > 20.0  # the low-dose images are noisy enough to be worth denoising
+    assert denoised < 0.9 * noisy
+    assert "converged to:" in text
+    assert (tmp_path / "denoiser" / "denoiser.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["registration.ipynb", "denoiser.ipynb"])
+def test_training_notebooks_are_stored_clean_and_compile(name):
+    """The quick check of the training notebooks (the denoiser runs in the slow tier): stored
+    without outputs, and every code cell is valid Python."""
+    book = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    code = [cell for cell in book.cells if cell.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    for i, cell in enumerate(code):
+        compile(cell.source, f"{name} code cell {i}", "exec")

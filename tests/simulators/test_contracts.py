@@ -46,6 +46,7 @@ class Entry:
         grads: whether ``fn`` claims gradients with respect to its first input.
         keyed: the first input is a `jax.random` key (stochastic operators): the batch is of
             keys, and gradients and casts do not apply to it (the second input is cast).
+        slow: run in the slow tier only (an entry of the same operator stays in the default).
     """
 
     name: str
@@ -53,6 +54,7 @@ class Entry:
     adjoint: Callable[[], Callable[..., Any]] | None = None
     grads: bool = True
     keyed: bool = False
+    slow: bool = False  # heavy to compile: checked in the slow tier (a lighter twin stays)
 
 
 def _positive(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -197,7 +199,7 @@ REGISTRY: tuple[Entry, ...] = (
         _projector_adjoint(_cone, sampling=xray.Trilinear()),
     ),
     Entry("xray.Scanner.expected (fan)", _expected(_fan)),
-    Entry("xray.Scanner.expected (cone)", _expected(_cone)),
+    Entry("xray.Scanner.expected (cone)", _expected(_cone), slow=True),
     Entry("xray.Scanner.simulate (fan)", _simulate(_fan), grads=False, keyed=True),
     Entry("ct.fbp (fan)", _fbp),
     Entry("mr.MRScanner.acquire (spin echo, fixed key)", _mr_acquire),
@@ -206,11 +208,16 @@ REGISTRY: tuple[Entry, ...] = (
         _mr_acquire_keyed,
         grads=False,
         keyed=True,
+        slow=True,
     ),
     Entry("mr.MRScanner.reconstruct", _mr_reconstruct),
 )
 
 IDS = [e.name for e in REGISTRY]
+
+
+def _params(entries: Any) -> list:
+    return [pytest.param(e, id=e.name, marks=[pytest.mark.slow] if e.slow else []) for e in entries]
 
 
 def _cast(inputs: tuple, dtype: Any, keyed: bool) -> tuple:
@@ -225,7 +232,7 @@ def _close(a: Any, b: Any, rtol: float, atol: float = 0.0) -> None:
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("entry", REGISTRY, ids=IDS)
+@pytest.mark.parametrize("entry", _params(REGISTRY))
 def test_jit_equals_eager_and_dtype_is_kept(entry: Entry) -> None:
     fn, inputs = entry.build()
     for dtype in (jnp.float32, jnp.float64):
@@ -239,7 +246,7 @@ def test_jit_equals_eager_and_dtype_is_kept(entry: Entry) -> None:
         _close(jitted, eager, rtol=rtol, atol=rtol * scale)
 
 
-@pytest.mark.parametrize("entry", REGISTRY, ids=IDS)
+@pytest.mark.parametrize("entry", _params(REGISTRY))
 def test_vmap_equals_loop(entry: Entry) -> None:
     fn, inputs = entry.build()
     if entry.keyed:
@@ -256,7 +263,7 @@ def test_vmap_equals_loop(entry: Entry) -> None:
     _close(batched, stacked, rtol=1e-10, atol=1e-10 * scale)
 
 
-@pytest.mark.parametrize("entry", REGISTRY, ids=IDS)
+@pytest.mark.parametrize("entry", _params(REGISTRY))
 def test_no_retrace_on_new_data(entry: Entry) -> None:
     fn, inputs = entry.build()
     jitted = jax.jit(fn)
@@ -270,9 +277,7 @@ def test_no_retrace_on_new_data(entry: Entry) -> None:
     assert jitted._cache_size() == 1, entry.name
 
 
-@pytest.mark.parametrize(
-    "entry", [e for e in REGISTRY if e.grads], ids=[e.name for e in REGISTRY if e.grads]
-)
+@pytest.mark.parametrize("entry", _params(e for e in REGISTRY if e.grads))
 def test_gradients_match_finite_differences(entry: Entry) -> None:
     fn, inputs = entry.build()
     x = jnp.asarray(inputs[0], jnp.float64)
@@ -291,9 +296,7 @@ def test_gradients_match_finite_differences(entry: Entry) -> None:
     check_grads(loss, (x,), order=1, modes=("rev",), eps=1e-6, atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "entry", [e for e in REGISTRY if e.adjoint], ids=[e.name for e in REGISTRY if e.adjoint]
-)
+@pytest.mark.parametrize("entry", _params(e for e in REGISTRY if e.adjoint))
 def test_adjoint_pair_passes_the_dot_test(entry: Entry) -> None:
     fn, inputs = entry.build()
     adjoint = entry.adjoint()

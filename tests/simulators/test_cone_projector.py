@@ -13,8 +13,9 @@ import pytest
 from jax.test_util import check_grads
 
 from medphys import Volume
-from medphys.simulators.geometry import ConeBeam, FanBeam, ProjectionGeometry
+from medphys.simulators.geometry import ConeBeam, FanBeam, ParallelBeam, ProjectionGeometry
 from medphys.simulators.xray import Joseph, Trilinear, _projector, backproject, project
+from medphys.simulators.xray._joseph3d import joseph3d_rays, joseph3d_sweep, pad_volume
 from medphys.simulators.xray._joseph3d_gather import footprint_bounds as gather_bounds
 
 CENTRE = np.array([5.0, -3.0, 4.0])
@@ -324,3 +325,161 @@ def test_jit_equals_eager_dtype_kept_and_chunking_does_not_change_results():
     np.testing.assert_allclose(np.asarray(one), np.asarray(eager), rtol=1e-6, atol=1e-6)
     with pytest.raises(TypeError, match="`sampling` must be"):
         project(vol.with_data(x), g, sampling="joseph")
+
+
+# ----------------------------------------------------------------------------------------------
+# The slice-major sweep (`joseph3d_sweep`, what `project` runs) against the ray-major kernel
+
+
+def _oblique_affine(shape, spacing=(2.0, 2.5, 3.0), angles=(0.5, -0.3, 0.4)) -> np.ndarray:
+    """Voxel → world: scaled and rotated, centred on the origin."""
+    rx, ry, rz = angles
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    rot = (
+        np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+        @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+        @ np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    )
+    affine = np.eye(4)
+    affine[:3, :3] = rot * np.asarray(spacing)
+    affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(shape) - 1) / 2)
+    return affine
+
+
+def _ray_bundle(rng, shape, affine, n: int = 400):
+    """Rays of every kind relative to the box ``[-0.5, n - 0.5]`` (index space): through it from
+    far sources (cone-like), entering and leaving through side faces, grazing within a voxel of a
+    face, missing it, parallel to index axes (direction components exactly zero), with spans that
+    start or end inside the volume, and unbounded (parallel-beam) spans."""
+    a3, off = affine[:3, :3], affine[:3, 3]
+    size = np.asarray(shape, float)
+    kind = np.arange(n) % 6
+    # targets inside or near the box, sources all around it
+    tgt = rng.uniform(-0.2, 1.2, (n, 3)) * size
+    src = (size / 2 + rng.normal(0, 1, (n, 3)) * 4 * size.max()) * (kind[:, None] != 1)
+    # kind 1: source beside the box, ray nearly along a face (enters or leaves through a side)
+    side = rng.integers(0, 3, n)
+    src = np.where(kind[:, None] == 1, tgt + rng.normal(0, 1, (n, 3)) * size.max(), src)
+    src[kind == 1, side[kind == 1]] = tgt[kind == 1, side[kind == 1]] + rng.uniform(-1, 1)
+    # kind 2: aimed away from the box (misses it)
+    tgt = np.where(kind[:, None] == 2, src + (src - size / 2), tgt)
+    # kind 3: along an index axis, through the box or beside it (zero direction components)
+    axis = rng.integers(0, 3, n)
+    along = np.where(np.arange(3)[None, :] == axis[:, None], 1.0, 0.0)
+    d_idx = tgt - src
+    d_idx = np.where(kind[:, None] == 3, along, d_idx)
+    src = np.where(kind[:, None] == 3, tgt - 3 * size.max() * along, src)
+    world_src = src @ a3.T + off
+    world_dir = d_idx @ a3.T
+    length = np.linalg.norm(world_dir, axis=-1)
+    world_dir /= length[:, None]
+    dist = np.linalg.norm(tgt @ a3.T + off - world_src, axis=-1)
+    t_min = np.zeros(n)
+    t_max = 2.0 * dist
+    # kind 4: the span starts and ends inside the volume
+    t_min = np.where(kind == 4, rng.uniform(0.5, 1.0, n) * dist, t_min)
+    t_max = np.where(kind == 4, rng.uniform(1.0, 1.5, n) * dist, t_max)
+    # kind 5: unbounded span (parallel beams)
+    t_min = np.where(kind == 5, -np.inf, t_min)
+    t_max = np.where(kind == 5, np.inf, t_max)
+    return world_src, world_dir, t_min, t_max
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("oblique", [False, True])
+def test_sweep_kernel_equals_the_ray_major_kernel(padded, oblique):
+    rng = np.random.default_rng(11 + oblique)
+    shape = (11, 7, 9)  # no axis a multiple of the sweep's block of slices
+    affine = _oblique_affine(shape) if oblique else np.diag([2.0, 2.5, 3.0, 1.0])
+    data = jnp.asarray(rng.random(shape))
+    a = jnp.asarray(affine)
+    ainv, offset = jnp.linalg.inv(a[:3, :3]), a[:3, 3]
+    rays = tuple(jnp.asarray(x) for x in _ray_bundle(rng, shape, affine))
+    ref = np.asarray(joseph3d_rays(pad_volume(data), shape, ainv, offset, *rays))
+    volume = pad_volume(data) if padded else data.reshape(-1)
+    out = np.asarray(joseph3d_sweep(volume, shape, ainv, offset, *rays, padded=padded))
+    drive = np.argmax(np.abs(np.asarray(rays[1] @ ainv.T)), axis=-1)
+    assert set(drive.tolist()) == {0, 1, 2}
+    assert 0.2 < np.mean(ref == 0) < 0.6  # rays that miss the box (or whose span does)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12 * np.max(ref))
+    # in float32, to rounding
+    out32 = joseph3d_sweep(
+        volume.astype(jnp.float32),
+        shape,
+        ainv.astype(jnp.float32),
+        offset.astype(jnp.float32),
+        *(r.astype(jnp.float32) for r in rays),
+        padded=padded,
+    )
+    assert out32.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(out32), ref, rtol=2e-5, atol=2e-5 * np.max(ref))
+
+
+def _sweep_cases():
+    cases = _small_cases()
+    kw = dict(n_u=16, n_v=12, du_mm=3.0, dv_mm=3.5, sod_mm=100.0, sdd_mm=180.0)
+    # views about 45° (square voxels in x, y): the dominant axis changes from x to y across the
+    # detector in every view
+    cases["diagonal"] = (
+        Volume.create(np.zeros((10, 8, 6)), spacing_mm=(2.5, 2.5, 3.0)),
+        ConeBeam.create(n_views=3, **kw, start_rad=np.pi / 4 - 0.05, arc_rad=0.1),
+    )
+    oblique = Volume.create(np.zeros((9, 7, 6)), affine=_oblique_affine((9, 7, 6)))
+    cases["oblique cone"] = (oblique, ConeBeam.create(n_views=4, **kw, start_rad=0.2))
+    # a parallel beam on an oblique volume: unbounded spans, rays that miss the box
+    cases["oblique parallel"] = (
+        oblique,
+        ParallelBeam.create(n_views=5, n_u=20, du_mm=2.0, n_rows=6, dv_mm=2.5),
+    )
+    return cases
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "cone",
+        "helical",
+        "matrices",
+        "tilted",
+        "steep",
+        "diagonal",
+        "oblique cone",
+        "oblique parallel",
+    ],
+)
+def test_projection_by_the_sweep_equals_the_ray_major_projection(case):
+    vol, g = _sweep_cases()[case]
+    data = jnp.asarray(np.random.default_rng(4).random(vol.shape))
+    affine = jnp.asarray(vol.affine)
+    plan = _plan(vol, g)
+    assert plan.sweep_rays > 0 and not plan.planar
+    ref = np.asarray(_projector._forward(dataclasses.replace(plan, sweep_rays=0), data, affine, g))
+    assert np.count_nonzero(ref) > 0.1 * ref.size
+    # one bundle per view, cut into small pieces (padding rays, pieces that miss the box), with
+    # and without the padded copy of the volume
+    for sweep_rays, padded in ((plan.sweep_rays, plan.sweep_padded), (37, False), (37, True)):
+        p = dataclasses.replace(plan, sweep_rays=sweep_rays, sweep_padded=padded, views_per_batch=1)
+        out = np.asarray(_projector._forward(p, data, affine, g))
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12 * np.max(ref))
+    out = np.asarray(project(vol.with_data(data), g))
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12 * np.max(ref))
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_sweep_and_the_gather_backprojector_are_adjoint(padded):
+    """The dot-product test of the sweep with the voxel-driven transpose, rays driven along two
+    axes in every view."""
+    vol, g = _sweep_cases()["diagonal"]
+    affine = jnp.asarray(vol.affine)
+    ainv = np.linalg.inv(np.asarray(affine)[:3, :3])
+    for view in range(g.n_views):
+        dq = np.asarray(g.rays(view, jnp.float64).directions).reshape(-1, 3) @ ainv.T
+        assert set(np.argmax(np.abs(dq), axis=-1).tolist()) == {0, 1}
+    plan = dataclasses.replace(_plan(vol, g), sweep_padded=padded)
+    assert plan.gather is not None
+    rng = np.random.default_rng(9)
+    x = jnp.asarray(rng.random(vol.shape))
+    y = jnp.asarray(rng.random((g.n_views, g.n_u, g.n_v)))
+    lhs = float(jnp.sum(_projector._forward(plan, x, affine, g) * y))
+    rhs = float(jnp.sum(x * _projector._adjoint(plan, y, affine, g)))
+    assert abs(lhs - rhs) < 1e-12 * abs(lhs)

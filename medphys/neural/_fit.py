@@ -1,0 +1,526 @@
+"""Fitting a field to projections: a plain optax loop that resumes, reproduces and reports.
+
+``problem = prepare_fit(projections, geometry, field, config=...)`` checks everything on the host
+(shapes, counts, sample budget, the field's box against the rays) and traces the rays once.
+``state = problem.init(key)`` and ``state, loss = problem.step(state)`` are pure and jitted: the
+rays of step ``k`` are drawn from ``fold_in(state.key, k)``, so a run restarted from the
+checkpoint of step ``k`` draws exactly what the uninterrupted run drew. `fit` drives the loop with a
+progress bar and atomic checkpoints (config digest inside; a checkpoint of another configuration
+is refused before any step).
+
+Data terms (`LeastSquares`, `Poisson`) and priors (`tv_loss`, `smoothness_loss`) are named
+functions a reader can test one by one; the field module itself never sees a ray or a count.
+
+Loss, per step, over a batch ``B`` of rays with rendered line integrals ``p̂``:
+
+- `LeastSquares`: ``mean_B (p̂ − p)²`` for measured line integrals ``p``;
+- `Poisson(i0)`: ``mean_B (e^{−p̂} + (y / I₀) p̂)``, the negative Poisson log-likelihood of the
+  counts ``y`` (expected ``I₀ e^{−p̂}``) divided by ``I₀``, up to a constant;
+- ``+ tv · mean |∇μ| / scale`` and ``+ smoothness · mean |∇μ|² / scale²`` on a random patch of
+  ``patch^d`` voxel centres of the domain (forward differences).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jaxtyping import Array, Float
+
+from .. import io as _io
+from ..simulators.geometry import AbstractGeometry
+from ..volume import Volume
+from ._fields import AbstractField
+from ._render import RayTable, check_samples, integrate, trace_rays
+
+__all__ = [
+    "FitConfig",
+    "FitProblem",
+    "FitResult",
+    "FitState",
+    "LeastSquares",
+    "Poisson",
+    "fit",
+    "prepare_fit",
+    "smoothness_loss",
+    "tv_loss",
+]
+
+_WHERE = "medphys.neural.fit"
+
+
+@dataclasses.dataclass(frozen=True)
+class LeastSquares:
+    """Squared error on line integrals (``projections`` are post-log line integrals)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Poisson:
+    """Poisson likelihood of counts (``projections`` are detected counts, unattenuated ``i0``).
+
+    Attributes:
+        i0: expected counts per detector pixel without the object.
+    """
+
+    i0: float
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Everything that shapes a fit's result besides the data, the field and the key.
+
+    Attributes:
+        steps: optimiser steps.
+        rays_per_step: rays drawn (with replacement) per step.
+        n_samples: points per ray; default one per voxel on the longest chord (`min_samples`).
+        learning_rate: Adam's peak rate; cosine decay to ``learning_rate · final_fraction``.
+        final_fraction: see ``learning_rate``.
+        loss: `LeastSquares` or `Poisson`.
+        tv: weight of the total-variation prior (0: off).
+        smoothness: weight of the squared-gradient prior (0: off).
+        patch: voxels per side of the random patch the priors are evaluated on.
+        init_steps: steps of regression onto ``init`` (a volume) before the data fit.
+        checkpoint_every: steps between checkpoints (when `fit` is given a path).
+    """
+
+    steps: int = 2000
+    rays_per_step: int = 2048
+    n_samples: int | None = None
+    learning_rate: float = 1e-2
+    final_fraction: float = 0.03
+    loss: LeastSquares | Poisson = LeastSquares()
+    tv: float = 0.0
+    smoothness: float = 0.0
+    patch: int = 16
+    init_steps: int = 300
+    checkpoint_every: int = 200
+
+    def checked(self, where: str = _WHERE) -> FitConfig:
+        for name in ("steps", "rays_per_step", "patch", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"{where}: `config.{name}` must be an integer >= 1 (got {v!r})")
+        if (
+            isinstance(self.init_steps, bool)
+            or not isinstance(self.init_steps, int)
+            or self.init_steps < 0
+        ):
+            raise ValueError(
+                f"{where}: `config.init_steps` must be an integer >= 0 (got {self.init_steps!r})"
+            )
+        for name in ("learning_rate", "final_fraction"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ValueError(
+                    f"{where}: `config.{name}` must be a finite number > 0 (got {v!r})"
+                )
+        for name in ("tv", "smoothness"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(
+                    f"{where}: `config.{name}` must be a finite number >= 0 (got {v!r})"
+                )
+        if not isinstance(self.loss, LeastSquares | Poisson):
+            raise TypeError(
+                f"{where}: `config.loss` must be LeastSquares() or Poisson(i0=...) "
+                f"(got {type(self.loss).__name__})"
+            )
+        if isinstance(self.loss, Poisson) and not (
+            isinstance(self.loss.i0, int | float)
+            and math.isfinite(self.loss.i0)
+            and self.loss.i0 > 0
+        ):
+            raise ValueError(
+                f"{where}: `config.loss.i0` must be a finite number > 0 (got {self.loss.i0!r})"
+            )
+        return self
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FitState:
+    """The whole state of a fit: enough to resume it bit for bit.
+
+    Attributes:
+        params: the field's trainable parameters (`nnx.Param` state).
+        opt_state: Adam's moments and count.
+        step: steps done (int32 scalar).
+        key: the run's key (every step folds in its index).
+    """
+
+    params: Any
+    opt_state: Any
+    step: Array
+    key: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What a fit converged to.
+
+    Attributes:
+        field: the trained field.
+        state: the final `FitState`.
+        losses: ``(steps,)`` loss per step.
+        summary: a sentence on the final loss and its change over the last tenth of the steps.
+    """
+
+    field: AbstractField
+    state: FitState
+    losses: np.ndarray
+    summary: str
+
+
+def data_loss(loss: LeastSquares | Poisson, predicted: Array, measured: Array) -> Array:
+    """The mean data term over a batch of rays (see the module docstring)."""
+    if isinstance(loss, Poisson):
+        return jnp.mean(jnp.exp(-predicted) + (measured / loss.i0) * predicted)
+    return jnp.mean((predicted - measured) ** 2)
+
+
+def _patch_values(field: AbstractField, key: Array, patch: int) -> Array:
+    shape = np.asarray(field.domain.shape[: field.dim])
+    p = np.minimum(patch, shape)
+    start = jax.random.randint(key, (field.dim,), 0, shape - p + 1)
+    axes = [(start[a] + jnp.arange(p[a]) + 0.5) / shape[a] for a in range(field.dim)]
+    pts = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+    return field(pts)
+
+
+def _differences(mu: Array) -> list[Array]:
+    return [jnp.diff(mu, axis=a) for a in range(mu.ndim) if mu.shape[a] > 1]
+
+
+def tv_loss(field: AbstractField, key: Array, *, patch: int) -> Array:
+    """Mean isotropic total variation of ``field`` (in units of its scale) on a random patch."""
+    mu = _patch_values(field, key, patch) / field.scale
+    diffs = [
+        d[tuple(slice(0, n - 1) if n > 1 else slice(None) for n in mu.shape)]
+        for d in _differences(mu)
+    ]
+    return jnp.mean(jnp.sqrt(sum(d**2 for d in diffs) + 1e-8))
+
+
+def smoothness_loss(field: AbstractField, key: Array, *, patch: int) -> Array:
+    """Mean squared forward difference of ``field`` (in units of its scale) on a random patch."""
+    mu = _patch_values(field, key, patch) / field.scale
+    return sum(jnp.mean(d**2) for d in _differences(mu))
+
+
+# Named random streams of a step (fold_in ids): adding one changes no other stream.
+_RAYS, _JITTER, _PRIOR, _INIT = 1, 2, 3, 4
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FitProblem:
+    """Rays, measurements and configuration of a fit, checked and traced once (`prepare_fit`).
+
+    A pytree (rays, measurements, frozen field variables and the init volume are leaves), so
+    ``jax.jit(FitProblem.step)(problem, state)`` takes the data as arguments, not constants.
+    """
+
+    rays: RayTable
+    measured: Array
+    rest: Any
+    init_volume: Any
+    graphdef: Any = dataclasses.field(metadata={"static": True})
+    config: FitConfig = dataclasses.field(metadata={"static": True})
+    n_samples: int = dataclasses.field(metadata={"static": True})
+    optimizer: Any = dataclasses.field(metadata={"static": True})
+    digest: str = dataclasses.field(metadata={"static": True})
+
+    def field(self, state: FitState) -> AbstractField:
+        """The field holding ``state``'s parameters."""
+        return nnx.merge(self.graphdef, state.params, self.rest)
+
+    def init(self, key: Array, params: Any) -> FitState:
+        """The state before step 0 for a field's initial parameters."""
+        return FitState(
+            params=params,
+            opt_state=self.optimizer.init(params),
+            step=jnp.zeros((), jnp.int32),
+            key=key,
+        )
+
+    def loss(self, params: Any, key: Array) -> Array:
+        """The loss of one step's batch (drawn from ``key``)."""
+        cfg = self.config
+        field = nnx.merge(self.graphdef, params, self.rest)
+        index = jax.random.randint(
+            jax.random.fold_in(key, _RAYS), (cfg.rays_per_step,), 0, self.rays.n_rays
+        )
+        predicted = integrate(
+            field,
+            self.rays.take(index),
+            n_samples=self.n_samples,
+            key=jax.random.fold_in(key, _JITTER),
+        )
+        total = data_loss(cfg.loss, predicted, self.measured[index])
+        prior_key = jax.random.fold_in(key, _PRIOR)
+        if cfg.tv > 0:
+            total = total + cfg.tv * tv_loss(field, prior_key, patch=cfg.patch)
+        if cfg.smoothness > 0:
+            total = total + cfg.smoothness * smoothness_loss(field, prior_key, patch=cfg.patch)
+        return total
+
+    def step(self, state: FitState) -> tuple[FitState, Array]:
+        """One optimiser step (jitted by `fit`); returns the new state and the step's loss."""
+        key = jax.random.fold_in(state.key, state.step)
+        value, grads = jax.value_and_grad(self.loss)(state.params, key)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return FitState(params, opt_state, state.step + 1, state.key), value
+
+
+def _schedule(cfg: FitConfig) -> optax.Schedule:
+    return optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps, alpha=cfg.final_fraction)
+
+
+def prepare_fit(
+    projections: Any,
+    geometry: AbstractGeometry,
+    field: AbstractField,
+    *,
+    config: FitConfig = FitConfig(),
+    init: Volume | None = None,
+) -> FitProblem:
+    """Check the inputs and trace the rays of a fit (host, before any training step).
+
+    Args:
+        projections: ``(views, u, v)`` line integrals (`LeastSquares`) or counts (`Poisson`).
+        geometry: the geometry the projections were taken with.
+        field: the field to train (its ``domain`` is the reconstruction box).
+        config: `FitConfig`.
+        init: optional starting volume on the field's domain (e.g. FDK or CGLS), fitted by
+            regression for ``config.init_steps`` steps before the data term.
+
+    Raises:
+        TypeError: ``field`` is not a medphys field; ``init`` not a `Volume`.
+        ValueError: projections of another shape than the geometry's, non-finite values or
+            negative counts, no ray meeting the field's box, a sample budget below one sample
+            per voxel of chord, ``init`` on another grid.
+    """
+    cfg = config.checked()
+    if not isinstance(field, AbstractField):
+        raise TypeError(
+            f"{_WHERE}: `field` must be a medphys.neural field (got {type(field).__name__})"
+        )
+    rays = trace_rays(geometry, field.domain)
+    data = np.asarray(projections)
+    if data.shape != rays.shape:
+        raise ValueError(
+            f"{_WHERE}: `projections` must have the geometry's shape (views, u, v) = {rays.shape} "
+            f"(got {data.shape})"
+        )
+    if not np.all(np.isfinite(data)):
+        raise ValueError(
+            f"{_WHERE}: `projections` has {int(np.sum(~np.isfinite(data)))} non-finite values"
+        )
+    if isinstance(cfg.loss, Poisson) and np.any(data < 0):
+        raise ValueError(
+            f"{_WHERE}: `projections` are counts for a Poisson loss and must be >= 0 "
+            f"(got minimum {float(data.min())}); pass line integrals with LeastSquares()"
+        )
+    n = check_samples(_WHERE, rays, cfg.n_samples)
+    if init is not None:
+        if not isinstance(init, Volume):
+            raise TypeError(
+                f"{_WHERE}: `init` must be a medphys.Volume (got {type(init).__name__})"
+            )
+        if init.grid != field.domain:
+            raise ValueError(
+                f"{_WHERE}: `init` must lie on the field's domain {field.domain!r} (got {init.grid!r}); "
+                "resample it or build the field on its grid"
+            )
+    graphdef, params, rest = nnx.split(field, nnx.Param, ...)
+    optimizer = optax.adam(_schedule(cfg), eps=1e-15)
+    digest = _digest(field, params, cfg, n, data, rays, init)
+    return FitProblem(
+        rays=rays,
+        measured=jnp.asarray(data.reshape(-1), jnp.float32),
+        graphdef=graphdef,
+        rest=rest,
+        config=cfg,
+        n_samples=n,
+        optimizer=optimizer,
+        digest=digest,
+        init_volume=None if init is None else jnp.asarray(init.data, jnp.float32),
+    )
+
+
+def _digest(field, params, cfg, n, data, rays, init) -> str:
+    h = hashlib.sha256()
+    shapes = jax.tree_util.tree_map(lambda x: (tuple(x.shape), str(x.dtype)), params)
+    desc = {
+        "field": type(field).__name__,
+        "domain": [list(field.domain.shape), field.domain.affine.tolist()],
+        "scale": field.scale,
+        "params": str(jax.tree_util.tree_leaves(shapes)),
+        "config": repr(cfg),
+        "n_samples": n,
+    }
+    h.update(json.dumps(desc, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(data, np.float64).tobytes())
+    for a in (rays.entry, rays.direction, rays.length_mm):
+        h.update(np.asarray(a).tobytes())
+    if init is not None:
+        h.update(np.asarray(init.data, np.float32).tobytes())
+    return h.hexdigest()
+
+
+def _pretrain(problem: FitProblem, params: Any, key: Array) -> Any:
+    """Regress the field onto ``problem.init_volume`` at random points of the domain's voxels."""
+    vol = problem.init_volume
+    shape = np.asarray(vol.shape)
+    cfg = problem.config
+    opt = optax.adam(cfg.learning_rate, eps=1e-15)
+
+    def loss(p: Any, k: Array, vol: Array, rest: Any) -> Array:
+        field = nnx.merge(problem.graphdef, p, rest)
+        idx = jax.random.randint(k, (cfg.rays_per_step, 3), 0, shape)
+        u = (idx + 0.5) / shape
+        target = vol[idx[:, 0], idx[:, 1], idx[:, 2]]
+        return jnp.mean((field(u[:, : field.dim]) - target) ** 2) / field.scale**2
+
+    @jax.jit
+    def run(p: Any, vol: Array, rest: Any) -> Any:
+        def body(i: Array, carry: tuple) -> tuple:
+            p, s = carry
+            g = jax.grad(loss)(p, jax.random.fold_in(key, i), vol, rest)
+            u, s = opt.update(g, s, p)
+            return optax.apply_updates(p, u), s
+
+        return jax.lax.fori_loop(0, cfg.init_steps, body, (p, opt.init(p)))[0]
+
+    return run(params, problem.init_volume, problem.rest)
+
+
+def _save(path: Path, problem: FitProblem, state: FitState, losses: list[float]) -> None:
+    leaves = jax.tree_util.tree_leaves(
+        dataclasses.replace(state, key=jax.random.key_data(state.key))
+    )
+    arrays = {f"leaf{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
+    arrays["losses"] = np.asarray(losses, np.float64)
+    _io.save_checkpoint(path, arrays, {"digest": problem.digest, "step": int(state.step)})
+
+
+def _load(path: Path, problem: FitProblem, like: FitState) -> tuple[FitState, list[float]]:
+    arrays, meta = _io.load_checkpoint(path)
+    if meta.get("digest") != problem.digest:
+        raise ValueError(
+            f"{_WHERE}: the checkpoint {path} belongs to another configuration (field, config, "
+            "projections, geometry or init differ); give a new `checkpoint` path or delete it"
+        )
+    raw = dataclasses.replace(like, key=jax.random.key_data(like.key))
+    leaves, treedef = jax.tree_util.tree_flatten(raw)
+    loaded = [arrays[f"leaf{i:05d}"] for i in range(len(leaves))]
+    for a, b in zip(leaves, loaded, strict=True):
+        if np.shape(a) != b.shape:
+            raise ValueError(
+                f"{_WHERE}: the checkpoint {path} does not match this field's parameters"
+            )
+    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in loaded])
+    key = jax.random.wrap_key_data(state.key, impl=jax.random.key_impl(like.key))
+    return dataclasses.replace(state, key=key), [float(x) for x in arrays["losses"]]
+
+
+def fit(
+    key: Array,
+    projections: Float[Array, "views u v"],
+    geometry: AbstractGeometry,
+    field: AbstractField,
+    *,
+    config: FitConfig = FitConfig(),
+    init: Volume | None = None,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    callback: Callable[[int, float, FitProblem, FitState], None] | None = None,
+) -> FitResult:
+    """Train ``field`` so that its renderings match ``projections`` (see the module docstring).
+
+    Args:
+        key: the run's randomness (rays per step, stratified jitter, prior patches); the same key
+            and inputs give the same field.
+        projections: ``(views, u, v)`` line integrals (`LeastSquares`) or counts (`Poisson`).
+        geometry: the acquisition geometry.
+        field: the field with its initial parameters (its domain is the reconstruction box).
+        config: `FitConfig`.
+        init: optional volume on ``field.domain`` (FDK, CGLS) regressed before the data fit.
+        checkpoint: a ``.npz`` path: resumed from when it exists (same configuration only),
+            written atomically every ``config.checkpoint_every`` steps and at the end.
+        progress: show a progress bar (stderr) with the running loss.
+        callback: ``callback(step, loss, problem, state)`` after each step (monitoring).
+
+    Returns:
+        `FitResult` with the trained field, the final state, the loss history and a summary.
+
+    Raises:
+        ValueError, TypeError: as `prepare_fit`, and a checkpoint of another configuration.
+
+    Example:
+        >>> field = neural.HashGridField(jax.random.key(0), grid)
+        >>> result = neural.fit(jax.random.key(1), sinogram, geometry, field)  # doctest: +SKIP
+        >>> volume = neural.to_volume(result.field)                              # doctest: +SKIP
+    """
+    problem = prepare_fit(projections, geometry, field, config=config, init=init)
+    cfg = problem.config
+    path = None if checkpoint is None else Path(checkpoint)
+    params = nnx.state(field, nnx.Param)
+    state = problem.init(key, params)
+    losses: list[float] = []
+    if path is not None and path.exists():
+        state, losses = _load(path, problem, state)
+    elif problem.init_volume is not None and cfg.init_steps > 0:
+        state = problem.init(key, _pretrain(problem, params, jax.random.fold_in(key, _INIT)))
+    step = jax.jit(FitProblem.step, donate_argnums=1)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("fit"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("fit", total=cfg.steps, completed=int(state.step), loss="-")
+        while int(state.step) < cfg.steps:
+            state, value = step(problem, state)
+            loss = float(value)
+            losses.append(loss)
+            done = int(state.step)
+            bar.update(task, completed=done, loss=f"{loss:.4g}")
+            if callback is not None:
+                callback(done, loss, problem, state)
+            if path is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                _save(path, problem, state, losses)
+    history = np.asarray(losses, np.float64)
+    return FitResult(
+        field=problem.field(state), state=state, losses=history, summary=_summary(history)
+    )
+
+
+def _summary(losses: np.ndarray) -> str:
+    if losses.size == 0:
+        return "no steps taken"
+    tail = max(1, losses.size // 10)
+    last = float(np.mean(losses[-tail:]))
+    before = float(np.mean(losses[-2 * tail : -tail])) if losses.size >= 2 * tail else float("nan")
+    change = (
+        (last - before) / abs(before) if math.isfinite(before) and before != 0 else float("nan")
+    )
+    return (
+        f"loss {last:.4g} (mean of the last {tail} steps) after {losses.size} steps; "
+        f"relative change over the last tenth {change:+.2%}"
+    )

@@ -7,11 +7,15 @@ Public surface (see each subpackage's ``__init__`` for its own):
 - `medphys.materials` — tissue library: photon attenuation and MR properties;
 - `medphys.phantoms` — digital phantoms and their voxelization;
 - `medphys.simulators` — geometries, X-ray/CT and MR simulators, reconstruction;
-- `medphys.io` — NIfTI and other formats; `medphys.pipelines` — dataset generation.
+- `medphys.io` — NIfTI and other formats; `medphys.pipelines` — dataset generation and trials;
+- `medphys.observers` — model observers and ROC statistics; `medphys.metrics` — PSNR, SSIM3D
+  with stated definitions; `medphys.neural` — neural attenuation fields (imported on demand:
+  ``from medphys import neural``).
 """
 
 from . import io as io
 from . import materials as materials
+from . import metrics as metrics
 from . import observers as observers
 from . import phantoms as phantoms
 from . import pipelines as pipelines

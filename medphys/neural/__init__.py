@@ -1,4 +1,20 @@
-"""Neural models refined by imaging physics (being written)."""
+"""Neural models judged by imaging physics; the physics stays outside the networks.
+
+Neural attenuation fields (sparse-view and 4D CT):
+
+- fields on a grid's box (Flax NNX): `HashGridField` (multiresolution hash encoding + MLP),
+  `FourierField` (random Fourier features + MLP), `VoxelField` (the non-neural baseline trained by
+  the same code); `to_volume(field, grid)` samples any grid as a `medphys.Volume`;
+- rendering: `trace_rays(geometry, domain)` clips any medphys geometry's rays to the box,
+  `integrate` samples a fixed budget per chord (stratified), `render(field, geometry)` gives the
+  ``(views, u, v)`` array `medphys.simulators.xray.project` gives (DRRs from any pose);
+- training: `fit(key, projections, geometry, field, config=FitConfig(...))` with `LeastSquares`
+  or `Poisson` data terms, `tv_loss` / `smoothness_loss` priors, initialisation from a volume
+  (FDK, CGLS), resumable atomic checkpoints and a progress bar; `prepare_fit` →
+  `FitProblem.init` / `FitProblem.step` to drive the loop yourself.
+
+Image-quality metrics with stated definitions live in `medphys.metrics`.
+"""
 
 from ._fields import AbstractField as AbstractField
 from ._fields import FourierField as FourierField
@@ -11,6 +27,7 @@ from ._fit import FitResult as FitResult
 from ._fit import FitState as FitState
 from ._fit import LeastSquares as LeastSquares
 from ._fit import Poisson as Poisson
+from ._fit import data_loss as data_loss
 from ._fit import fit as fit
 from ._fit import prepare_fit as prepare_fit
 from ._fit import smoothness_loss as smoothness_loss

@@ -22,6 +22,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from typing import Any
 
@@ -107,9 +109,7 @@ class _MLP(nnx.Module):
 
     def __init__(self, n_in: int, width: int, layers: int, *, rngs: nnx.Rngs) -> None:
         sizes = [n_in] + [width] * layers
-        self.hidden = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
-        )
+        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
         self.out = nnx.Linear(sizes[-1], 1, rngs=rngs)
 
     def __call__(self, h: Array) -> Array:
@@ -163,11 +163,15 @@ class HashGridField(AbstractField):
         top = 2 * max(self.domain.shape) if finest is None else finest
         top = _positive_int(where, "finest", top, low=base)
         growth = math.exp((math.log(top) - math.log(base)) / max(self.levels - 1, 1))
-        self.resolutions = tuple(int(math.floor(base * growth**lvl)) for lvl in range(self.levels))
+        self.resolutions = tuple(math.floor(base * growth**lvl) for lvl in range(self.levels))
         k_table, k_mlp = jax.random.split(key)
         self.table = nnx.Param(
             jax.random.uniform(
-                k_table, (self.levels, self.table_size, self.features), minval=-1e-4, maxval=1e-4
+                k_table,
+                (self.levels, self.table_size, self.features),
+                jnp.float32,
+                minval=-1e-4,
+                maxval=1e-4,
             )
         )
         self.mlp = _MLP(
@@ -239,7 +243,7 @@ class FourierField(AbstractField):
         n = _positive_int(where, "n_frequencies", n_frequencies)
         sigma = _positive(where, "sigma", sigma)
         k_b, k_mlp = jax.random.split(key)
-        self.frequencies = Frozen(sigma * jax.random.normal(k_b, (n, self.dim)))
+        self.frequencies = Frozen(sigma * jax.random.normal(k_b, (n, self.dim), jnp.float32))
         self.mlp = _MLP(
             2 * n,
             _positive_int(where, "width", width),
@@ -279,21 +283,32 @@ class VoxelField(AbstractField):
         self.values = nnx.Param(raw)
 
     def raw(self, u: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
-        shape = np.asarray(self.values.shape)
-        r = u.ndim
-        x = jnp.clip(u * _lift(shape, r, u.dtype) - 0.5, 0.0, _lift(shape - 1, r, u.dtype))
-        cell = jnp.clip(jnp.floor(x), 0, _lift(np.maximum(shape - 2, 0), r, u.dtype))
-        f = x - cell
-        cell = cell.astype(jnp.int32)
-        grid = self.values[...]
-        acc = 0.0
-        for off in (
-            np.array(np.meshgrid(*([[0, 1]] * self.dim), indexing="ij")).reshape(self.dim, -1).T
-        ):
-            corner = jnp.minimum(cell + _lift(off, r, jnp.int32), _lift(shape - 1, r, jnp.int32))
-            w = jnp.prod(jnp.where(_lift(off, r, bool), f, 1.0 - f), axis=-1)
-            acc = acc + w * grid[tuple(corner[..., a] for a in range(self.dim))]
-        return acc
+        return _interpolate(self.values[...], u)
+
+    def __call__(self, u: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
+        """Attenuation interpolated from the voxels' ``scale · softplus(values)`` (linear in μ,
+        like the projector's sampling), zero outside ``[0, 1]``."""
+        inside = jnp.all((u >= 0) & (u <= 1), axis=-1)
+        mu = _interpolate(self.scale * jax.nn.softplus(self.values[...]), u)
+        return jnp.where(inside, mu, 0.0)
+
+
+def _interpolate(grid: Array, u: Array) -> Array:
+    """Bi/trilinear interpolation of ``grid`` at normalised points ``u`` (voxel centres at
+    ``(i + 0.5) / n``; beyond the outer centres the edge value is held)."""
+    dim = grid.ndim
+    shape = np.asarray(grid.shape)
+    r = u.ndim
+    x = jnp.clip(u * _lift(shape, r, u.dtype) - 0.5, 0.0, _lift(shape - 1, r, u.dtype))
+    cell = jnp.clip(jnp.floor(x), 0, _lift(np.maximum(shape - 2, 0), r, u.dtype))
+    f = x - cell
+    cell = cell.astype(jnp.int32)
+    acc = 0.0
+    for off in np.array(np.meshgrid(*([[0, 1]] * dim), indexing="ij")).reshape(dim, -1).T:
+        corner = jnp.minimum(cell + _lift(off, r, jnp.int32), _lift(shape - 1, r, jnp.int32))
+        w = jnp.prod(jnp.where(_lift(off, r, bool), f, 1.0 - f), axis=-1)
+        acc = acc + w * grid[tuple(corner[..., a] for a in range(dim))]
+    return acc
 
 
 def inverse_softplus(y: Array) -> Array:
@@ -308,6 +323,11 @@ def world_to_unit(domain: Grid) -> tuple[np.ndarray, np.ndarray]:
     m = inv[:3, :3] / shape[:, None]
     c = (inv[:3, 3] + 0.5) / shape
     return m, c
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _evaluate(graphdef: Any, state: Any, pts: Array) -> Array:
+    return nnx.merge(graphdef, state)(pts)
 
 
 def to_volume(field: AbstractField, grid: Grid | None = None, *, chunk: int = 1 << 16) -> Volume:
@@ -333,11 +353,7 @@ def to_volume(field: AbstractField, grid: Grid | None = None, *, chunk: int = 1 
         inside = np.abs(world @ m[2] + c[2] - 0.5) <= 0.5
         u = np.where(inside[:, None], u, -1.0).astype(np.float32)
     graphdef, state = nnx.split(field)
-
-    @jax.jit
-    def run(state: Any, pts: Array) -> Array:
-        return nnx.merge(graphdef, state)(pts)
-
+    run = functools.partial(_evaluate, graphdef)
     n = u.shape[0]
     pad = (-n) % chunk if n > chunk else 0
     u = np.concatenate([u, np.full((pad, field.dim), -1.0, np.float32)])

@@ -388,8 +388,8 @@ def _pretrain(problem: FitProblem, params: Any, key: Array) -> Any:
 
     def loss(p: Any, k: Array, vol: Array, rest: Any) -> Array:
         field = nnx.merge(problem.graphdef, p, rest)
-        idx = jax.random.randint(k, (cfg.rays_per_step, 3), 0, shape)
-        u = (idx + 0.5) / shape
+        idx = jax.random.randint(k, (cfg.rays_per_step, 3), 0, jnp.asarray(shape)[None, :])
+        u = (idx + 0.5) / jnp.asarray(shape, jnp.float32)[None, :]
         target = vol[idx[:, 0], idx[:, 1], idx[:, 2]]
         return jnp.mean((field(u[:, : field.dim]) - target) ** 2) / field.scale**2
 

@@ -18,6 +18,7 @@ returns for the same geometry, in the same unit (1/mm × mm).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -198,14 +199,14 @@ def render(
         lambda x: jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]), rays
     )
     graphdef, state = nnx.split(field)
+    return _render_chunks(graphdef, n, chunk, state, padded)[:total].reshape(rays.shape)
 
-    @jax.jit
-    def run(state: Any, table: RayTable) -> Array:
-        f = nnx.merge(graphdef, state)
-        pieces = jax.tree_util.tree_map(lambda x: x.reshape(-1, chunk, *x.shape[1:]), table)
-        return jax.lax.map(lambda r: integrate(f, r, n_samples=n), pieces).reshape(-1)
 
-    return run(state, padded)[:total].reshape(rays.shape)
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _render_chunks(graphdef: Any, n: int, chunk: int, state: Any, table: RayTable) -> Array:
+    field = nnx.merge(graphdef, state)
+    pieces = jax.tree_util.tree_map(lambda x: x.reshape(-1, chunk, *x.shape[1:]), table)
+    return jax.lax.map(lambda r: integrate(field, r, n_samples=n), pieces).reshape(-1)
 
 
 def check_samples(where: str, rays: RayTable, n_samples: Any) -> int:

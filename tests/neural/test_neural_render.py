@@ -163,9 +163,9 @@ def test_rendering_loss_gradients_pass_check_grads():
         target = jnp.linspace(0.0, 0.5, rays.n_rays)
         key = jax.random.key(7)
 
-        def loss(p, graphdef=graphdef, rest=rest, rays=rays, target=target):
+        def loss(p, graphdef=graphdef, rest=rest, rays=rays, target=target, k=key):
             f = nnx.merge(graphdef, p, rest)
-            return jnp.sum((neural.integrate(f, rays, n_samples=16, key=key) - target) ** 2)
+            return jnp.sum((neural.integrate(f, rays, n_samples=16, key=k) - target) ** 2)
 
         check_grads(loss, (params,), order=1, modes=("rev",), atol=1e-6, rtol=1e-5, eps=1e-6)
 
@@ -179,7 +179,7 @@ def test_bad_input_is_refused_before_any_work():
     near = ParallelBeam.create(n_views=3, n_u=24, du_mm=2.0)
     with pytest.raises(ValueError, match=r"`n_samples` must be an integer >= 19"):
         neural.render(field, near, n_samples=10)
-    with pytest.raises(TypeError, match="`domain` must be a medphys.Grid"):
+    with pytest.raises(TypeError, match=r"`domain` must be a medphys\.Grid"):
         neural.HashGridField(jax.random.key(0), (16, 16, 1))
     with pytest.raises(ValueError, match="`scale` must be a finite number > 0"):
         neural.VoxelField(domain, scale=-1.0)

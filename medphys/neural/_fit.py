@@ -16,8 +16,9 @@ Loss, per step, over a batch ``B`` of rays with rendered line integrals ``p̂``:
 - `LeastSquares`: ``mean_B (p̂ − p)²`` for measured line integrals ``p``;
 - `Poisson(i0)`: ``mean_B (e^{−p̂} + (y / I₀) p̂)``, the negative Poisson log-likelihood of the
   counts ``y`` (expected ``I₀ e^{−p̂}``) divided by ``I₀``, up to a constant;
-- ``+ tv · mean |∇μ| / scale`` and ``+ smoothness · mean |∇μ|² / scale²`` on a random patch of
-  ``patch^d`` voxel centres of the domain (forward differences).
+- ``+ tv · mean |∇μ| / scale`` and ``+ smoothness · mean |∇μ|² / scale²`` (forward
+  differences at the domain's voxel centres): on a random patch of ``patch^d`` of them with
+  `AlongRays`, on the whole image with `OnGrid`.
 """
 
 from __future__ import annotations
@@ -38,21 +39,26 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from .. import io as _io
+from ..simulators import xray
 from ..simulators.geometry import AbstractGeometry
 from ..volume import Volume
 from ._fields import AbstractField
 from ._render import RayTable, check_samples, integrate, trace_rays
 
 __all__ = [
+    "AlongRays",
     "FitConfig",
     "FitProblem",
     "FitResult",
     "FitState",
     "LeastSquares",
+    "OnGrid",
     "Poisson",
     "fit",
     "prepare_fit",
     "smoothness_loss",
+    "squared_gradient",
+    "total_variation",
     "tv_loss",
 ]
 
@@ -76,13 +82,37 @@ class Poisson:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlongRays:
+    """Each step renders a random batch of rays by sampling the field along them: the field is
+    trained as a continuous function (any resolution), at ``rays_per_step × n_samples`` field
+    evaluations per step.
+
+    Attributes:
+        rays_per_step: rays drawn (with replacement) per step.
+        n_samples: points per ray; default one per voxel on the longest chord (`min_samples`).
+    """
+
+    rays_per_step: int = 2048
+    n_samples: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OnGrid:
+    """Each step evaluates the field at the domain's voxel centres and projects that image with
+    the medphys projector (`medphys.simulators.xray.prepare`) for every view: a deterministic
+    full-batch step at one field evaluation per voxel, the cheaper choice when the domain has
+    fewer voxels than a ray batch has samples (2-D slices). The field is then fitted at the
+    domain's resolution only."""
+
+
+@dataclasses.dataclass(frozen=True)
 class FitConfig:
     """Everything that shapes a fit's result besides the data, the field and the key.
 
     Attributes:
         steps: optimiser steps.
-        rays_per_step: rays drawn (with replacement) per step.
-        n_samples: points per ray; default one per voxel on the longest chord (`min_samples`).
+        rendering: `AlongRays` (a random batch of rays per step, the field sampled along them)
+            or `OnGrid` (the field at the domain's voxel centres, every view projected).
         learning_rate: Adam's peak rate; cosine decay to ``learning_rate · final_fraction``.
         final_fraction: see ``learning_rate``.
         loss: `LeastSquares` or `Poisson`.
@@ -94,8 +124,7 @@ class FitConfig:
     """
 
     steps: int = 2000
-    rays_per_step: int = 2048
-    n_samples: int | None = None
+    rendering: AlongRays | OnGrid = AlongRays()
     learning_rate: float = 1e-2
     final_fraction: float = 0.03
     loss: LeastSquares | Poisson = LeastSquares()
@@ -106,7 +135,18 @@ class FitConfig:
     checkpoint_every: int = 200
 
     def checked(self, where: str = _WHERE) -> FitConfig:
-        for name in ("steps", "rays_per_step", "patch", "checkpoint_every"):
+        if not isinstance(self.rendering, AlongRays | OnGrid):
+            raise TypeError(
+                f"{where}: `config.rendering` must be AlongRays(...) or OnGrid() "
+                f"(got {type(self.rendering).__name__})"
+            )
+        if isinstance(self.rendering, AlongRays):
+            v = self.rendering.rays_per_step
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(
+                    f"{where}: `config.rendering.rays_per_step` must be an integer >= 1 (got {v!r})"
+                )
+        for name in ("steps", "patch", "checkpoint_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
                 raise ValueError(f"{where}: `config.{name}` must be an integer >= 1 (got {v!r})")
@@ -197,28 +237,43 @@ def _patch_values(field: AbstractField, key: Array, patch: int) -> Array:
     return field(pts)
 
 
-def _differences(mu: Array) -> list[Array]:
-    return [jnp.diff(mu, axis=a) for a in range(mu.ndim) if mu.shape[a] > 1]
+def total_variation(image: Array) -> Array:
+    """Mean isotropic total variation of an image (forward differences, last row/column
+    excluded so every term has all its differences; ``sqrt(|∇|² + 1e-8)`` keeps it smooth)."""
+    axes = [a for a in range(image.ndim) if image.shape[a] > 1]
+    core = tuple(slice(0, n - 1) if n > 1 else slice(None) for n in image.shape)
+    sq = sum(
+        jnp.diff(image, axis=a)[
+            tuple(core[b] if b != a else slice(None) for b in range(image.ndim))
+        ]
+        ** 2
+        for a in axes
+    )
+    return jnp.mean(jnp.sqrt(sq + 1e-8))
+
+
+def squared_gradient(image: Array) -> Array:
+    """Sum over axes of the mean squared forward difference of an image."""
+    return sum(
+        jnp.mean(jnp.diff(image, axis=a) ** 2) for a in range(image.ndim) if image.shape[a] > 1
+    )
 
 
 def tv_loss(field: AbstractField, key: Array, *, patch: int) -> Array:
-    """Mean isotropic total variation of ``field`` (in units of its scale) on a random patch."""
-    mu = _patch_values(field, key, patch) / field.scale
-    diffs = [
-        d[tuple(slice(0, n - 1) if n > 1 else slice(None) for n in mu.shape)]
-        for d in _differences(mu)
-    ]
-    return jnp.mean(jnp.sqrt(sum(d**2 for d in diffs) + 1e-8))
+    """`total_variation` of ``field`` (in units of its scale) on a random ``patch^d`` patch of
+    the domain's voxel centres."""
+    return total_variation(_patch_values(field, key, patch) / field.scale)
 
 
 def smoothness_loss(field: AbstractField, key: Array, *, patch: int) -> Array:
-    """Mean squared forward difference of ``field`` (in units of its scale) on a random patch."""
-    mu = _patch_values(field, key, patch) / field.scale
-    return sum(jnp.mean(d**2) for d in _differences(mu))
+    """`squared_gradient` of ``field`` (in units of its scale) on a random patch."""
+    return squared_gradient(_patch_values(field, key, patch) / field.scale)
 
 
 # Named random streams of a step (fold_in ids): adding one changes no other stream.
 _RAYS, _JITTER, _PRIOR, _INIT = 1, 2, 3, 4
+# voxels per step of the regression onto an initial volume
+_INIT_POINTS = 4096
 
 
 @jax.tree_util.register_dataclass
@@ -234,6 +289,8 @@ class FitProblem:
     measured: Array
     rest: Any
     init_volume: Any
+    projector: Any
+    centres: Any
     graphdef: Any = dataclasses.field(metadata={"static": True})
     config: FitConfig = dataclasses.field(metadata={"static": True})
     n_samples: int = dataclasses.field(metadata={"static": True})
@@ -257,8 +314,18 @@ class FitProblem:
         """The loss of one step's batch (drawn from ``key``)."""
         cfg = self.config
         field = nnx.merge(self.graphdef, params, self.rest)
+        if isinstance(cfg.rendering, OnGrid):
+            image = field(self.centres).reshape(field.domain.shape)
+            total = data_loss(cfg.loss, self.projector.project(image).reshape(-1), self.measured)
+            # the priors see the whole image
+            flat = image.reshape(field.domain.shape[: field.dim]) / field.scale
+            if cfg.tv > 0:
+                total = total + cfg.tv * total_variation(flat)
+            if cfg.smoothness > 0:
+                total = total + cfg.smoothness * squared_gradient(flat)
+            return total
         index = jax.random.randint(
-            jax.random.fold_in(key, _RAYS), (cfg.rays_per_step,), 0, self.rays.n_rays
+            jax.random.fold_in(key, _RAYS), (cfg.rendering.rays_per_step,), 0, self.rays.n_rays
         )
         predicted = integrate(
             field,
@@ -332,7 +399,21 @@ def prepare_fit(
             f"{_WHERE}: `projections` are counts for a Poisson loss and must be >= 0 "
             f"(got minimum {float(data.min())}); pass line integrals with LeastSquares()"
         )
-    n = check_samples(_WHERE, rays, cfg.n_samples)
+    if isinstance(cfg.rendering, OnGrid):
+        n = 0
+        projector = xray.prepare(field.domain, geometry)
+        if projector.projection_shape != rays.shape:  # pragma: no cover (one lowering to rays)
+            raise ValueError(
+                f"{_WHERE}: projector shape {projector.projection_shape} != {rays.shape}"
+            )
+        idx = np.stack(np.meshgrid(*[np.arange(k) for k in field.domain.shape], indexing="ij"), -1)
+        centres = jnp.asarray(
+            ((idx + 0.5) / np.asarray(field.domain.shape))[..., : field.dim].reshape(-1, field.dim),
+            jnp.float32,
+        )
+    else:
+        n = check_samples(_WHERE, rays, cfg.rendering.n_samples)
+        projector = centres = None
     if init is not None:
         if not isinstance(init, Volume):
             raise TypeError(
@@ -356,6 +437,8 @@ def prepare_fit(
         optimizer=optimizer,
         digest=digest,
         init_volume=None if init is None else jnp.asarray(init.data, jnp.float32),
+        projector=projector,
+        centres=centres,
     )
 
 
@@ -388,7 +471,7 @@ def _pretrain(problem: FitProblem, params: Any, key: Array) -> Any:
 
     def loss(p: Any, k: Array, vol: Array, rest: Any) -> Array:
         field = nnx.merge(problem.graphdef, p, rest)
-        idx = jax.random.randint(k, (cfg.rays_per_step, 3), 0, jnp.asarray(shape)[None, :])
+        idx = jax.random.randint(k, (_INIT_POINTS, 3), 0, jnp.asarray(shape)[None, :])
         u = (idx + 0.5) / jnp.asarray(shape, jnp.float32)[None, :]
         target = vol[idx[:, 0], idx[:, 1], idx[:, 2]]
         return jnp.mean((field(u[:, : field.dim]) - target) ** 2) / field.scale**2
@@ -476,7 +559,8 @@ def fit(
     problem = prepare_fit(projections, geometry, field, config=config, init=init)
     cfg = problem.config
     path = None if checkpoint is None else Path(checkpoint)
-    params = nnx.state(field, nnx.Param)
+    # a copy: the jitted step donates its state, and the caller keeps its field
+    params = jax.tree_util.tree_map(jnp.array, nnx.state(field, nnx.Param))
     state = problem.init(key, params)
     losses: list[float] = []
     if path is not None and path.exists():

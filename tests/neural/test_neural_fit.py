@@ -30,7 +30,12 @@ def _smooth_phantom() -> Volume:
 
 TRUTH = _smooth_phantom()
 SINOGRAM = np.asarray(xray.project(TRUTH, GEOMETRY))
-CONFIG = neural.FitConfig(steps=240, rays_per_step=256, learning_rate=2e-2, checkpoint_every=40)
+CONFIG = neural.FitConfig(
+    steps=240,
+    rendering=neural.AlongRays(rays_per_step=256),
+    learning_rate=2e-2,
+    checkpoint_every=40,
+)
 
 
 def _psnr(field) -> float:
@@ -235,3 +240,22 @@ def test_bad_input_is_refused_before_training():
             init=Volume.create(np.zeros((8, 8, 1), np.float32)),
             progress=False,
         )
+
+
+def test_on_grid_fits_with_the_projector_and_leaves_the_callers_field_intact():
+    """`OnGrid` projects the field's voxel image with the medphys projector every step; a voxel
+    field with a TV prior reaches 30 dB on the smooth phantom, and the field passed in is not
+    consumed by the (donating) jitted step."""
+    field = neural.VoxelField(DOMAIN)
+    before = np.asarray(field.values[...]).copy()
+    config = neural.FitConfig(steps=300, rendering=neural.OnGrid(), learning_rate=1e-1, tv=1e-3)
+    result = neural.fit(jax.random.key(0), SINOGRAM, GEOMETRY, field, config=config, progress=False)
+    np.testing.assert_array_equal(np.asarray(field.values[...]), before)
+    assert _psnr(result.field) > 30.0
+
+
+def test_total_variation_matches_its_definition():
+    image = jnp.asarray(np.random.default_rng(0).normal(size=(6, 5)))
+    dx, dy = np.diff(np.asarray(image), axis=0)[:, :-1], np.diff(np.asarray(image), axis=1)[:-1, :]
+    want = np.mean(np.sqrt(dx**2 + dy**2 + 1e-8))
+    np.testing.assert_allclose(float(neural.total_variation(image)), want, rtol=1e-12)

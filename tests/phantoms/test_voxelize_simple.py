@@ -12,7 +12,9 @@ from medphys import phantoms
 from medphys.phantoms import _voxelize
 
 
-@pytest.mark.parametrize("k", [1, 2])
+# supersample 2 in the slow tier: the supersampled fractions against brute force stay in the
+# default tier in test_voxelize_fast (torso k=3, warped torso k=2, adult male k=2)
+@pytest.mark.parametrize("k", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_shepp_logan_3d_matches_brute_force(k):
     ph = phantoms.load("shepp-logan-3d")
     shape = (37, 44, 41)  # not powers of two

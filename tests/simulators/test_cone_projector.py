@@ -172,8 +172,10 @@ def _plan(vol, g, sampling=None):
     ("case", "sampling"),
     [
         ("cone", Joseph()),
-        ("helical", Joseph()),
-        ("matrices", Joseph()),
+        # slow tier: the gather on a helix and on a C-arm's matrices (the default keeps the
+        # circular cone, the tilted generic geometry and the steep cone driven along x, y and z)
+        pytest.param("helical", Joseph(), marks=pytest.mark.slow),
+        pytest.param("matrices", Joseph(), marks=pytest.mark.slow),
         ("tilted", Joseph()),
         ("steep", Joseph()),
         ("tilted", Trilinear()),
@@ -258,6 +260,8 @@ def test_check_grads_volume_and_backprojector():
     )
 
 
+@pytest.mark.slow  # twins in the default tier: check_grads of the cone projector (here and in
+# test_contracts) and the fan-beam test_grad_of_loss_runs_the_backprojector (test_xray_projector)
 def test_grad_of_a_loss_is_minus_the_backprojected_residual():
     vol, g = _small_cases()["cone"]
     data = jnp.asarray(np.random.default_rng(3).random(vol.shape))
@@ -269,6 +273,8 @@ def test_grad_of_a_loss_is_minus_the_backprojected_residual():
     )
 
 
+@pytest.mark.slow  # twins in the default tier: the 3-D Joseph pose derivative against central
+# differences (test_contracts) and the 6-DoF registration notebook (test_registration_notebook)
 def test_six_dof_pose_gradient_matches_finite_differences():
     """2D/3D registration: d loss / d (rotation vector, translation) of a moved C-arm."""
     n = 16
@@ -437,13 +443,17 @@ def _sweep_cases():
 @pytest.mark.parametrize(
     "case",
     [
-        "cone",
-        "helical",
-        "matrices",
+        # the default tier keeps a generic tilted geometry, the steep cone (rays driven along x,
+        # y and z) and the oblique volume's parallel beam (unbounded spans); the other geometries
+        # run in the slow tier (test_sweep_kernel_equals_the_ray_major_kernel covers every kind
+        # of ray on aligned and oblique grids in the default tier)
+        pytest.param("cone", marks=pytest.mark.slow),
+        pytest.param("helical", marks=pytest.mark.slow),
+        pytest.param("matrices", marks=pytest.mark.slow),
         "tilted",
         "steep",
-        "diagonal",
-        "oblique cone",
+        pytest.param("diagonal", marks=pytest.mark.slow),
+        pytest.param("oblique cone", marks=pytest.mark.slow),
         "oblique parallel",
     ],
 )

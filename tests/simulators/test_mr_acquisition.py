@@ -521,6 +521,8 @@ def test_same_key_same_output_and_no_retrace():
     np.testing.assert_array_equal(np.asarray(a.image.affine), SMALL.affine)  # exact, float64
 
 
+@pytest.mark.slow  # default-tier twin: test_mr_prepared::test_jit_equals_eager runs the same
+# acquisition (with its key-dependent steps) op by op; the operator equals mr.acquire bit for bit
 def test_jit_equals_eager():
     # the deterministic path (signal, coil weighting, encoding, reconstruction) run op by op;
     # the key-dependent steps are covered by the determinism and vmap tests

@@ -229,7 +229,13 @@ def test_cartesian_spin_echo_kspace_equals_fft_of_tier1_image():
     assert np.max(np.abs(k - ref)) < 0.005 * np.max(np.abs(ref))
 
 
-@pytest.mark.parametrize("time_stepped", [False, True], ids=["events", "time-stepped"])
+@pytest.mark.parametrize(
+    "time_stepped",
+    # the default tier checks the gradients of the event path (what mr.bloch runs); the
+    # time-stepped reference's in the slow tier (with test_mr_bloch_events' gradient comparison)
+    [False, pytest.param(True, marks=pytest.mark.slow)],
+    ids=["events", "time-stepped"],
+)
 def test_gradients_through_bloch_tier(time_stepped):
     seq = mr.lower(
         [

@@ -173,6 +173,8 @@ def test_bloch_sequences_are_static_and_hashable():
     assert jax.tree_util.tree_leaves(a) == []  # static: passes through jit as structure
 
 
+@pytest.mark.slow  # default-tier twins: test_bloch_spin_echo_image_equals_the_tier1_image runs
+# the same protocol (test_mr_config checks the catalog entry equals it field by field)
 def test_catalog_bloch_protocol_matches_its_tier1_twin():
     """mr-t1-se-bloch is mr-t1-se through the Bloch tier: same noise, same image within 1 %."""
     bloch, tier1 = sims.load("mr-t1-se-bloch"), sims.load("mr-t1-se")

@@ -127,6 +127,8 @@ def test_jit_equals_eager():
     np.testing.assert_allclose(float(jitted.noise_std), float(eager.noise_std), rtol=1e-5)
 
 
+@pytest.mark.slow  # twins in the default tier: vmap over maps of the prepared operator
+# (test_contracts, mr.MRScanner.acquire) and over keys (test_mr_acquisition::test_vmap_over_keys)
 def test_vmap_over_cases_equals_loop():
     op = _op()
     cases = [_maps(10), _maps(11)]
@@ -147,6 +149,8 @@ def test_vmap_over_cases_equals_loop():
     np.testing.assert_array_equal(np.asarray(shared.mask[0]), np.asarray(shared.mask[1]))
 
 
+@pytest.mark.slow  # twins in the default tier: check_grads of the prepared operator w.r.t. the
+# fractions (test_contracts) and of the signal equations w.r.t. T1, T2 (test_mr_signal)
 def test_gradients_with_respect_to_the_tissue_maps():
     # float64, full sampling (a smooth function of the maps), noise at an SNR on a named
     # compartment and a random B0/B1 draw included

@@ -4,7 +4,9 @@ Neural attenuation fields (sparse-view and 4D CT):
 
 - fields on a grid's box (Flax NNX): `HashGridField` (multiresolution hash encoding + MLP),
   `FourierField` (random Fourier features + MLP), `VoxelField` (the non-neural baseline trained by
-  the same code); `to_volume(field, grid)` samples any grid as a `medphys.Volume`;
+  the same code); `DeformingField` (a canonical field through a learned deformation of space
+  and time: 4D CT from one ungated sweep); `to_volume(field, grid)` samples any grid as a
+  `medphys.Volume`;
 - rendering: `trace_rays(geometry, domain)` clips any medphys geometry's rays to the box,
   `integrate` samples a fixed budget per chord (stratified), `render(field, geometry)` gives the
   ``(views, u, v)`` array `medphys.simulators.xray.project` gives (DRRs from any pose);
@@ -16,6 +18,7 @@ Neural attenuation fields (sparse-view and 4D CT):
 Image-quality metrics with stated definitions live in `medphys.metrics`.
 """
 
+from ._dynamic import DeformingField as DeformingField
 from ._fields import AbstractField as AbstractField
 from ._fields import FourierField as FourierField
 from ._fields import HashGridField as HashGridField

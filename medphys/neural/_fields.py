@@ -7,8 +7,8 @@ the box from the first voxel's outer edge to the last one's, on any affine (obli
 with one slice (``shape[2] == 1``) makes a 2-D field of ``(u_x, u_y)``.
 
 Every field outputs ``scale · softplus(raw)``: non-negative, and of the order of ``scale`` (give
-the attenuation of water, about 0.02 /mm at 60-70 keV, or `attenuation_scale`) when the network's
-raw output is of order one. The fields hold no physics: rendering along rays lives in
+about the largest attenuation expected: water is about 0.02 /mm at 60-70 keV, bone twice that)
+when the network's raw output is of order one; the networks start at ``0.1 · scale`` everywhere. The fields hold no physics: rendering along rays lives in
 `medphys.neural.render`, losses in `medphys.neural.fit`.
 
 References:
@@ -89,11 +89,19 @@ class AbstractField(nnx.Module):
     dim: int
     scale: float
 
+    @property
+    def temporal(self) -> bool:
+        """Whether the field changes with time (`DeformingField`)."""
+        return False
+
     def raw(self, u: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
         raise NotImplementedError
 
-    def __call__(self, u: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
-        """Attenuation (1/mm) at normalised coordinates ``u`` (outside ``[0, 1]`` it is zero)."""
+    def __call__(
+        self, u: Float[Array, "*batch dim"], time_s: Array | None = None
+    ) -> Float[Array, "*batch"]:
+        """Attenuation (1/mm) at normalised coordinates ``u`` (outside ``[0, 1]`` it is zero);
+        a static field ignores ``time_s``."""
         inside = jnp.all((u >= 0) & (u <= 1), axis=-1)
         return jnp.where(inside, self.scale * jax.nn.softplus(self.raw(u)), 0.0)
 
@@ -105,17 +113,31 @@ def _init_common(field: AbstractField, where: str, domain: Any, scale: Any) -> N
 
 
 class _MLP(nnx.Module):
-    """``layers`` hidden ReLU layers of width ``width`` and one linear output."""
+    """``layers`` hidden ReLU layers of width ``width`` and a linear output of ``n_out``."""
 
-    def __init__(self, n_in: int, width: int, layers: int, *, rngs: nnx.Rngs) -> None:
+    def __init__(
+        self, n_in: int, width: int, layers: int, *, rngs: nnx.Rngs, n_out: int = 1
+    ) -> None:
         sizes = [n_in] + [width] * layers
         self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
-        self.out = nnx.Linear(sizes[-1], 1, rngs=rngs)
+        self.out = nnx.Linear(sizes[-1], n_out, rngs=rngs)
 
-    def __call__(self, h: Array) -> Array:
+    def vector(self, h: Array) -> Array:
         for layer in self.hidden:
             h = jax.nn.relu(layer(h))
-        return self.out(h)[..., 0]
+        return self.out(h)
+
+    def __call__(self, h: Array) -> Array:
+        return self.vector(h)[..., 0]
+
+
+# Networks start at a tenth of their scale everywhere (most of a CT box is air or soft tissue far
+# below the scale's bone-like peak), not at softplus(0) = 0.69 of it.
+_START = 0.1
+
+
+def _start_low(mlp: _MLP) -> None:
+    mlp.out.bias[...] = jnp.full_like(mlp.out.bias[...], float(inverse_softplus(_START)))
 
 
 class HashGridField(AbstractField):
@@ -180,6 +202,7 @@ class HashGridField(AbstractField):
             _positive_int(where, "layers", layers),
             rngs=nnx.Rngs(params=k_mlp),
         )
+        _start_low(self.mlp)
 
     def encode(self, u: Float[Array, "*batch dim"]) -> Float[Array, "*batch enc"]:
         """The concatenated per-level interpolated features of the points ``u``.
@@ -250,6 +273,7 @@ class FourierField(AbstractField):
             _positive_int(where, "layers", layers),
             rngs=nnx.Rngs(params=k_mlp),
         )
+        _start_low(self.mlp)
 
     def raw(self, u: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
         phase = 2 * jnp.pi * (u @ self.frequencies[...].T.astype(u.dtype))
@@ -285,7 +309,9 @@ class VoxelField(AbstractField):
     def raw(self, u: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
         return _interpolate(self.values[...], u)
 
-    def __call__(self, u: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
+    def __call__(
+        self, u: Float[Array, "*batch dim"], time_s: Array | None = None
+    ) -> Float[Array, "*batch"]:
         """Attenuation interpolated from the voxels' ``scale · softplus(values)`` (linear in μ,
         like the projector's sampling), zero outside ``[0, 1]``."""
         inside = jnp.all((u >= 0) & (u <= 1), axis=-1)
@@ -326,11 +352,17 @@ def world_to_unit(domain: Grid) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _evaluate(graphdef: Any, state: Any, pts: Array) -> Array:
-    return nnx.merge(graphdef, state)(pts)
+def _evaluate(graphdef: Any, state: Any, pts: Array, time_s: Array) -> Array:
+    return nnx.merge(graphdef, state)(pts, jnp.full(pts.shape[:-1], time_s, pts.dtype))
 
 
-def to_volume(field: AbstractField, grid: Grid | None = None, *, chunk: int = 1 << 16) -> Volume:
+def to_volume(
+    field: AbstractField,
+    grid: Grid | None = None,
+    *,
+    time_s: float = 0.0,
+    chunk: int = 1 << 16,
+) -> Volume:
     """The field sampled at the voxel centres of ``grid`` (default: its domain), as a `Volume`.
 
     Any grid works (finer, coarser, rotated); voxels outside the field's box read zero.
@@ -338,6 +370,7 @@ def to_volume(field: AbstractField, grid: Grid | None = None, *, chunk: int = 1 
     Args:
         field: a trained or initial field.
         grid: where to sample (a `medphys.Grid`).
+        time_s: the instant (s) of a time-conditioned field; static fields ignore it.
         chunk: points evaluated at a time (bounds memory).
 
     Returns:
@@ -357,8 +390,9 @@ def to_volume(field: AbstractField, grid: Grid | None = None, *, chunk: int = 1 
     n = u.shape[0]
     pad = (-n) % chunk if n > chunk else 0
     u = np.concatenate([u, np.full((pad, field.dim), -1.0, np.float32)])
+    t = jnp.asarray(float(time_s), jnp.float32)
     pieces = [
-        run(state, jnp.asarray(u[i : i + chunk])) for i in range(0, u.shape[0], max(chunk, 1))
+        run(state, jnp.asarray(u[i : i + chunk]), t) for i in range(0, u.shape[0], max(chunk, 1))
     ]
     data = jnp.concatenate(pieces)[:n].reshape(grid.shape)
     return Volume(data=data, affine=grid.affine)

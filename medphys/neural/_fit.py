@@ -361,6 +361,7 @@ def prepare_fit(
     *,
     config: FitConfig = FitConfig(),
     init: Volume | None = None,
+    view_times_s: Any = None,
 ) -> FitProblem:
     """Check the inputs and trace the rays of a fit (host, before any training step).
 
@@ -371,6 +372,8 @@ def prepare_fit(
         config: `FitConfig`.
         init: optional starting volume on the field's domain (e.g. FDK or CGLS), fitted by
             regression for ``config.init_steps`` steps before the data term.
+        view_times_s: ``(views,)`` acquisition times (s), required by a time-conditioned field
+            (`DeformingField`, which trains `AlongRays` only).
 
     Raises:
         TypeError: ``field`` is not a medphys field; ``init`` not a `Volume`.
@@ -383,7 +386,17 @@ def prepare_fit(
         raise TypeError(
             f"{_WHERE}: `field` must be a medphys.neural field (got {type(field).__name__})"
         )
-    rays = trace_rays(geometry, field.domain)
+    if field.temporal and view_times_s is None:
+        raise ValueError(
+            f"{_WHERE}: a time-conditioned field needs `view_times_s`, the acquisition time of "
+            "every view"
+        )
+    if field.temporal and isinstance(cfg.rendering, OnGrid):
+        raise ValueError(
+            f"{_WHERE}: a time-conditioned field changes from view to view; use "
+            "`rendering=AlongRays(...)`, not OnGrid()"
+        )
+    rays = trace_rays(geometry, field.domain, view_times_s=view_times_s)
     data = np.asarray(projections)
     if data.shape != rays.shape:
         raise ValueError(
@@ -455,7 +468,7 @@ def _digest(field, params, cfg, n, data, rays, init) -> str:
     }
     h.update(json.dumps(desc, sort_keys=True).encode())
     h.update(np.ascontiguousarray(data, np.float64).tobytes())
-    for a in (rays.entry, rays.direction, rays.length_mm):
+    for a in (rays.entry, rays.direction, rays.length_mm, rays.time_s):
         h.update(np.asarray(a).tobytes())
     if init is not None:
         h.update(np.asarray(init.data, np.float32).tobytes())
@@ -526,6 +539,7 @@ def fit(
     *,
     config: FitConfig = FitConfig(),
     init: Volume | None = None,
+    view_times_s: Any = None,
     checkpoint: str | Path | None = None,
     progress: bool = True,
     callback: Callable[[int, float, FitProblem, FitState], None] | None = None,
@@ -540,6 +554,7 @@ def fit(
         field: the field with its initial parameters (its domain is the reconstruction box).
         config: `FitConfig`.
         init: optional volume on ``field.domain`` (FDK, CGLS) regressed before the data fit.
+        view_times_s: ``(views,)`` acquisition times (s) for a time-conditioned field.
         checkpoint: a ``.npz`` path: resumed from when it exists (same configuration only),
             written atomically every ``config.checkpoint_every`` steps and at the end.
         progress: show a progress bar (stderr) with the running loss.
@@ -556,7 +571,9 @@ def fit(
         >>> result = neural.fit(jax.random.key(1), sinogram, geometry, field)  # doctest: +SKIP
         >>> volume = neural.to_volume(result.field)                              # doctest: +SKIP
     """
-    problem = prepare_fit(projections, geometry, field, config=config, init=init)
+    problem = prepare_fit(
+        projections, geometry, field, config=config, init=init, view_times_s=view_times_s
+    )
     cfg = problem.config
     path = None if checkpoint is None else Path(checkpoint)
     # a copy: the jitted step donates its state, and the caller keeps its field

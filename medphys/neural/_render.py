@@ -44,6 +44,7 @@ class RayTable:
         entry: ``(n, 3)`` normalised box coordinates where each ray enters the box.
         direction: ``(n, 3)`` box units per millimetre along the ray.
         length_mm: ``(n,)`` chord length inside the box (0 for rays that miss it).
+        time_s: ``(n,)`` acquisition time of each ray's view (s; 0 when not given).
         shape: ``(views, u, v)`` of the projections the rays came from (static).
         domain: the box's grid (static).
     """
@@ -51,6 +52,7 @@ class RayTable:
     entry: Float[Array, "n 3"]
     direction: Float[Array, "n 3"]
     length_mm: Float[Array, " n"]
+    time_s: Float[Array, " n"]
     shape: tuple[int, int, int] = dataclasses.field(metadata={"static": True})
     domain: Grid = dataclasses.field(metadata={"static": True})
 
@@ -65,23 +67,25 @@ class RayTable:
             entry=self.entry[index],
             direction=self.direction[index],
             length_mm=self.length_mm[index],
+            time_s=self.time_s[index],
         )
 
 
-def trace_rays(geometry: AbstractGeometry, domain: Grid) -> RayTable:
+def trace_rays(geometry: AbstractGeometry, domain: Grid, *, view_times_s: Any = None) -> RayTable:
     """The rays of every view of ``geometry``, clipped to ``domain``'s box (host, float64).
 
     Args:
         geometry: any medphys geometry; planar ones with ``n_rows=None`` get one row per slice
             of ``domain``.
         domain: the field's grid.
+        view_times_s: optional ``(views,)`` acquisition time of each view (s), finite.
 
     Returns:
         `RayTable` in float32 with ``n = views · u · v`` rays in C order of ``(views, u, v)``.
 
     Raises:
         TypeError: ``geometry`` is not a medphys geometry or ``domain`` not a `Grid`.
-        ValueError: no ray meets the domain's box.
+        ValueError: no ray meets the domain's box; ``view_times_s`` not one finite time per view.
     """
     where = "medphys.neural.trace_rays"
     if not isinstance(geometry, AbstractGeometry):
@@ -122,7 +126,15 @@ def trace_rays(geometry: AbstractGeometry, domain: Grid) -> RayTable:
             f"{np.round(domain.bounds_mm(), 1).tolist()} mm); check the geometry's isocentre, "
             "detector size and rows against the domain"
         )
+    times = np.zeros(host.n_views) if view_times_s is None else np.asarray(view_times_s, np.float64)
+    if times.shape != (host.n_views,) or not np.all(np.isfinite(times)):
+        raise ValueError(
+            f"{where}: `view_times_s` must hold one finite time per view, shape ({host.n_views},) "
+            f"(got shape {times.shape})"
+        )
+    per_ray = np.repeat(times, int(np.prod(shape[1:])))
     return RayTable(
+        time_s=jnp.asarray(per_ray, jnp.float32),
         entry=jnp.asarray(a + enter[:, None] * b, jnp.float32),
         direction=jnp.asarray(b, jnp.float32),
         length_mm=jnp.asarray(length, jnp.float32),
@@ -163,7 +175,10 @@ def integrate(
     s = (jnp.arange(n, dtype=rays.length_mm.dtype)[None, :] + xi) / n  # (rays, n) in [0, 1)
     t = s * rays.length_mm[:, None]
     pts = rays.entry[:, None, :] + t[..., None] * rays.direction[:, None, :]
-    mu = field(pts[..., : field.dim])
+    if field.temporal:
+        mu = field(pts[..., : field.dim], jnp.broadcast_to(rays.time_s[:, None], t.shape))
+    else:
+        mu = field(pts[..., : field.dim])
     return jnp.sum(mu, axis=-1) * (rays.length_mm / n)
 
 
@@ -172,6 +187,7 @@ def render(
     geometry: AbstractGeometry | RayTable,
     *,
     n_samples: int | None = None,
+    view_times_s: Any = None,
     rays_per_chunk: int = 4096,
 ) -> Float[Array, "views u v"]:
     """Projections of ``field`` for ``geometry`` (midpoint rule), shaped like `xray.project`'s.
@@ -181,6 +197,7 @@ def render(
         geometry: any medphys geometry (its rays are traced against ``field.domain``), or a
             `RayTable` already traced.
         n_samples: points per ray; default `min_samples` (one per voxel on the longest chord).
+        view_times_s: ``(views,)`` times (s) of the views, for a time-conditioned field.
         rays_per_chunk: rays evaluated at a time (bounds memory).
 
     Returns:
@@ -190,7 +207,10 @@ def render(
         ValueError: ``n_samples`` below `min_samples`, or no ray meets the field's box.
     """
     where = "medphys.neural.render"
-    rays = geometry if isinstance(geometry, RayTable) else trace_rays(geometry, field.domain)
+    if isinstance(geometry, RayTable):
+        rays = geometry
+    else:
+        rays = trace_rays(geometry, field.domain, view_times_s=view_times_s)
     n = check_samples(where, rays, n_samples)
     total = rays.n_rays
     chunk = max(1, min(int(rays_per_chunk), total))

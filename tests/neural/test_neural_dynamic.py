@@ -1,0 +1,110 @@
+"""4D: a time-conditioned field from one ungated sweep of a moving object (closed-form data)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from medphys import Grid, metrics, neural
+from medphys.simulators import FanBeam
+
+DOMAIN = Grid.create((32, 32, 1), spacing_mm=2.0)
+PERIOD_S, CYCLES, AMPLITUDE_MM, SIGMA_MM, PEAK = 4.0, 3, 8.0, 5.0, 0.03
+GEOMETRY = FanBeam.create(
+    n_views=96, n_u=64, du_mm=2.0, sod_mm=150.0, sdd_mm=300.0, arc_rad=2 * math.pi
+)
+TIMES = np.linspace(0.0, CYCLES * PERIOD_S, GEOMETRY.n_views, endpoint=False)
+
+
+def _centre(t: float) -> np.ndarray:
+    """The blob breathes along y: y = A sin(2π t / T), x fixed."""
+    return np.array([3.0, AMPLITUDE_MM * math.sin(2 * math.pi * t / PERIOD_S)])
+
+
+def _sinogram() -> np.ndarray:
+    """Line integrals of the Gaussian blob at each view's own instant (closed form)."""
+    g = GEOMETRY.with_rows_for(DOMAIN)
+    out = np.zeros((g.n_views, g.n_u, 1))
+    for v, t in enumerate(TIMES):
+        rays = g.rays(v, jnp.float64)
+        o, d = np.asarray(rays.origins)[..., :2], np.asarray(rays.directions)[..., :2]
+        w = _centre(t) - o
+        r2 = np.sum(w**2, -1) - np.sum(w * d, -1) ** 2
+        out[v] = PEAK * SIGMA_MM * math.sqrt(2 * math.pi) * np.exp(-r2 / (2 * SIGMA_MM**2))
+    return out.astype(np.float32)
+
+
+def _truth(t: float) -> np.ndarray:
+    x = (np.arange(32) - 15.5) * 2.0
+    xx, yy = np.meshgrid(x, x, indexing="ij")
+    c = _centre(t)
+    return PEAK * np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2 * SIGMA_MM**2))
+
+
+def _mean_psnr(field) -> float:
+    values = []
+    for t in np.linspace(0.0, PERIOD_S, 5, endpoint=False):
+        est = np.asarray(neural.to_volume(field, time_s=float(t)).data)[:, :, 0]
+        values.append(float(metrics.psnr(est / PEAK, _truth(t) / PEAK)))
+    return float(np.mean(values))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="not yet: without a motion prior the deformation overfits the per-view data "
+    "(600 steps: data loss 3.7e-6 but 18.2 dB against the static field's 21.6 dB)",
+)
+def test_deforming_field_recovers_the_motion_a_static_field_blurs():
+    """One sweep of 96 views over three breathing cycles (8 mm amplitude, 5 mm blob): the
+    deforming field's mean PSNR over five instants of a cycle beats the static field's (which
+    can only show the time-averaged, smeared blob) by at least 4 dB."""
+    sino = _sinogram()
+    config = neural.FitConfig(
+        steps=600, rendering=neural.AlongRays(rays_per_step=256), learning_rate=1e-2
+    )
+    canonical = neural.HashGridField(jax.random.key(0), DOMAIN, levels=6, log2_table=12, base=4)
+    static = neural.fit(jax.random.key(1), sino, GEOMETRY, canonical, config=config, progress=False)
+    moving = neural.DeformingField(
+        jax.random.key(2),
+        canonical,
+        duration_s=float(TIMES[-1] + TIMES[1]),
+        sigma_t=CYCLES,
+        max_displacement=0.25,
+    )
+    dynamic = neural.fit(
+        jax.random.key(1), sino, GEOMETRY, moving, config=config, view_times_s=TIMES, progress=False
+    )
+    p_static, p_dynamic = _mean_psnr(static.field), _mean_psnr(dynamic.field)
+    assert p_dynamic > p_static + 4.0, (p_static, p_dynamic)
+
+
+def test_time_conditioned_fields_need_times_and_rays():
+    canonical = neural.VoxelField(DOMAIN)
+    moving = neural.DeformingField(jax.random.key(0), canonical, duration_s=10.0)
+    sino = np.zeros((GEOMETRY.n_views, 64, 1), np.float32)
+    with pytest.raises(ValueError, match="needs `view_times_s`"):
+        neural.fit(jax.random.key(0), sino, GEOMETRY, moving, progress=False)
+    with pytest.raises(ValueError, match="not OnGrid"):
+        neural.fit(
+            jax.random.key(0),
+            sino,
+            GEOMETRY,
+            moving,
+            view_times_s=TIMES,
+            config=neural.FitConfig(rendering=neural.OnGrid()),
+            progress=False,
+        )
+    with pytest.raises(ValueError, match=r"one finite time per view, shape \(96,\)"):
+        neural.fit(
+            jax.random.key(0), sino, GEOMETRY, moving, view_times_s=TIMES[:5], progress=False
+        )
+    # at the start the deformation is zero: the field is its canonical field
+    u = jax.random.uniform(jax.random.key(1), (50, 2))
+    np.testing.assert_array_equal(
+        np.asarray(moving(u, jnp.full((50,), 3.0))), np.asarray(canonical(u))
+    )

@@ -34,6 +34,7 @@ from ._fit import OnGrid as OnGrid
 from ._fit import Poisson as Poisson
 from ._fit import data_loss as data_loss
 from ._fit import fit as fit
+from ._fit import motion_loss as motion_loss
 from ._fit import prepare_fit as prepare_fit
 from ._fit import smoothness_loss as smoothness_loss
 from ._fit import squared_gradient as squared_gradient

@@ -55,6 +55,7 @@ __all__ = [
     "OnGrid",
     "Poisson",
     "fit",
+    "motion_loss",
     "prepare_fit",
     "smoothness_loss",
     "squared_gradient",
@@ -118,6 +119,7 @@ class FitConfig:
         loss: `LeastSquares` or `Poisson`.
         tv: weight of the total-variation prior (0: off).
         smoothness: weight of the squared-gradient prior (0: off).
+        motion: weight of the motion prior of a time-conditioned field (`motion_loss`; 0: off).
         patch: voxels per side of the random patch the priors are evaluated on.
         init_steps: steps of regression onto ``init`` (a volume) before the data fit.
         checkpoint_every: steps between checkpoints (when `fit` is given a path).
@@ -130,6 +132,7 @@ class FitConfig:
     loss: LeastSquares | Poisson = LeastSquares()
     tv: float = 0.0
     smoothness: float = 0.0
+    motion: float = 0.0
     patch: int = 16
     init_steps: int = 300
     checkpoint_every: int = 200
@@ -164,7 +167,7 @@ class FitConfig:
                 raise ValueError(
                     f"{where}: `config.{name}` must be a finite number > 0 (got {v!r})"
                 )
-        for name in ("tv", "smoothness"):
+        for name in ("tv", "smoothness", "motion"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(
@@ -259,6 +262,24 @@ def squared_gradient(image: Array) -> Array:
     )
 
 
+def motion_loss(field: Any, key: Array, *, patch: int) -> Array:
+    """Motion prior of a time-conditioned field at a random instant on a random patch: the mean
+    squared displacement plus the mean squared forward difference of each displacement component
+    between neighbouring voxel centres (both in voxels²), so that the deformation stays small and
+    smooth unless the data need it."""
+    shape = np.asarray(field.domain.shape[: field.dim])
+    k_patch, k_time = jax.random.split(key)
+    p = np.minimum(patch, shape)
+    start = jax.random.randint(k_patch, (field.dim,), 0, shape - p + 1)
+    axes = [(start[a] + jnp.arange(p[a]) + 0.5) / shape[a] for a in range(field.dim)]
+    pts = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+    t = jax.random.uniform(k_time, (), pts.dtype, 0.0, field.duration_s)
+    d = field.displacement(pts, jnp.full(pts.shape[:-1], t, pts.dtype))
+    d = d * jnp.asarray(shape, d.dtype).reshape((1,) * field.dim + (-1,))  # in voxels
+    size = jnp.mean(jnp.sum(d**2, axis=-1))
+    return size + sum(squared_gradient(d[..., c]) for c in range(field.dim))
+
+
 def tv_loss(field: AbstractField, key: Array, *, patch: int) -> Array:
     """`total_variation` of ``field`` (in units of its scale) on a random ``patch^d`` patch of
     the domain's voxel centres."""
@@ -339,6 +360,8 @@ class FitProblem:
             total = total + cfg.tv * tv_loss(field, prior_key, patch=cfg.patch)
         if cfg.smoothness > 0:
             total = total + cfg.smoothness * smoothness_loss(field, prior_key, patch=cfg.patch)
+        if cfg.motion > 0 and field.temporal:
+            total = total + cfg.motion * motion_loss(field, prior_key, patch=cfg.patch)
         return total
 
     def step(self, state: FitState) -> tuple[FitState, Array]:

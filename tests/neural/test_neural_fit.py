@@ -259,3 +259,38 @@ def test_total_variation_matches_its_definition():
     dx, dy = np.diff(np.asarray(image), axis=0)[:, :-1], np.diff(np.asarray(image), axis=1)[:-1, :]
     want = np.mean(np.sqrt(dx**2 + dy**2 + 1e-8))
     np.testing.assert_allclose(float(neural.total_variation(image)), want, rtol=1e-12)
+
+
+def test_cone_beam_field_beats_fdk_in_3d():
+    """20 cone-beam views of a smooth 20³ phantom: a hash-grid field trained along random ray
+    batches (200 steps) beats FDK by more than 2 dB (measured 39.0 against 35.3 dB)."""
+    from medphys.simulators import ConeBeam, ct
+
+    n = 20
+    domain = Grid.create((n, n, n), spacing_mm=3.0)
+    x = (np.arange(n) - (n - 1) / 2) * 3.0
+    xx, yy, zz = np.meshgrid(x, x, x, indexing="ij")
+    mu = 0.02 * np.exp(-(xx**2 + yy**2 + zz**2) / (2 * 14.0**2))
+    mu += 0.012 * np.exp(-((xx - 8) ** 2 + (yy + 6) ** 2 + (zz - 4) ** 2) / (2 * 5.0**2))
+    truth = Volume.create(mu.astype(np.float32), affine=domain.affine)
+    geometry = ConeBeam.create(
+        n_views=20,
+        n_u=32,
+        n_v=32,
+        du_mm=4.0,
+        dv_mm=4.0,
+        sod_mm=200.0,
+        sdd_mm=400.0,
+        arc_rad=2 * np.pi,
+    )
+    sino = np.asarray(xray.project(truth, geometry))
+    field = neural.HashGridField(
+        jax.random.key(0), domain, scale=0.03, levels=6, log2_table=14, base=4
+    )
+    config = neural.FitConfig(
+        steps=200, rendering=neural.AlongRays(rays_per_step=512), learning_rate=1e-2
+    )
+    result = neural.fit(jax.random.key(1), sino, geometry, field, config=config, progress=False)
+    score = lambda v: float(metrics.psnr(np.asarray(v) / mu.max(), mu / mu.max()))
+    fdk = score(ct.fdk(sino, geometry, like=truth).data)
+    assert score(neural.to_volume(result.field).data) > fdk + 2.0

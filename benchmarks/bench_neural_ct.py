@@ -198,7 +198,7 @@ def m_cgls(case: dict) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-TV_WEIGHTS = (0.05, 0.1, 0.2, 0.4, 0.8)
+TV_WEIGHTS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 def m_tv(case: dict) -> list[tuple[str, np.ndarray]]:
@@ -211,7 +211,7 @@ def m_tv(case: dict) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-FIELD_TV = (0.01, 0.03)
+FIELD_TV = (0.003, 0.01, 0.03)
 FIELD_STEPS = 800
 
 

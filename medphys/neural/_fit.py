@@ -2,13 +2,14 @@
 
 ``problem = prepare_fit(projections, geometry, field, config=...)`` checks everything on the host
 (shapes, counts, sample budget, the field's box against the rays) and traces the rays once.
-``state = problem.init(key)`` and ``state, loss = problem.step(state)`` are pure and jitted: the
+``state = problem.init(key, nnx.state(field, nnx.Param))`` and ``state, loss =
+problem.step(state)`` are pure (jit the step: ``jax.jit(FitProblem.step)(problem, state)``): the
 rays of step ``k`` are drawn from ``fold_in(state.key, k)``, so a run restarted from the
 checkpoint of step ``k`` draws exactly what the uninterrupted run drew. `fit` drives the loop with a
 progress bar and atomic checkpoints (config digest inside; a checkpoint of another configuration
 is refused before any step).
 
-Data terms (`LeastSquares`, `Poisson`) and priors (`tv_loss`, `smoothness_loss`) are named
+Data terms (`LeastSquares`, `Poisson`) and priors (`tv_loss`, `smoothness_loss`, `motion_loss`) are named
 functions a reader can test one by one; the field module itself never sees a ray or a count.
 
 Loss, per step, over a batch ``B`` of rays with rendered line integrals ``p̂``:
@@ -18,7 +19,9 @@ Loss, per step, over a batch ``B`` of rays with rendered line integrals ``p̂``:
   counts ``y`` (expected ``I₀ e^{−p̂}``) divided by ``I₀``, up to a constant;
 - ``+ tv · mean |∇μ| / scale`` and ``+ smoothness · mean |∇μ|² / scale²`` (forward
   differences at the domain's voxel centres): on a random patch of ``patch^d`` of them with
-  `AlongRays`, on the whole image with `OnGrid`.
+  `AlongRays`, on the whole image with `OnGrid`;
+- ``+ motion · motion_loss`` for a time-conditioned field: the squared displacement and its
+  squared forward differences (voxels²) at a random instant on a random patch.
 """
 
 from __future__ import annotations

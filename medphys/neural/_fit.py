@@ -234,13 +234,17 @@ def data_loss(loss: LeastSquares | Poisson, predicted: Array, measured: Array) -
     return jnp.mean((predicted - measured) ** 2)
 
 
-def _patch_values(field: AbstractField, key: Array, patch: int) -> Array:
+def _patch_points(field: AbstractField, key: Array, patch: int) -> Array:
+    """Normalised coordinates of a random ``patch^d`` block of the domain's voxel centres."""
     shape = np.asarray(field.domain.shape[: field.dim])
     p = np.minimum(patch, shape)
     start = jax.random.randint(key, (field.dim,), 0, shape - p + 1)
     axes = [(start[a] + jnp.arange(p[a]) + 0.5) / shape[a] for a in range(field.dim)]
-    pts = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
-    return field(pts)
+    return jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+
+
+def _patch_values(field: AbstractField, key: Array, patch: int) -> Array:
+    return field(_patch_points(field, key, patch))
 
 
 def total_variation(image: Array) -> Array:
@@ -272,10 +276,7 @@ def motion_loss(field: Any, key: Array, *, patch: int) -> Array:
     smooth unless the data need it."""
     shape = np.asarray(field.domain.shape[: field.dim])
     k_patch, k_time = jax.random.split(key)
-    p = np.minimum(patch, shape)
-    start = jax.random.randint(k_patch, (field.dim,), 0, shape - p + 1)
-    axes = [(start[a] + jnp.arange(p[a]) + 0.5) / shape[a] for a in range(field.dim)]
-    pts = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+    pts = _patch_points(field, k_patch, patch)
     t = jax.random.uniform(k_time, (), pts.dtype, 0.0, field.duration_s)
     d = field.displacement(pts, jnp.full(pts.shape[:-1], t, pts.dtype))
     d = d * jnp.asarray(shape, d.dtype).reshape((1,) * field.dim + (-1,))  # in voxels

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 from jaxtyping import Array, Float
 
-from ._fields import _MLP, AbstractField, Frozen, _positive, _positive_int
+from ._fields import _MLP, AbstractField, Frozen, _positive, _positive_int, fourier_features
 
 __all__ = ["DeformingField"]
 
@@ -73,13 +72,7 @@ class DeformingField(AbstractField):
         self.frequencies = Frozen(
             jax.random.normal(k_b, (n, self.dim + 1), jnp.float32) * std[None, :]
         )
-        self.mlp = _MLP(
-            2 * n,
-            _positive_int(where, "width", width),
-            _positive_int(where, "layers", layers),
-            rngs=nnx.Rngs(params=k_mlp),
-            n_out=self.dim,
-        )
+        self.mlp = _MLP(where, 2 * n, width, layers, k_mlp, n_out=self.dim)
         self.mlp.out.kernel[...] = jnp.zeros_like(self.mlp.out.kernel[...])
 
     @property
@@ -91,8 +84,7 @@ class DeformingField(AbstractField):
     ) -> Float[Array, "*batch dim"]:
         """``D(u, t)`` in box units."""
         x = jnp.concatenate([u, (time_s / self.duration_s)[..., None].astype(u.dtype)], axis=-1)
-        phase = 2 * jnp.pi * (x @ self.frequencies[...].T.astype(u.dtype))
-        h = jnp.concatenate([jnp.sin(phase), jnp.cos(phase)], axis=-1)
+        h = fourier_features(x, self.frequencies[...])
         return self.max_displacement * jnp.tanh(self.mlp.vector(h))
 
     def __call__(

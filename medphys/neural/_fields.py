@@ -116,9 +116,11 @@ class _MLP(nnx.Module):
     """``layers`` hidden ReLU layers of width ``width`` and a linear output of ``n_out``."""
 
     def __init__(
-        self, n_in: int, width: int, layers: int, *, rngs: nnx.Rngs, n_out: int = 1
+        self, where: str, n_in: int, width: Any, layers: Any, key: Array, *, n_out: int = 1
     ) -> None:
-        sizes = [n_in] + [width] * layers
+        width = _positive_int(where, "width", width)
+        sizes = [n_in] + [width] * _positive_int(where, "layers", layers)
+        rngs = nnx.Rngs(params=key)
         self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
         self.out = nnx.Linear(sizes[-1], n_out, rngs=rngs)
 
@@ -196,12 +198,7 @@ class HashGridField(AbstractField):
                 maxval=1e-4,
             )
         )
-        self.mlp = _MLP(
-            self.levels * self.features,
-            _positive_int(where, "width", width),
-            _positive_int(where, "layers", layers),
-            rngs=nnx.Rngs(params=k_mlp),
-        )
+        self.mlp = _MLP(where, self.levels * self.features, width, layers, k_mlp)
         _start_low(self.mlp)
 
     def encode(self, u: Float[Array, "*batch dim"]) -> Float[Array, "*batch enc"]:
@@ -239,6 +236,12 @@ class HashGridField(AbstractField):
         return self.mlp(self.encode(u))
 
 
+def fourier_features(x: Float[Array, "*batch d"], frequencies: Array) -> Float[Array, "*batch f"]:
+    """``[sin 2π x·B, cos 2π x·B]`` for frequencies ``B`` of shape ``(n, d)``: ``(*batch, 2n)``."""
+    phase = 2 * jnp.pi * (x @ frequencies.T.astype(x.dtype))
+    return jnp.concatenate([jnp.sin(phase), jnp.cos(phase)], axis=-1)
+
+
 class FourierField(AbstractField):
     """Random Fourier features ``[sin 2πBu, cos 2πBu]`` (``B ~ N(0, sigma²)``) and an MLP.
 
@@ -267,17 +270,11 @@ class FourierField(AbstractField):
         sigma = _positive(where, "sigma", sigma)
         k_b, k_mlp = jax.random.split(key)
         self.frequencies = Frozen(sigma * jax.random.normal(k_b, (n, self.dim), jnp.float32))
-        self.mlp = _MLP(
-            2 * n,
-            _positive_int(where, "width", width),
-            _positive_int(where, "layers", layers),
-            rngs=nnx.Rngs(params=k_mlp),
-        )
+        self.mlp = _MLP(where, 2 * n, width, layers, k_mlp)
         _start_low(self.mlp)
 
     def raw(self, u: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
-        phase = 2 * jnp.pi * (u @ self.frequencies[...].T.astype(u.dtype))
-        return self.mlp(jnp.concatenate([jnp.sin(phase), jnp.cos(phase)], axis=-1))
+        return self.mlp(fourier_features(u, self.frequencies[...]))
 
 
 class VoxelField(AbstractField):

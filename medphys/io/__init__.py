@@ -17,3 +17,7 @@ from ._nifti import load_nifti as load_nifti
 from ._nifti import save_nifti as save_nifti
 from ._nnunet import export_nnunet as export_nnunet
 from ._nnunet import write_nnunet as write_nnunet
+from ._real_images import RealImage as RealImage
+from ._real_images import RealImageSet as RealImageSet
+from ._real_images import load_real_images as load_real_images
+from ._real_images import split_by_patient as split_by_patient

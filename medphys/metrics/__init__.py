@@ -30,6 +30,23 @@ Definitions:
 - **Projection PSNR** — `projection_psnr(estimate_projections, reference_projections, *,
   data_range=None)`: PSNR of held-out views in their own units, one MSE over all views and
   pixels, data range the reference projections' max − min unless given.
+- **KID** — `kid(features_a, features_b, *, subsets=100, subset_size=None, key=None)`: the
+  unbiased MMD² (Gretton et al. 2012) under the cubic polynomial kernel
+  ``k(x, y) = (xᵀy / d + 1)³`` for ``d``-dimensional features (Bińkowski et al. 2018), over
+  `subsets` random subsets of `subset_size` rows of each set (default ``min(1000, n, m)``,
+  drawn without replacement from `key`); returns the mean and the population standard
+  deviation over subsets, as torchmetrics' ``KernelInceptionDistance``. Features from any
+  extractor (`medphys.neural.embed`); compare values only for one extractor and subset size.
+- **Intensity Wasserstein** — `intensity_wasserstein(a, b)`: the exact 1-D Wasserstein-1
+  distance ``∫₀¹ |F_a⁻¹(u) − F_b⁻¹(u)| du`` between the pooled values of two image sets (every
+  pixel of every image, uniform weights), from the sorted samples; in the images' unit. Equal
+  to ``scipy.stats.wasserstein_distance(a.ravel(), b.ravel())``.
+- **NPS** — `nps(images, mask, *, spacing_mm, detrend_px=4.0, bins=16)`: the noise power
+  spectrum ``Δx Δy / Σm · |DFT₂((x − local mean) · m)|²`` (image units² · mm²) averaged over the
+  images and over annuli of |f| from 0 to Nyquist; the local mean is a normalised Gaussian
+  (σ = `detrend_px` pixels) inside the mask, or the mask's mean when None (ICRU 87). Returns
+  ``(frequencies in cycles/mm, spectrum)``; differentiable. `soft_tissue_mask(hu)` gives the
+  −100…200 HU pixels 3 pixels away from any other (where CT noise is measured).
 
 All metrics return JAX scalars in the inputs' floating dtype (``float(...)`` for a Python number);
 `psnr`, `ssim`, `ssim3d` and `projection_psnr` are jit-able (value checks then skipped).
@@ -42,9 +59,13 @@ always uses an explicit data range, 1 by default. Likewise, `peak_signal_noise_r
 image without `data_range` uses 1 only when the reference is non-negative.
 """
 
+from ._distribution import intensity_wasserstein as intensity_wasserstein
+from ._distribution import kid as kid
 from ._mask import BODY_THRESHOLD as BODY_THRESHOLD
 from ._mask import body_mask as body_mask
 from ._normalise import Normalisation as Normalisation
+from ._nps import nps as nps
+from ._nps import soft_tissue_mask as soft_tissue_mask
 from ._normalise import normalise as normalise
 from ._psnr import projection_psnr as projection_psnr
 from ._psnr import psnr as psnr
@@ -55,9 +76,13 @@ __all__ = [
     "BODY_THRESHOLD",
     "Normalisation",
     "body_mask",
+    "intensity_wasserstein",
+    "kid",
     "normalise",
+    "nps",
     "projection_psnr",
     "psnr",
+    "soft_tissue_mask",
     "ssim",
     "ssim3d",
 ]

@@ -14,7 +14,8 @@ Detrending (``detrend_px``): anatomy is removed by subtracting a normalised Gaus
 taken within the mask, ``local_mean = G_σ ∗ (x·m) / G_σ ∗ m`` (σ in pixels), the usual high-pass
 that makes NPS measurable on patient images without a uniform phantom region. It also attenuates
 noise below about ``1 / (2π σ Δx)`` cycles/mm, identically for every image measured with the same
-settings: compare spectra measured the same way. ``detrend_px=None`` subtracts the mask's mean
+settings: compare spectra measured the same way. Within σ of the mask's border the window is
+one-sided, so a strong intensity gradient there leaks into the noise: keep masks away from edges. ``detrend_px=None`` subtracts the mask's mean
 only (a uniform phantom region), and the spectrum is the textbook one.
 
 The mask should lie inside one tissue (soft tissue away from edges): `soft_tissue_mask` makes it
@@ -129,13 +130,14 @@ def nps(
         )
     if int(bins) < 1:
         raise ValueError(f"{chk.where(call)}: `bins` must be >= 1 (got {bins})")
-    if chk.is_concrete(m) and not bool(jnp.any(m)):
+    if chk.is_concrete(m) and not np.any(np.asarray(m)):
         raise ValueError(f"{chk.where(call)}: `mask` selects no pixel")
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)
+    m = jnp.broadcast_to(m, x.shape)
     noise = noise_image(x, m, detrend_px=detrend_px)
-    counts = jnp.sum(jnp.broadcast_to(m, x.shape).astype(x.dtype), axis=(-2, -1))
+    counts = jnp.sum(m.astype(x.dtype), axis=(-2, -1))
     power = jnp.abs(jnp.fft.fft2(noise)) ** 2 * (sp[0] * sp[1])
     power = power / jnp.maximum(counts, 1.0)[..., None, None]
     if power.ndim == 3:

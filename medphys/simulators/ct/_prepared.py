@@ -118,6 +118,20 @@ class Reconstructor:
             alpha=self.alpha,
         )
 
+    def line_integrals(self, scan: XrayScan) -> Float[Array, "views u v"]:
+        """The projections FBP reconstructs: the scan's post-log data after the protocol's scatter
+        correction and water beam-hardening linearisation, ≈ ∫ μ_water-equivalent dl (μ in 1/mm,
+        lengths in mm). ``self.attenuation(self.line_integrals(scan))`` is the image in 1/mm
+        that `hounsfield` scales to HU; `medphys.simulators.xray.prepare(grid, geometry).project`
+        of an image in 1/mm predicts them (the measurement a refined image must still explain).
+        """
+        if self.scatter_correction is not None:
+            scan = remove_scatter(scan, self.scatter_correction)
+        p = scan.projections
+        if self.bhc is not None:
+            p = bhc_polynomial(p, *self.bhc)
+        return p
+
     def hounsfield(self, scan: XrayScan) -> Float[Array, "x y z"]:
         """A scan's image in HU: scatter correction, water beam-hardening correction, FBP / FDK,
         water calibration, as the protocol says.
@@ -130,11 +144,7 @@ class Reconstructor:
                 "medphys.simulators.ct.Reconstructor.hounsfield: prepared from a geometry, without "
                 "a water calibration; prepare it from a CTProtocol"
             )
-        if self.scatter_correction is not None:
-            scan = remove_scatter(scan, self.scatter_correction)
-        p = scan.projections
-        if self.bhc is not None:
-            p = bhc_polynomial(p, *self.bhc)
+        p = self.line_integrals(scan)
         mu = self.attenuation(p) * jnp.asarray(10.0, p.dtype)  # 1/cm
         return ((mu * (1000.0 / self.mu_water)) - 1000.0).astype(p.dtype)
 

@@ -1,0 +1,537 @@
+"""Training and applying the sim-to-real refiner: unpaired, adversarial + contrastive + SimGAN
+self-regularisation, with physics terms that keep refined CT images consistent with the
+measurements and labels that produced them.
+
+One step (jitted, pure): draw ``batch`` simulated cases and as many real patches per slice; refine
+every slice of the cases (2-D); crop the refined slices at random to the real patches' size for
+the PatchGAN discriminator; the generator loss is
+
+    adversarial · LSGAN(D(crops)) + nce · PatchNCE + self_regularisation · E|refined − sim|/100
+    + measurement · max(0, res(refined)/res(sim) − 1) + intensity · E[(ΔHU_label / 10)²]
+    + edges · E_boundary|∇Δ|/100 + texture · E[(log₁₀ NPS_refined − log₁₀ NPS_real)²]
+
+(terms in `medphys.neural._refine_losses`), and the discriminator's the LSGAN loss on real
+patches against the refined crops. Both networks update from the same step (Adam, β₁ = 0.5,
+β₂ = 0.999, as CycleGAN and CUT). `RefineConfig.without_physics()` sets the four physics weights
+to zero: the control the physics-consistency audit must fail.
+
+`prepare_refine` checks the data and builds a `RefineProblem` (a pytree: the data are leaves);
+``problem.init(key)`` / ``problem.step(state)`` drive the loop; `train_refiner` runs it with a
+progress bar and atomic, digest-checked checkpoints (a checkpoint of another configuration is
+refused). The same key and data give the same weights on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jaxtyping import Array, Float
+
+from .. import io as _io
+from ..metrics._nps import nps, soft_tissue_mask
+from . import _refine_losses as L
+from ._refine_data import SimulatedCT
+from ._refiner import PatchDiscriminator, PatchHeads, Refiner
+
+_WHERE = "medphys.neural.train_refiner"
+TERMS = (
+    "discriminator",
+    "adversarial",
+    "nce",
+    "self_regularisation",
+    "measurement",
+    "intensity",
+    "edges",
+    "texture",
+)
+# named random streams of a step (fold_in ids)
+_CASES, _REAL, _CROPS, _NCE = 1, 2, 3, 4
+_G, _D, _H = 11, 12, 13
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineConfig:
+    """Refiner training settings (weights of each term; module docstring).
+
+    Attributes:
+        steps: optimiser steps.
+        batch: simulated cases per step (all their slices are refined).
+        learning_rate: Adam's rate for both networks (constant).
+        adversarial, nce, self_regularisation: realism terms' weights.
+        measurement, intensity, edges, texture: physics terms' weights.
+        nce_patches, temperature: PatchNCE positions per level and τ.
+        nps_bins, detrend_px: the NPS of the texture term (`medphys.metrics.nps`).
+        width, depth, blocks: the generator (`Refiner`); disc_width, disc_layers the
+            discriminator.
+        checkpoint_every: steps between checkpoints.
+    """
+
+    steps: int = 1000
+    batch: int = 1
+    learning_rate: float = 2e-4
+    adversarial: float = 1.0
+    nce: float = 1.0
+    self_regularisation: float = 0.5
+    measurement: float = 10.0
+    intensity: float = 1.0
+    edges: float = 1.0
+    texture: float = 1.0
+    nce_patches: int = 64
+    temperature: float = 0.07
+    nps_bins: int = 12
+    detrend_px: float = 3.0
+    width: int = 16
+    depth: int = 2
+    blocks: int = 2
+    disc_width: int = 16
+    disc_layers: int = 3
+    checkpoint_every: int = 100
+
+    def without_physics(self) -> RefineConfig:
+        """The same configuration with the four physics weights at zero."""
+        return dataclasses.replace(self, measurement=0.0, intensity=0.0, edges=0.0, texture=0.0)
+
+    def checked(self) -> RefineConfig:
+        where = "medphys.neural.RefineConfig"
+        for name in ("steps", "batch", "nce_patches", "nps_bins", "width", "depth", "disc_width"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{where}: `{name}` must be an integer >= 1 (got {v!r})")
+        for name in ("blocks", "disc_layers", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{where}: `{name}` must be an integer >= 0 (got {v!r})")
+        for name in (*TERMS[1:], "learning_rate", "temperature", "detrend_px"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{where}: `{name}` must be a finite number >= 0 (got {v!r})")
+        for name in ("learning_rate", "temperature", "detrend_px"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{where}: `{name}` must be > 0 (got {getattr(self, name)!r})")
+        return self
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class RefineState:
+    """Parameters and optimiser states of the generator (with the PatchNCE heads) and the
+    discriminator, the step count and the run's key."""
+
+    generator: Any
+    discriminator: Any
+    g_opt: Any
+    d_opt: Any
+    step: Array
+    key: Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class RefineProblem:
+    """The data and static configuration of a refiner training (`prepare_refine`)."""
+
+    sim: SimulatedCT
+    real: Float[Array, "patches n n"]
+    target_log_nps: Float[Array, " bins"]
+    sim_mask: Array
+    graphdefs: Any = dataclasses.field(metadata={"static": True})
+    config: RefineConfig = dataclasses.field(metadata={"static": True})
+    optimizer: Any = dataclasses.field(metadata={"static": True})
+    digest: str = dataclasses.field(metadata={"static": True})
+
+    @property
+    def crop(self) -> int:
+        return int(self.real.shape[-1])
+
+    def init(self, key: Array) -> RefineState:
+        """Fresh networks from ``key`` (streams ``_G``, ``_D``, ``_H``) and their optimisers."""
+        g, d = self._modules(key)
+        gp = nnx.state(g, nnx.Param)
+        dp = nnx.state(d, nnx.Param)
+        return RefineState(
+            gp, dp, self.optimizer.init(gp), self.optimizer.init(dp), jnp.zeros((), jnp.int32), key
+        )
+
+    def _modules(self, key: Array) -> tuple[nnx.Module, nnx.Module]:
+        cfg = self.config
+        refiner = Refiner(
+            jax.random.fold_in(key, _G), dim=2, width=cfg.width, depth=cfg.depth, blocks=cfg.blocks
+        )
+        heads = PatchHeads(jax.random.fold_in(key, _H), refiner)
+        disc = PatchDiscriminator(
+            jax.random.fold_in(key, _D), dim=2, width=cfg.disc_width, layers=cfg.disc_layers
+        )
+        return _Generator(refiner, heads), disc
+
+    def generator(self, state: RefineState) -> Any:
+        return nnx.merge(self.graphdefs[0], state.generator)
+
+    def refiner(self, state: RefineState) -> Refiner:
+        """The trained `Refiner` of ``state``."""
+        return self.generator(state).refiner
+
+    def discriminator(self, state: RefineState) -> PatchDiscriminator:
+        return nnx.merge(self.graphdefs[1], state.discriminator)
+
+    def _batch(self, key: Array) -> tuple[Array, ...]:
+        cfg, sim = self.config, self.sim
+        cases = jax.random.randint(jax.random.fold_in(key, _CASES), (cfg.batch,), 0, sim.n_cases)
+        nz = sim.hu.shape[-1]
+        real = self.real[
+            jax.random.randint(
+                jax.random.fold_in(key, _REAL), (cfg.batch * nz,), 0, self.real.shape[0]
+            )
+        ]
+        return cases, real
+
+    def losses(self, gp: Any, dp: Any, key: Array) -> tuple[Array, tuple[Array, Array, Array]]:
+        """Generator loss and (refined slices, real patches, the term values) for ``key``."""
+        cfg, sim = self.config, self.sim
+        cases, real = self._batch(key)
+        gen = nnx.merge(self.graphdefs[0], gp)
+        disc = nnx.merge(self.graphdefs[1], dp)
+        hu = sim.hu[cases]  # (b, x, y, z)
+        slices = _slices(hu)
+        refined = gen.refiner(slices)
+        crops = _crops(refined, self.crop, jax.random.fold_in(key, _CROPS))
+        terms = {}
+        terms["adversarial"] = L.lsgan_generator(disc(crops))
+        if cfg.nce > 0:
+            terms["nce"] = L.patch_nce(
+                gen.heads,
+                gen.refiner.encode(slices),
+                gen.refiner.encode(refined),
+                jax.random.fold_in(key, _NCE),
+                patches=cfg.nce_patches,
+                temperature=cfg.temperature,
+            )
+        terms["self_regularisation"] = L.self_regularisation(refined, slices)
+        volumes = _volumes(refined, hu.shape)
+        if cfg.measurement > 0:
+            terms["measurement"] = jnp.mean(
+                jax.vmap(
+                    lambda r, p, ref: L.measurement_loss(
+                        r, p, sim.projector, sim.mu_water_per_mm, ref
+                    )
+                )(volumes, sim.projections[cases], sim.residual[cases])
+            )
+        if cfg.intensity > 0:
+            terms["intensity"] = L.intensity_loss(volumes, hu, sim.interiors[:, cases])
+        if cfg.edges > 0:
+            terms["edges"] = L.edge_loss(volumes, hu, sim.boundary[cases])
+        if cfg.texture > 0:
+            terms["texture"] = L.texture_loss(
+                refined,
+                _slices(self.sim_mask[cases]),
+                self.target_log_nps,
+                spacing_mm=sim.spacing_mm,
+                detrend_px=cfg.detrend_px,
+            )
+        weights = {name: getattr(cfg, name) for name in TERMS[1:]}
+        total = sum(weights[k] * v for k, v in terms.items())
+        values = jnp.stack(
+            [terms.get(k, jnp.zeros((), jnp.float32)).astype(jnp.float32) for k in TERMS[1:]]
+        )
+        return total, (crops, real, values)
+
+    def step(self, state: RefineState) -> tuple[RefineState, Array]:
+        """One simultaneous generator and discriminator update; returns the state and the
+        ``(len(TERMS),)`` term values (discriminator loss first)."""
+        key = jax.random.fold_in(state.key, state.step)
+        (_, (crops, real, values)), g_grads = jax.value_and_grad(self.losses, has_aux=True)(
+            state.generator, state.discriminator, key
+        )
+
+        def d_loss(dp: Any) -> Array:
+            disc = nnx.merge(self.graphdefs[1], dp)
+            return L.lsgan_discriminator(disc(real), disc(jax.lax.stop_gradient(crops)))
+
+        d_value, d_grads = jax.value_and_grad(d_loss)(state.discriminator)
+        gu, g_opt = self.optimizer.update(g_grads, state.g_opt, state.generator)
+        du, d_opt = self.optimizer.update(d_grads, state.d_opt, state.discriminator)
+        new = RefineState(
+            optax.apply_updates(state.generator, gu),
+            optax.apply_updates(state.discriminator, du),
+            g_opt,
+            d_opt,
+            state.step + 1,
+            state.key,
+        )
+        return new, jnp.concatenate([d_value[None].astype(jnp.float32), values])
+
+
+class _Generator(nnx.Module):
+    """The refiner and its PatchNCE heads, trained together."""
+
+    def __init__(self, refiner: Refiner, heads: PatchHeads) -> None:
+        self.refiner = refiner
+        self.heads = heads
+
+
+def _slices(volumes: Array) -> Array:
+    """``(b, x, y, z)`` → ``(b·z, x, y)``."""
+    b, x, y, z = volumes.shape
+    return jnp.moveaxis(volumes, -1, 1).reshape(b * z, x, y)
+
+
+def _volumes(slices: Array, shape: tuple[int, ...]) -> Array:
+    b, x, y, z = shape
+    return jnp.moveaxis(slices.reshape(b, z, x, y), 1, -1)
+
+
+def _crops(images: Array, size: int, key: Array) -> Array:
+    n, x, y = images.shape
+    corners = jax.random.randint(key, (n, 2), 0, jnp.asarray([x - size + 1, y - size + 1]))
+    return jax.vmap(lambda im, c: jax.lax.dynamic_slice(im, (c[0], c[1]), (size, size)))(
+        images, corners
+    )
+
+
+def prepare_refine(
+    simulated: SimulatedCT,
+    real: Any,
+    *,
+    config: RefineConfig = RefineConfig(),
+) -> RefineProblem:
+    """Check the data and build the training problem (host, before any step).
+
+    Args:
+        simulated: `SimulatedCT` cases (images, labels, line integrals, projector).
+        real: ``(patches, n, n)`` real CT patches in HU at the simulation's pixel spacing
+            (`real_patches`); ``n`` is the discriminator's crop size.
+        config: `RefineConfig`.
+
+    Raises:
+        TypeError: ``simulated`` is not a `SimulatedCT`.
+        ValueError: real patches that are not square 2-D HU patches, larger than the slices,
+            non-finite, too few (< 8) or with no soft tissue to measure the target NPS; slice
+            sizes that are not multiples of ``2**depth``.
+    """
+    cfg = config.checked()
+    if not isinstance(simulated, SimulatedCT):
+        raise TypeError(
+            f"{_WHERE}: `simulated` must be a medphys.neural.SimulatedCT (got {type(simulated).__name__})"
+        )
+    r = np.asarray(real, np.float32)
+    x, y = simulated.hu.shape[1:3]
+    if r.ndim != 3 or r.shape[1] != r.shape[2]:
+        raise ValueError(
+            f"{_WHERE}: `real` must be (patches, n, n) square 2-D patches in HU (got shape {r.shape}); "
+            "the refiner is 2-D and the simulated images are slices"
+        )
+    if r.shape[0] < 8:
+        raise ValueError(f"{_WHERE}: `real` needs at least 8 patches (got {r.shape[0]})")
+    if r.shape[1] > min(x, y):
+        raise ValueError(
+            f"{_WHERE}: real patches ({r.shape[1]} px) must not exceed the simulated slices ({x}×{y})"
+        )
+    if not np.all(np.isfinite(r)):
+        raise ValueError(f"{_WHERE}: `real` has {int(np.sum(~np.isfinite(r)))} non-finite values")
+    m = 2**cfg.depth
+    if x % m or y % m:
+        raise ValueError(
+            f"{_WHERE}: slice size {x}×{y} must be a multiple of 2**depth = {m}; crop or pad the grid"
+        )
+    real_mask = soft_tissue_mask(r)
+    if not real_mask.any():
+        raise ValueError(
+            f"{_WHERE}: no real patch has soft tissue (−100 to 200 HU, 3 px from edges) to measure "
+            "the target noise power spectrum"
+        )
+    _, spectrum = nps(
+        jnp.asarray(r),
+        jnp.asarray(real_mask),
+        spacing_mm=simulated.spacing_mm,
+        detrend_px=cfg.detrend_px,
+        bins=cfg.nps_bins,
+    )
+    target = jnp.log10(jnp.where(spectrum > 0, spectrum, jnp.nan)).astype(jnp.float32)
+    sim_mask = soft_tissue_mask(np.moveaxis(np.asarray(simulated.hu), -1, 1))
+    sim_mask = np.moveaxis(sim_mask, 1, -1)
+    problem = RefineProblem(
+        sim=simulated,
+        real=jnp.asarray(r),
+        target_log_nps=target,
+        sim_mask=jnp.asarray(sim_mask),
+        graphdefs=None,
+        config=cfg,
+        optimizer=optax.adam(cfg.learning_rate, b1=0.5, b2=0.999),
+        digest="",
+    )
+    g, d = problem._modules(jax.random.key(0))
+    graphdefs = (nnx.graphdef(g), nnx.graphdef(d))
+    return dataclasses.replace(problem, graphdefs=graphdefs, digest=_digest(cfg, simulated, r))
+
+
+def _digest(cfg: RefineConfig, sim: SimulatedCT, real: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"config": repr(cfg), "spacing": sim.spacing_mm}, sort_keys=True).encode())
+    for a in (sim.hu, sim.labels, sim.projections, real):
+        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+    h.update(np.asarray(sim.projector.grid.affine, np.float64).tobytes())
+    return h.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineResult:
+    """A trained refiner: ``refiner`` (`Refiner`), ``discriminator``, the final ``state``,
+    ``losses`` ``(steps, len(TERMS))`` named by ``terms``, and a ``summary`` line."""
+
+    refiner: Refiner
+    discriminator: PatchDiscriminator
+    state: RefineState
+    losses: np.ndarray
+    terms: tuple[str, ...]
+    summary: str
+
+
+def _save(path: Path, problem: RefineProblem, state: RefineState, losses: list) -> None:
+    leaves = jax.tree_util.tree_leaves(
+        dataclasses.replace(state, key=jax.random.key_data(state.key))
+    )
+    arrays = {f"leaf{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
+    arrays["losses"] = np.asarray(losses, np.float64).reshape(-1, len(TERMS))
+    _io.save_checkpoint(
+        path, arrays, {"digest": problem.digest, "step": int(state.step), "kind": "refiner-2d-ct"}
+    )
+
+
+def _load(path: Path, problem: RefineProblem, like: RefineState) -> tuple[RefineState, list]:
+    arrays, meta = _io.load_checkpoint(path)
+    if meta.get("kind") != "refiner-2d-ct" or meta.get("digest") != problem.digest:
+        raise ValueError(
+            f"{_WHERE}: the checkpoint {path} belongs to another configuration (architecture, "
+            "weights, data or modality differ); give a new `checkpoint` path or delete it"
+        )
+    raw = dataclasses.replace(like, key=jax.random.key_data(like.key))
+    leaves, treedef = jax.tree_util.tree_flatten(raw)
+    loaded = [jnp.asarray(arrays[f"leaf{i:05d}"]) for i in range(len(leaves))]
+    state = jax.tree_util.tree_unflatten(treedef, loaded)
+    key = jax.random.wrap_key_data(state.key, impl=jax.random.key_impl(like.key))
+    return dataclasses.replace(state, key=key), [list(row) for row in arrays["losses"]]
+
+
+def train_refiner(
+    key: Array,
+    simulated: SimulatedCT,
+    real: Any,
+    *,
+    config: RefineConfig = RefineConfig(),
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    callback: Callable[[int, np.ndarray, RefineProblem, RefineState], None] | None = None,
+) -> RefineResult:
+    """Train a 2-D CT refiner from simulated cases toward real patches (module docstring).
+
+    Args:
+        key: initial weights and every step's draws; the same key and data give the same
+            weights.
+        simulated: `SimulatedCT` (see `simulate_ct`).
+        real: ``(patches, n, n)`` real CT patches in HU at the simulation's spacing.
+        config: `RefineConfig`.
+        checkpoint: a ``.npz`` path, resumed from when it exists (same configuration and data
+            only), written atomically every ``config.checkpoint_every`` steps and at the end.
+        progress: show a progress bar with the generator's terms.
+        callback: ``callback(step, terms, problem, state)`` after each step.
+
+    Returns:
+        `RefineResult`.
+
+    Raises:
+        TypeError, ValueError: as `prepare_refine`; a checkpoint of another configuration.
+    """
+    problem = prepare_refine(simulated, real, config=config)
+    cfg = problem.config
+    state = problem.init(key)
+    path = None if checkpoint is None else Path(checkpoint)
+    history: list = []
+    if path is not None and path.exists():
+        state, history = _load(path, problem, state)
+    step = jax.jit(RefineProblem.step, donate_argnums=1)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("refine"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[terms]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("refine", total=cfg.steps, completed=int(state.step), terms="-")
+        while int(state.step) < cfg.steps:
+            state, values = step(problem, state)
+            row = np.asarray(values, np.float64)
+            history.append(list(row))
+            done = int(state.step)
+            bar.update(
+                task, completed=done, terms=f"D {row[0]:.3f} G {row[1]:.3f} meas {row[4]:.3f}"
+            )
+            if callback is not None:
+                callback(done, row, problem, state)
+            if (
+                path is not None
+                and cfg.checkpoint_every
+                and (done % cfg.checkpoint_every == 0 or done == cfg.steps)
+            ):
+                _save(path, problem, state, history)
+    losses = np.asarray(history, np.float64).reshape(-1, len(TERMS))
+    return RefineResult(
+        refiner=problem.refiner(state),
+        discriminator=problem.discriminator(state),
+        state=state,
+        losses=losses,
+        terms=TERMS,
+        summary=_summary(losses),
+    )
+
+
+def _summary(losses: np.ndarray) -> str:
+    if losses.shape[0] == 0:
+        return "no steps taken"
+    tail = max(1, losses.shape[0] // 10)
+    last = losses[-tail:].mean(axis=0)
+    parts = ", ".join(f"{name} {v:.4g}" for name, v in zip(TERMS, last, strict=True))
+    return f"after {losses.shape[0]} steps, mean of the last {tail}: {parts}"
+
+
+@jax.jit
+def _apply(refiner: Refiner, slices: Array) -> Array:
+    return refiner(slices)
+
+
+def refine(refiner: Refiner, hu: Float[Array, "x y z"], *, batch: int = 8) -> Float[Array, "x y z"]:
+    """Refine a CT volume (HU) slice by slice along z; returns HU on the same grid.
+
+    Raises:
+        TypeError: ``refiner`` is not a 2-D `Refiner`.
+        ValueError: ``hu`` not 3-D, or in-plane sizes not multiples of ``refiner.multiple``.
+    """
+    where = "medphys.neural.refine"
+    if not isinstance(refiner, Refiner) or refiner.dim != 2:
+        raise TypeError(
+            f"{where}: `refiner` must be a 2-D medphys.neural.Refiner (got {refiner!r:.80})"
+        )
+    a = jnp.asarray(hu, jnp.float32)
+    if a.ndim != 3:
+        raise ValueError(
+            f"{where}: `hu` must be a 3-D (x, y, z) volume in HU (got shape {a.shape})"
+        )
+    if a.shape[0] % refiner.multiple or a.shape[1] % refiner.multiple:
+        raise ValueError(
+            f"{where}: in-plane size {a.shape[:2]} must be a multiple of {refiner.multiple}"
+        )
+    slices = jnp.moveaxis(a, -1, 0)
+    out = [_apply(refiner, slices[i : i + batch]) for i in range(0, slices.shape[0], batch)]
+    return jnp.moveaxis(jnp.concatenate(out, 0), 0, -1)

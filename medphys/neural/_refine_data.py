@@ -1,0 +1,280 @@
+"""The refiner's training data: simulated CT cases with the physics that produced them, and real
+images brought to the simulation's pixel spacing (host-side preparation, before any training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+_WHERE = "medphys.neural"
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SimulatedCT:
+    """Simulated CT cases on one grid, with the measurements and projector behind each image.
+
+    Build with `SimulatedCT.create` (or `simulate_ct`). Attributes:
+        hu: ``(cases, x, y, z)`` reconstructed images (HU), the refiner's input.
+        labels: ``(cases, x, y, z)`` integer label maps.
+        projections: ``(cases, views, u, v)`` the scans' linearised line integrals
+            (`medphys.simulators.ct.Reconstructor.line_integrals`).
+        interiors: ``(labels, cases, x, y, z)`` each label eroded in-plane (per-label HU).
+        boundary: ``(cases, x, y, z)`` pixels with a 4-neighbour of another label (edges).
+        residual: ``(cases,)`` the simulated images' own measurement residual (mean square).
+        projector: the `medphys.simulators.xray.Projector` of the scan's geometry on the grid.
+        mu_water_per_mm: the HU calibration's water attenuation (1/mm) (static).
+        spacing_mm: in-plane pixel spacing (static).
+        label_values: the label value of each row of ``interiors`` (static).
+    """
+
+    hu: Float[Array, "cases x y z"]
+    labels: Int[Array, "cases x y z"]
+    projections: Float[Array, "cases views u v"]
+    interiors: Array
+    boundary: Array
+    residual: Float[Array, " cases"]
+    projector: Any
+    mu_water_per_mm: float = dataclasses.field(metadata={"static": True})
+    spacing_mm: tuple[float, float] = dataclasses.field(metadata={"static": True})
+    label_values: tuple[int, ...] = dataclasses.field(metadata={"static": True})
+
+    @property
+    def n_cases(self) -> int:
+        return int(self.hu.shape[0])
+
+    def take(self, cases: Any) -> SimulatedCT:
+        """The cases at the given indices (a training / held-out split)."""
+        idx = np.asarray(cases, np.int64).reshape(-1)
+        if idx.size == 0 or idx.min() < -self.n_cases or idx.max() >= self.n_cases:
+            raise ValueError(
+                f"{_WHERE}.SimulatedCT.take: `cases` must be indices below {self.n_cases} "
+                f"(got {idx.tolist()})"
+            )
+        return dataclasses.replace(
+            self,
+            hu=self.hu[idx],
+            labels=self.labels[idx],
+            projections=self.projections[idx],
+            interiors=self.interiors[:, idx],
+            boundary=self.boundary[idx],
+            residual=self.residual[idx],
+        )
+
+    @classmethod
+    def create(
+        cls,
+        hu: Any,
+        labels: Any,
+        projections: Any,
+        projector: Any,
+        mu_water_per_mm: float,
+        *,
+        erode_px: int = 1,
+    ) -> SimulatedCT:
+        """Check the arrays against the projector and derive interiors, boundaries and residuals.
+
+        Args:
+            hu: ``(cases, x, y, z)`` or one ``(x, y, z)`` image in HU on ``projector.grid``.
+            labels: integer label maps of the same shape.
+            projections: ``(cases, views, u, v)`` linearised line integrals of each case.
+            projector: `medphys.simulators.xray.prepare(grid, geometry)` of the scan.
+            mu_water_per_mm: water's μ (1/mm) of the HU calibration (``Reconstructor.mu_water
+                / 10``).
+            erode_px: in-plane erosion of the label interiors (pixels).
+
+        Raises:
+            ValueError: shapes that disagree with each other or with the projector, non-finite
+                values, a non-positive μ_water.
+        """
+        from scipy import ndimage
+
+        where = f"{_WHERE}.SimulatedCT.create"
+        h = np.asarray(hu, np.float32)
+        lab = np.asarray(labels)
+        p = np.asarray(projections, np.float32)
+        grid = projector.grid
+        if h.ndim == 3:
+            h, lab, p = h[None], lab[None], p[None]
+        if h.ndim != 4 or h.shape[1:] != tuple(grid.shape):
+            raise ValueError(
+                f"{where}: `hu` must be (cases, x, y, z) on the projector's grid {grid.shape} "
+                f"(got {h.shape})"
+            )
+        if lab.shape != h.shape or not np.issubdtype(lab.dtype, np.integer):
+            raise ValueError(
+                f"{where}: `labels` must be integers of the images' shape {h.shape} "
+                f"(got {lab.dtype} {lab.shape})"
+            )
+        if p.shape != (h.shape[0], *projector.projection_shape):
+            raise ValueError(
+                f"{where}: `projections` must be (cases, views, u, v) = "
+                f"{(h.shape[0], *projector.projection_shape)} (got {p.shape})"
+            )
+        for name, a in (("hu", h), ("projections", p)):
+            if not np.all(np.isfinite(a)):
+                raise ValueError(
+                    f"{where}: `{name}` has {int(np.sum(~np.isfinite(a)))} non-finite values"
+                )
+        if not mu_water_per_mm > 0:
+            raise ValueError(f"{where}: `mu_water_per_mm` must be > 0 (got {mu_water_per_mm})")
+        values = tuple(int(v) for v in np.unique(lab))
+        st = np.zeros((1, 3, 3, 1), bool)
+        st[0, :, 1, 0] = st[0, 1, :, 0] = True  # in-plane 4-neighbourhood
+        interiors = np.stack(
+            [
+                ndimage.binary_erosion(lab == v, st, iterations=erode_px)
+                if erode_px > 0
+                else lab == v
+                for v in values
+            ]
+        )
+        boundary = np.zeros(lab.shape, bool)
+        boundary[:, 1:] |= lab[:, 1:] != lab[:, :-1]
+        boundary[:, :-1] |= lab[:, 1:] != lab[:, :-1]
+        boundary[:, :, 1:] |= lab[:, :, 1:] != lab[:, :, :-1]
+        boundary[:, :, :-1] |= lab[:, :, 1:] != lab[:, :, :-1]
+        from ._refine_losses import measurement_residual
+
+        residual = jnp.stack(
+            [
+                measurement_residual(
+                    jnp.asarray(h[i]), jnp.asarray(p[i]), projector, float(mu_water_per_mm)
+                )
+                for i in range(h.shape[0])
+            ]
+        )
+        columns = np.linalg.norm(np.asarray(grid.affine, np.float64)[:3, :2], axis=0)
+        spacing = (float(columns[0]), float(columns[1]))
+        return cls(
+            hu=jnp.asarray(h),
+            labels=jnp.asarray(lab.astype(np.int32)),
+            projections=jnp.asarray(p),
+            interiors=jnp.asarray(interiors),
+            boundary=jnp.asarray(boundary),
+            residual=residual.astype(jnp.float32),
+            projector=projector,
+            mu_water_per_mm=float(mu_water_per_mm),
+            spacing_mm=spacing,
+            label_values=values,
+        )
+
+
+def simulate_ct(
+    key: Array,
+    phantom: Any,
+    protocol: Any,
+    *,
+    cases: int,
+    shape: tuple[int, int, int],
+    spacing_mm: tuple[float, float, float],
+    center_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> SimulatedCT:
+    """Simulate ``cases`` CT scans of population draws of a phantom for refiner training.
+
+    Each case draws a virtual patient (`medphys.phantoms.sample` from the stream ``fold_in(key,
+    i)``), voxelises it, simulates the protocol's scan (noise from the same stream) and keeps the
+    HU image, the labels and the linearised line integrals.
+
+    Args:
+        key: the randomness of the whole set.
+        phantom: a phantom family name or a `medphys.phantoms.Phantom`.
+        protocol: a `medphys.simulators.xray.CTProtocol`.
+        cases, shape, spacing_mm, center_mm: how many cases and the grid (``voxelize``'s).
+    """
+    from .. import phantoms
+    from ..simulators import ct, xray
+
+    if isinstance(cases, bool) or not isinstance(cases, int) or cases < 1:
+        raise ValueError(f"{_WHERE}.simulate_ct: `cases` must be an integer >= 1 (got {cases!r})")
+    hus, labs, projs = [], [], []
+    scanner = recon = None
+    for i in range(cases):
+        k = jax.random.fold_in(key, i)
+        person, _ = phantoms.sample(jax.random.fold_in(k, 0), phantom)
+        labels = phantoms.voxelize(person, shape=shape, spacing_mm=spacing_mm, center_mm=center_mm)
+        if scanner is None:
+            scanner = xray.prepare(labels.grid, protocol, materials=labels.material_names)
+            recon = ct.prepare(labels.grid, protocol)
+        if labels.material_names != scanner.materials:
+            raise ValueError(
+                f"{_WHERE}.simulate_ct: case {i} has materials {labels.material_names}, the first "
+                f"{scanner.materials}; use a phantom family whose draws share a material table"
+            )
+        scan = scanner.simulate(jax.random.fold_in(k, 1), labels.material_fractions())
+        hus.append(np.asarray(recon.hounsfield(scan)))
+        labs.append(np.asarray(labels.labels))
+        projs.append(np.asarray(recon.line_integrals(scan)))
+    return SimulatedCT.create(
+        np.stack(hus), np.stack(labs), np.stack(projs), scanner.projector, recon.mu_water / 10.0
+    )
+
+
+def real_patches(
+    key: Array,
+    images: list[tuple[Any, tuple[float, float]]],
+    *,
+    spacing_mm: tuple[float, float],
+    size: int,
+    count: int,
+    low_hu: float = -100.0,
+    min_tissue: float = 0.5,
+) -> np.ndarray:
+    """Square patches of real 2-D images resampled (linearly) to ``spacing_mm``.
+
+    Patch centres are drawn uniformly (stream ``key``) among positions whose patch has at least
+    ``min_tissue`` of its pixels above ``low_hu`` (inside the body).
+
+    Args:
+        images: ``(image, (row spacing, column spacing))`` pairs, e.g. from
+            `medphys.io.RealImageSet.slices` (axes as the simulation's x, y).
+        spacing_mm: the simulation's in-plane spacing.
+        size: patch side (pixels).
+        count: patches to draw.
+
+    Returns:
+        ``(count, size, size)`` float32 patches.
+
+    Raises:
+        ValueError: no image, or no image with a position that has enough tissue.
+    """
+    from scipy import ndimage
+
+    where = f"{_WHERE}.real_patches"
+    if not images:
+        raise ValueError(f"{where}: `images` is empty; give at least one real image")
+    resampled = []
+    for image, spacing in images:
+        a = np.asarray(image, np.float64)
+        if a.ndim != 2:
+            raise ValueError(f"{where}: images must be 2-D (got shape {a.shape})")
+        zoom = (float(spacing[0]) / spacing_mm[0], float(spacing[1]) / spacing_mm[1])
+        b = ndimage.zoom(a, zoom, order=1) if zoom != (1.0, 1.0) else a
+        if min(b.shape) < size:
+            continue
+        tissue = ndimage.uniform_filter((b > low_hu).astype(np.float64), size, mode="constant")
+        r = size // 2
+        valid = np.zeros(b.shape, bool)
+        valid[r : b.shape[0] - (size - r) + 1, r : b.shape[1] - (size - r) + 1] = True
+        ok = np.argwhere(valid & (tissue >= min_tissue))
+        if len(ok):
+            resampled.append((b.astype(np.float32), ok))
+    if not resampled:
+        raise ValueError(
+            f"{where}: no image has a {size}×{size} patch at {spacing_mm} mm with "
+            f"{min_tissue:.0%} of its pixels above {low_hu} HU"
+        )
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32))
+    out = np.empty((count, size, size), np.float32)
+    for n in range(count):
+        b, ok = resampled[rng.integers(len(resampled))]
+        cx, cy = ok[rng.integers(len(ok))]
+        x0, y0 = cx - size // 2, cy - size // 2
+        out[n] = b[x0 : x0 + size, y0 : y0 + size]
+    return out

@@ -15,10 +15,36 @@ Neural attenuation fields (sparse-view and 4D CT):
   (FDK, CGLS), resumable atomic checkpoints and a progress bar; `prepare_fit` →
   `FitProblem.init` / `FitProblem.step` to drive the loop yourself.
 
+Image encoder (feature space for distribution metrics and memorisation audits):
+
+- `train_encoder(key, patches, *, steps, batch, dim, learning_rate)` trains a small convolutional
+  `Encoder` on 2-D or 3-D patches with SimCLR's NT-Xent loss on two augmented views (crop-and-resize,
+  flips, intensity jitter, noise), from the key alone (no downloaded weights); `embed(encoder,
+  images)` gives ``(n, dim)`` unit-norm features (jitted, in chunks).
+
+Sim-to-real refinement of CT images (physics-guided, unpaired):
+
+- data: `simulate_ct(key, phantom, protocol, cases=, shape=, spacing_mm=)` → `SimulatedCT`
+  (HU images, labels, the scans' linearised line integrals and projector); `real_patches(key,
+  slices, spacing_mm=, size=, count=)` from real images (`medphys.io.load_real_images`);
+- networks: `Refiner` (residual U-Net, identity at start, 2-D or 3-D, optional label
+  conditioning), `PatchDiscriminator` (PatchGAN), `PatchHeads` (PatchNCE projections);
+- losses, one function each: `lsgan_discriminator`, `lsgan_generator`, `patch_nce`,
+  `self_regularisation`; physics: `measurement_residual` / `measurement_loss` (re-projection
+  through the medphys projector onto the scan), `intensity_shift` / `intensity_loss` (per-label
+  HU), `edge_loss`, `texture_loss` (NPS toward the real images');
+- training: `train_refiner(key, simulated, real, config=RefineConfig(...))` (progress bar,
+  resumable digest-checked checkpoints; `RefineConfig.without_physics()` for the control),
+  `prepare_refine` → `RefineProblem.init` / `.step`; `refine(refiner, hu)` applies it slice by
+  slice. `medphys.audit.physics_audit` judges the result.
+
 Image-quality metrics with stated definitions live in `medphys.metrics`.
 """
 
 from ._dynamic import DeformingField as DeformingField
+from ._encoder import Encoder as Encoder
+from ._encoder import embed as embed
+from ._encoder import train_encoder as train_encoder
 from ._fields import AbstractField as AbstractField
 from ._fields import FourierField as FourierField
 from ._fields import HashGridField as HashGridField
@@ -40,6 +66,30 @@ from ._fit import smoothness_loss as smoothness_loss
 from ._fit import squared_gradient as squared_gradient
 from ._fit import total_variation as total_variation
 from ._fit import tv_loss as tv_loss
+from ._refine import RefineConfig as RefineConfig
+from ._refine import RefineProblem as RefineProblem
+from ._refine import RefineResult as RefineResult
+from ._refine import RefineState as RefineState
+from ._refine import prepare_refine as prepare_refine
+from ._refine import refine as refine
+from ._refine import train_refiner as train_refiner
+from ._refine_data import SimulatedCT as SimulatedCT
+from ._refine_data import real_patches as real_patches
+from ._refine_data import simulate_ct as simulate_ct
+from ._refine_losses import edge_loss as edge_loss
+from ._refine_losses import hu_to_mu as hu_to_mu
+from ._refine_losses import intensity_loss as intensity_loss
+from ._refine_losses import intensity_shift as intensity_shift
+from ._refine_losses import lsgan_discriminator as lsgan_discriminator
+from ._refine_losses import lsgan_generator as lsgan_generator
+from ._refine_losses import measurement_loss as measurement_loss
+from ._refine_losses import measurement_residual as measurement_residual
+from ._refine_losses import patch_nce as patch_nce
+from ._refine_losses import self_regularisation as self_regularisation
+from ._refine_losses import texture_loss as texture_loss
+from ._refiner import PatchDiscriminator as PatchDiscriminator
+from ._refiner import PatchHeads as PatchHeads
+from ._refiner import Refiner as Refiner
 from ._render import RayTable as RayTable
 from ._render import integrate as integrate
 from ._render import min_samples as min_samples

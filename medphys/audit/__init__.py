@@ -74,10 +74,12 @@ References:
     Mann, Whitney, Ann. Math. Statist. 18, 1947 (the AUC's null variance).
 """
 
-from ._memorisation import Criterion as Criterion
+from ._criterion import Criterion as Criterion
 from ._memorisation import MemorisationReport as MemorisationReport
 from ._memorisation import SpaceResult as SpaceResult
 from ._memorisation import memorisation_audit as memorisation_audit
+from ._physics import PhysicsReport as PhysicsReport
+from ._physics import physics_audit as physics_audit
 
 __all__ = [
     "Criterion",

@@ -38,6 +38,8 @@ from jaxtyping import Array, Float
 
 __all__ = ["Criterion", "MemorisationReport", "SpaceResult", "memorisation_audit"]
 
+from ._criterion import Criterion
+
 _WHERE = "medphys.audit.memorisation_audit"
 
 MIN_TRAINING = 20
@@ -49,19 +51,6 @@ MIN_NONMEMBERS_FOR_TPR = 100
 _SPLIT, _MEMBERS, _CONTROL = 0, 1, 2
 
 SUBJECTS = ("audited", "positive control", "negative control")
-
-
-@dataclasses.dataclass(frozen=True)
-class Criterion:
-    """One pass/fail test: its measured value, the rule it was held to, and the verdict."""
-
-    name: str
-    value: float
-    rule: str
-    passed: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "rule": self.rule, "passed": self.passed}
 
 
 @dataclasses.dataclass(frozen=True)

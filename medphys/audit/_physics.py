@@ -37,25 +37,12 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from ..metrics._nps import nps, soft_tissue_mask
+from ..metrics import nps, soft_tissue_mask
+from ..neural import SimulatedCT, measurement_residual
+from ._criterion import Criterion
 
 _WHERE = "medphys.audit.physics_audit"
 SOFT_TISSUE_HU = (-150.0, 250.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class Criterion:
-    """One audited quantity: its ``value``, the ``threshold`` and rule, and whether it ``passed``
-    (None: reported, not judged)."""
-
-    name: str
-    value: float
-    threshold: str
-    passed: bool | None
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +57,7 @@ class PhysicsReport:
     @property
     def passed(self) -> bool:
         """True when every judged criterion passed."""
-        return all(c.passed for c in self.criteria if c.passed is not None)
+        return all(c.passed for c in self.criteria)
 
     def criterion(self, name: str) -> Criterion:
         return next(c for c in self.criteria if c.name == name)
@@ -89,8 +76,8 @@ class PhysicsReport:
             f"physics-consistency audit of {self.cases} case(s): {'PASS' if self.passed else 'FAIL'}"
         ]
         for c in self.criteria:
-            verdict = "-" if c.passed is None else ("pass" if c.passed else "FAIL")
-            rows.append(f"  {c.name:<24} {c.value:>10.4g}  {c.threshold:<22} {verdict}  {c.detail}")
+            verdict = "pass" if c.passed else "FAIL"
+            rows.append(f"  {c.name:<24} {c.value:>10.4g}  {c.rule:<22} {verdict}  {c.detail}")
         return "\n".join(rows)
 
 
@@ -154,9 +141,6 @@ def physics_audit(
         TypeError: ``simulated`` is not a `SimulatedCT`.
         ValueError: refined images of another shape or non-finite; no soft-tissue label.
     """
-    from ..neural._refine_data import SimulatedCT
-    from ..neural._refine_losses import measurement_residual
-
     if not isinstance(simulated, SimulatedCT):
         raise TypeError(
             f"{_WHERE}: `simulated` must be a medphys.neural.SimulatedCT (got {type(simulated).__name__})"

@@ -39,7 +39,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from .. import io as _io
-from ..metrics._nps import nps, soft_tissue_mask
+from ..metrics import nps, soft_tissue_mask
 from . import _refine_losses as L
 from ._refine_data import SimulatedCT
 from ._refiner import PatchDiscriminator, PatchHeads, Refiner
@@ -292,7 +292,7 @@ def _volumes(slices: Array, shape: tuple[int, ...]) -> Array:
 
 def _crops(images: Array, size: int, key: Array) -> Array:
     n, x, y = images.shape
-    corners = jax.random.randint(key, (n, 2), 0, jnp.asarray([x - size + 1, y - size + 1]))
+    corners = jax.random.randint(key, (n, 2), 0, jnp.asarray([[x - size + 1, y - size + 1]]))
     return jax.vmap(lambda im, c: jax.lax.dynamic_slice(im, (c[0], c[1]), (size, size)))(
         images, corners
     )

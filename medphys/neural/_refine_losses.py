@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..metrics._nps import nps
+from ..metrics import nps
 
 HU_SHIFT_UNIT = 10.0  # intensity_loss is in (10 HU)²
 HU_EDGE_UNIT = 100.0

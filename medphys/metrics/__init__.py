@@ -64,9 +64,9 @@ from ._distribution import kid as kid
 from ._mask import BODY_THRESHOLD as BODY_THRESHOLD
 from ._mask import body_mask as body_mask
 from ._normalise import Normalisation as Normalisation
+from ._normalise import normalise as normalise
 from ._nps import nps as nps
 from ._nps import soft_tissue_mask as soft_tissue_mask
-from ._normalise import normalise as normalise
 from ._psnr import projection_psnr as projection_psnr
 from ._psnr import psnr as psnr
 from ._ssim import ssim as ssim

@@ -4,6 +4,9 @@
                      [--engine local|ray] [--workers N] [--address ADDR]
     medphys trial --config NAME|FILE --out DIR [--pairs N] [--seed S] [--engine ...]
     medphys export nnunet DIR --out RAW --id N --name NAME | medphys export dicom DIR --out DIR2
+    medphys refine train --real DIR --sim DATASET --out RUN | medphys refine apply RUN/refiner.npz
+                   --dataset DATASET
+    medphys audit physics --dataset DATASET [--real DIR]
     medphys info
     medphys --version
     medphys phantom list | medphys phantom show NAME --out FILE.png
@@ -28,6 +31,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ._cli_refine import audit_app, refine_app
 from ._errors import ConfigError, UnknownNameError
 
 app = typer.Typer(
@@ -45,6 +49,8 @@ simulate_app = typer.Typer(help="Scanner protocols from the catalog.", no_args_i
 app.add_typer(phantom_app, name="phantom")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(export_app, name="export")
+app.add_typer(refine_app, name="refine")
+app.add_typer(audit_app, name="audit")
 
 _err = Console(stderr=True, highlight=False)
 _out = Console(highlight=False)

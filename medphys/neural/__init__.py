@@ -36,7 +36,8 @@ Sim-to-real refinement of CT images (physics-guided, unpaired):
 - training: `train_refiner(key, simulated, real, config=RefineConfig(...))` (progress bar,
   resumable digest-checked checkpoints; `RefineConfig.without_physics()` for the control),
   `prepare_refine` → `RefineProblem.init` / `.step`; `refine(refiner, hu)` applies it slice by
-  slice. `medphys.audit.physics_audit` judges the result.
+  slice; `save_refiner` / `load_refiner` keep a trained refiner (architecture, weights,
+  metadata) in one file named by its SHA-256. `medphys.audit.physics_audit` judges the result.
 
 Image-quality metrics with stated definitions live in `medphys.metrics`.
 """
@@ -70,8 +71,10 @@ from ._refine import RefineConfig as RefineConfig
 from ._refine import RefineProblem as RefineProblem
 from ._refine import RefineResult as RefineResult
 from ._refine import RefineState as RefineState
+from ._refine import load_refiner as load_refiner
 from ._refine import prepare_refine as prepare_refine
 from ._refine import refine as refine
+from ._refine import save_refiner as save_refiner
 from ._refine import train_refiner as train_refiner
 from ._refine_data import SimulatedCT as SimulatedCT
 from ._refine_data import real_patches as real_patches

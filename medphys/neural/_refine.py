@@ -535,3 +535,62 @@ def refine(refiner: Refiner, hu: Float[Array, "x y z"], *, batch: int = 8) -> Fl
     slices = jnp.moveaxis(a, -1, 0)
     out = [_apply(refiner, slices[i : i + batch]) for i in range(0, slices.shape[0], batch)]
     return jnp.moveaxis(jnp.concatenate(out, 0), 0, -1)
+
+
+REFINER_FORMAT = "medphys-refiner-1"
+
+
+def _architecture(refiner: Refiner) -> dict[str, int]:
+    return {
+        "dim": refiner.dim,
+        "width": int(refiner.stem.conv.out_features),
+        "depth": refiner.depth,
+        "blocks": len(refiner.blocks),
+        "labels": refiner.n_labels,
+    }
+
+
+def save_refiner(path: str | Path, refiner: Refiner, *, meta: dict[str, Any] | None = None) -> str:
+    """Write a trained refiner (architecture, weights, ``meta``) to ``path`` atomically.
+
+    ``meta`` (JSON-serialisable) should say what it was trained on (modality, pixel spacing,
+    training digest); `load_refiner` returns it. Returns the SHA-256 of the file's bytes, the
+    digest that images refined with it record.
+
+    Raises:
+        TypeError: ``refiner`` is not a `Refiner`.
+    """
+    if not isinstance(refiner, Refiner):
+        raise TypeError(
+            f"medphys.neural.save_refiner: `refiner` must be a Refiner (got {type(refiner).__name__})"
+        )
+    leaves = jax.tree_util.tree_leaves(nnx.state(refiner, nnx.Param))
+    arrays = {f"leaf{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
+    info = {"format": REFINER_FORMAT, "architecture": _architecture(refiner), "meta": meta or {}}
+    _io.save_checkpoint(path, arrays, info)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_refiner(path: str | Path) -> tuple[Refiner, dict[str, Any], str]:
+    """``(refiner, meta, digest)`` from a file written by `save_refiner`.
+
+    Raises:
+        ValueError: not a refiner file, or weights that do not fit its architecture.
+    """
+    where = "medphys.neural.load_refiner"
+    arrays, info = _io.load_checkpoint(path)
+    if info.get("format") != REFINER_FORMAT:
+        raise ValueError(
+            f"{where}: {path} is not a medphys refiner (format {info.get('format')!r}; expected "
+            f"{REFINER_FORMAT!r}); a training checkpoint is not a refiner: use the run's refiner.npz"
+        )
+    shape = nnx.eval_shape(lambda: Refiner(jax.random.key(0), **info["architecture"]))
+    graphdef, params = nnx.split(shape, nnx.Param)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    if len(arrays) != len(leaves) or any(
+        arrays.get(f"leaf{i:05d}", np.empty(0)).shape != np.shape(a) for i, a in enumerate(leaves)
+    ):
+        raise ValueError(f"{where}: the weights in {path} do not fit its architecture")
+    loaded = [jnp.asarray(arrays[f"leaf{i:05d}"]) for i in range(len(leaves))]
+    refiner = nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, loaded))
+    return refiner, info["meta"], hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -8,6 +8,9 @@
 - `cine(key, phantom, protocol, ...)`: an MR frame per cardiac phase of a beating phantom.
 - Lesion studies: `LesionSpec`, `place_lesion`, `extract_roi`; trials from one TOML file
   (`load_trial`, `run_trial`: paired cases → ROIs → observer → AUC and paired ΔAUC, a report).
+- Refinement as a dataset stage: `load_ct_dataset` (a generated CT dataset with its projections
+  → `medphys.neural.SimulatedCT`), `refine_dataset` (``ct-refined.nii.gz`` + ``refined.json``
+  with the refiner file's SHA-256 beside each case's CT).
 """
 
 from ._case import CaseResult as CaseResult
@@ -39,6 +42,10 @@ from ._provenance import versions as versions
 from ._recipe import Arm as Arm
 from ._recipe import CaseRecipe as CaseRecipe
 from ._recipe import GridSpec as GridSpec
+from ._refine import DatasetError as DatasetError
+from ._refine import load_ct_dataset as load_ct_dataset
+from ._refine import load_refined as load_refined
+from ._refine import refine_dataset as refine_dataset
 from ._streams import case_key as case_key
 from ._streams import stream as stream
 from ._streams import stream_id as stream_id

@@ -127,7 +127,13 @@ class Reconstructor:
         """
         if self.scatter_correction is not None:
             scan = remove_scatter(scan, self.scatter_correction)
-        p = scan.projections
+        return self.linearise(scan.projections)
+
+    def linearise(self, projections: Float[Array, "views u v"]) -> Float[Array, "views u v"]:
+        """Post-log projections after the protocol's water beam-hardening linearisation (the
+        identity without one); scatter correction, which needs the readings, is not applied
+        (`line_integrals` applies both to a scan)."""
+        p = jnp.asarray(projections)
         if self.bhc is not None:
             p = bhc_polynomial(p, *self.bhc)
         return p

@@ -163,6 +163,8 @@ def generate(
         f"in {elapsed:.1f} s → {summary['out']}"
     )
     _out.print(f"manifest: {summary['manifest']}")
+    if "refined" in summary:
+        _out.print(f"refined {summary['refined']} case(s): ct-refined.nii.gz + refined.json")
     if summary["overview"]:
         _out.print(f"overview: {summary['overview']}")
 

@@ -83,6 +83,16 @@ def test_train_apply_and_audit_write_what_they_say(dataset, tmp_path, capsys):
     assert main(["refine", "apply", str(run / "refiner.npz"), "--dataset", str(ds)]) == 0
     assert (cases[0] / "ct-refined.nii.gz").stat().st_mtime_ns == stamp  # skipped: same refiner
 
+    # the dataset job runs the refiner as a stage; its digest leaves the physics cases alone
+    job = ds.parent / "job.toml"
+    staged = tmp_path / "job-refine.toml"
+    staged.write_text(job.read_text() + f'[refine]\nrefiner = "{run / "refiner.npz"}"\n')
+    for case in cases:
+        (case / "refined.json").unlink()
+    assert main(["generate", "--out", str(ds), "--config", str(staged)]) == 0
+    assert "refined 2 case(s)" in capsys.readouterr().out
+    assert all((case / "refined.json").is_file() for case in cases)
+
     capsys.readouterr()
     code = main(["audit", "physics", "--dataset", str(ds), "--json", str(tmp_path / "a.json")])
     report = json.loads((tmp_path / "a.json").read_text())
@@ -123,3 +133,10 @@ def test_bad_input_is_refused_before_training(dataset, tmp_path, capsys):
     assert main(["refine", "apply", str(tmp_path / "missing.npz"), "--dataset", str(ds)]) == 2
     assert "no refiner file" in capsys.readouterr().err
     assert not (tmp_path / "run").exists() and not (tmp_path / "r2").exists()
+    # the dataset job checks its refiner before any case runs
+    job = ds.parent / "job.toml"
+    staged = tmp_path / "job.toml"
+    staged.write_text(job.read_text() + f'[refine]\nrefiner = "{tmp_path / "none.npz"}"\n')
+    assert main(["generate", "--out", str(tmp_path / "ds2"), "--config", str(staged)]) == 2
+    assert "refine.refiner: no refiner file" in capsys.readouterr().err
+    assert not (tmp_path / "ds2").exists()

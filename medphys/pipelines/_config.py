@@ -52,6 +52,13 @@ class OutputSection(Strict):
     save_projections: bool = False
 
 
+class RefineSection(Strict):
+    #: a trained refiner file (``medphys refine train`` writes RUN/refiner.npz): each case's CT
+    #: is refined into ``ct-refined.nii.gz`` with ``refined.json`` naming the file's SHA-256;
+    #: the physics outputs do not depend on it (not part of the job digest)
+    refiner: str | None = None
+
+
 class GenerateConfig(Strict):
     """Everything that decides the bytes a `medphys generate` run writes."""
 
@@ -61,14 +68,18 @@ class GenerateConfig(Strict):
     ct: CTSection = CTSection()
     mr: MRSection = MRSection()
     output: OutputSection = OutputSection()
+    refine: RefineSection = RefineSection()
 
     def digest(self) -> str:
         """A short hash of the settings that decide each case's content.
 
-        Not the case count (a run can be extended) nor the overview switch; the definitions the
-        names point at are covered by `medphys.pipelines.job_inputs`.
+        Not the case count (a run can be extended), the overview switch nor the refiner stage
+        (refined images sit beside the physics images, named by the refiner's digest); the
+        definitions the names point at are covered by `medphys.pipelines.job_inputs`.
         """
-        content = self.model_dump(mode="json", exclude={"cases": True, "output": {"montage"}})
+        content = self.model_dump(
+            mode="json", exclude={"cases": True, "output": {"montage"}, "refine": True}
+        )
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._errors import ConfigError
 from ..io import label_table
 from ._case import CaseResult, run_case
 from ._config import GenerateConfig
@@ -146,6 +147,7 @@ def generate(
     ]
     # Validate everything (and learn the structure names) before the folder is touched.
     recipe = job.recipe()
+    refiner = _check_refiner(config, recipe)
     sink = DatasetSink(
         out,
         digest=job.digest,
@@ -175,7 +177,7 @@ def generate(
             if progress:
                 progress(f"{result.family} case {result.index} written", done, config.cases)
     arms = [(a.name, a.modality) for a in recipe.arms]
-    return {
+    summary = {
         "out": str(out),
         "cases": config.cases,
         "generated": len(pending),
@@ -183,6 +185,31 @@ def generate(
         **sink.finish(config.cases, arms),
         "engine": engine.describe(),
     }
+    if refiner is not None:
+        from ._refine import refine_dataset
+
+        summary["refined"] = len(refine_dataset(out, refiner))
+    return summary
+
+
+def _check_refiner(config: GenerateConfig, recipe: CaseRecipe) -> Path | None:
+    """The refiner stage's file, checked before any case runs (a CT arm, a refiner file)."""
+    if config.refine.refiner is None:
+        return None
+    path = Path(config.refine.refiner)
+    if not any(a.modality == "ct" for a in recipe.arms):
+        raise ConfigError("refine.refiner: the job has no CT arm to refine")
+    if not path.is_file():
+        raise ConfigError(
+            f"refine.refiner: no refiner file {path} (medphys refine train writes one)"
+        )
+    from ..neural import load_refiner
+
+    try:
+        load_refiner(path)
+    except ValueError as exc:
+        raise ConfigError(f"refine.refiner: {exc}") from None
+    return path
 
 
 def _files(recipe: CaseRecipe) -> dict[str, str]:

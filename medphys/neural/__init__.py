@@ -78,6 +78,7 @@ from ._refine import save_refiner as save_refiner
 from ._refine import train_refiner as train_refiner
 from ._refine_data import SimulatedCT as SimulatedCT
 from ._refine_data import real_patches as real_patches
+from ._refine_data import real_tiles as real_tiles
 from ._refine_data import simulate_ct as simulate_ct
 from ._refine_losses import edge_loss as edge_loss
 from ._refine_losses import hu_to_mu as hu_to_mu

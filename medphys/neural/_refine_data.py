@@ -216,6 +216,55 @@ def simulate_ct(
     )
 
 
+def _resampled(where: str, images: list, spacing_mm: tuple[float, float]) -> list[np.ndarray]:
+    from scipy import ndimage
+
+    if not images:
+        raise ValueError(f"{where}: `images` is empty; give at least one real image")
+    out = []
+    for image, spacing in images:
+        a = np.asarray(image, np.float64)
+        if a.ndim != 2:
+            raise ValueError(f"{where}: images must be 2-D (got shape {a.shape})")
+        zoom = (float(spacing[0]) / spacing_mm[0], float(spacing[1]) / spacing_mm[1])
+        out.append(ndimage.zoom(a, zoom, order=1) if zoom != (1.0, 1.0) else a)
+    return out
+
+
+def real_tiles(
+    images: list[tuple[Any, tuple[float, float]]],
+    *,
+    spacing_mm: tuple[float, float],
+    size: int,
+    low_hu: float = -100.0,
+    min_tissue: float = 0.5,
+) -> np.ndarray:
+    """Non-overlapping square tiles of real 2-D images resampled (linearly) to ``spacing_mm``,
+    keeping those with at least ``min_tissue`` of their pixels above ``low_hu``: disjoint sets of
+    real images for held-out splits (memorisation audits), in image then raster order.
+
+    Returns:
+        ``(tiles, size, size)`` float32.
+
+    Raises:
+        ValueError: no image, or no tile with enough tissue.
+    """
+    where = f"{_WHERE}.real_tiles"
+    out = []
+    for b in _resampled(where, images, spacing_mm):
+        for x0 in range(0, b.shape[0] - size + 1, size):
+            for y0 in range(0, b.shape[1] - size + 1, size):
+                tile = b[x0 : x0 + size, y0 : y0 + size]
+                if np.mean(tile > low_hu) >= min_tissue:
+                    out.append(tile.astype(np.float32))
+    if not out:
+        raise ValueError(
+            f"{where}: no {size}×{size} tile at {spacing_mm} mm has {min_tissue:.0%} of its "
+            f"pixels above {low_hu} HU"
+        )
+    return np.stack(out)
+
+
 def real_patches(
     key: Array,
     images: list[tuple[Any, tuple[float, float]]],
@@ -247,15 +296,8 @@ def real_patches(
     from scipy import ndimage
 
     where = f"{_WHERE}.real_patches"
-    if not images:
-        raise ValueError(f"{where}: `images` is empty; give at least one real image")
     resampled = []
-    for image, spacing in images:
-        a = np.asarray(image, np.float64)
-        if a.ndim != 2:
-            raise ValueError(f"{where}: images must be 2-D (got shape {a.shape})")
-        zoom = (float(spacing[0]) / spacing_mm[0], float(spacing[1]) / spacing_mm[1])
-        b = ndimage.zoom(a, zoom, order=1) if zoom != (1.0, 1.0) else a
+    for b in _resampled(where, images, spacing_mm):
         if min(b.shape) < size:
             continue
         tissue = ndimage.uniform_filter((b > low_hu).astype(np.float64), size, mode="constant")

@@ -150,6 +150,29 @@ def test_patch_nce_prefers_matching_positions():
     assert float(same) < np.log(32)  # better than chance among 32 positions
 
 
+def test_real_tiles_are_disjoint_and_patches_of_a_tile_are_that_tile():
+    rng = np.random.default_rng(3)
+    image = rng.normal(40.0, 10.0, (50, 41))
+    image[:, 30:] = -1000.0  # air on one side
+    tiles = neural.real_tiles([(image, (1.0, 1.0))], spacing_mm=(1.0, 1.0), size=10)
+    expected = [image[x : x + 10, y : y + 10] for x in range(0, 41, 10) for y in (0, 10, 20)]
+    np.testing.assert_array_equal(tiles, np.asarray(expected, np.float32))  # y = 30 is air
+    half = neural.real_tiles([(image, (0.5, 0.5))], spacing_mm=(1.0, 1.0), size=10)
+    assert half.shape == (2, 10, 10)  # 25 × 20 pixels at 1 mm
+    one = neural.real_patches(
+        jax.random.key(0),
+        [(t, (1.0, 1.0)) for t in tiles[:3]],
+        spacing_mm=(1.0, 1.0),
+        size=10,
+        count=6,
+    )
+    assert all(any(np.array_equal(p, t) for t in tiles[:3]) for p in one)
+    with pytest.raises(ValueError, match="no 10×10 tile"):
+        neural.real_tiles(
+            [(np.full((30, 30), -1000.0), (1.0, 1.0))], spacing_mm=(1.0, 1.0), size=10
+        )
+
+
 def test_simulated_ct_and_patches_reject_bad_input(tiny):
     sim, real = tiny
     with pytest.raises(ValueError, match="`hu` must be"):

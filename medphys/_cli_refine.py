@@ -3,11 +3,13 @@
     medphys refine train --real DIR --sim DATASET --out RUN [--steps N] [--seed S] [--no-physics]
     medphys refine apply RUN/refiner.npz --dataset DATASET
     medphys audit physics --dataset DATASET [--real DIR] [--json FILE]
+    medphys audit memorisation --training DIR --generated DIR --held-out DIR [--tile 32]
 
 A run folder holds ``checkpoint.npz`` (resumed by a rerun of the same command), ``refiner.npz``
 (the trained refiner: what ``refine apply`` and the dataset records name by its SHA-256),
 ``train.json`` (settings, data provenance, loss summary) and ``audit.json`` (the physics audit of
-the held-out cases). ``audit physics`` exits with status 1 when a criterion fails.
+the held-out cases). The audits exit with status 1 when a criterion fails (or, for the
+memorisation audit, when its controls misbehave).
 """
 
 from __future__ import annotations
@@ -201,6 +203,78 @@ def audit_physics(
         else:
             raise _user_error(f"medphys audit physics: --real: {message}")
     report = audit.physics_audit(simulated, refined, real=real_patches)
+    _out.print(report.describe())
+    if json_path is not None:
+        write_text_atomic(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _tiles(folder: Path, option: str, size: int, spacing: tuple[float, float] | None) -> Any:
+    import numpy as np
+
+    from . import io, neural
+
+    try:
+        images = io.load_real_images(folder)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _user_error(f"medphys audit memorisation: {option}: {exc}") from None
+    slices = [(a, s) for a, s, _ in images.slices()]
+    target = spacing or tuple(float(v) for v in slices[0][1])
+    try:
+        tiles = neural.real_tiles(slices, spacing_mm=target, size=size, low_hu=-np.inf)
+    except ValueError as exc:
+        raise _user_error(f"medphys audit memorisation: {option}: {exc}") from None
+    # constant tiles (padding, air) are identical in every set and would read as copies
+    return tiles[np.std(tiles, axis=(1, 2)) > 0], target
+
+
+@audit_app.command("memorisation")
+def audit_memorisation(
+    training: Annotated[Path, typer.Option("--training", help="The generator's training images.")],
+    generated: Annotated[Path, typer.Option("--generated", help="Images the generator made.")],
+    held_out: Annotated[
+        Path, typer.Option("--held-out", help="Real images of the same kind it never saw.")
+    ],
+    tile: Annotated[int, typer.Option("--tile", help="Square tile side (pixels).", min=4)] = 32,
+    spacing: Annotated[
+        float | None, typer.Option("--spacing", help="Resample to this pixel size (mm).")
+    ] = None,
+    features: Annotated[
+        bool,
+        typer.Option("--features/--no-features", help="Also audit in a trained encoder's space."),
+    ] = True,
+    seed: Annotated[int, typer.Option("--seed", help="The audit's key.")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Do generated images copy training images? NNDR, DCR and membership inference, with a
+    positive and a negative control (folders of DICOM or NIfTI, cut into non-overlapping tiles;
+    constant tiles are dropped)."""
+    import jax
+    import numpy as np
+
+    from . import audit, neural
+    from .io import write_text_atomic
+
+    fixed = None if spacing is None else (spacing, spacing)
+    train_tiles, target = _tiles(training, "--training", tile, fixed)
+    generated_tiles, _ = _tiles(generated, "--generated", tile, target)
+    held_tiles, _ = _tiles(held_out, "--held-out", tile, target)
+    key = jax.random.key(seed)
+    embed = None
+    if features:
+        pool = np.concatenate([train_tiles, held_tiles])
+        encoder = neural.train_encoder(jax.random.fold_in(key, 1), pool, progress=False)
+
+        def embed(x: Any) -> Any:
+            return neural.embed(encoder, x)
+
+    try:
+        report = audit.memorisation_audit(
+            jax.random.fold_in(key, 2), train_tiles, generated_tiles, held_tiles, features=embed
+        )
+    except ValueError as exc:
+        raise _user_error(str(exc)) from None
     _out.print(report.describe())
     if json_path is not None:
         write_text_atomic(json_path, json.dumps(report.to_dict(), indent=2) + "\n")

@@ -46,6 +46,7 @@ MIN_TRAINING = 20
 MIN_GENERATED = 20
 MIN_HELD_OUT = 40
 MIN_NONMEMBERS_FOR_TPR = 100
+COPY_FACTOR = 10.0  # d₁/d₂ below nndr_threshold / 10 is a near-exact copy: it always fails
 
 # named random streams
 _SPLIT, _MEMBERS, _CONTROL = 0, 1, 2
@@ -237,7 +238,8 @@ class MemorisationReport:
         t = self.thresholds
         rules = (
             f"rules: NNDR flagged fraction <= {t['max_flagged_fraction']:.0%} (d1/d2 < "
-            f"{t['nndr_threshold']:.3g}); DCR count below the held-out 5th percentile within the "
+            f"{t['nndr_threshold']:.3g}) or not above the held-out reference's (one-sided "
+            f"Fisher p >= {t['nndr_alpha']:g}); DCR count below the held-out 5th percentile within the "
             f"beta-binomial {t['dcr_alpha']:.0%} tail; |AUC - 0.5| <= max({t['auc_tolerance']}, "
             f"{t['auc_z']:.3g} sd of the null AUC)"
         )
@@ -357,6 +359,7 @@ def _close_allowed(n_generated: int, n_reference: int, k: int, alpha: float) -> 
 class _Config:
     nndr_threshold: float
     max_flagged_fraction: float
+    nndr_alpha: float
     dcr_percentile: float
     dcr_alpha: float
     auc_tolerance: float
@@ -397,12 +400,28 @@ def _audit_space(
     m, n = s_mem.size, s_non.size
     band = max(cfg.auc_tolerance, cfg.auc_z * math.sqrt((m + n + 1) / (12 * m * n)))
     fraction = flagged / generated.shape[0]
+    # real unseen images have near neighbours too (flat tissue): the reference half's own flag
+    # rate calibrates the rule; a one-sided Fisher exact test asks whether generated images are
+    # flagged more often than unseen real ones
+    r1, r2, _ = _two_nearest(reference, training, cfg.block)
+    flagged_ref = int(np.sum(nn_ratio(r1, r2) < cfg.nndr_threshold))
+    n_gen = generated.shape[0]
+    copies = int(np.sum(ratio < cfg.nndr_threshold / COPY_FACTOR))
+    p_nndr = float(
+        scipy.stats.fisher_exact(
+            [[flagged, n_gen - flagged], [flagged_ref, reference.shape[0] - flagged_ref]],
+            alternative="greater",
+        ).pvalue
+    )
     criteria = (
         Criterion(
             "NNDR",
             fraction,
-            f"fraction flagged (d₁/d₂ < {cfg.nndr_threshold:.6g}) <= {cfg.max_flagged_fraction:g}",
-            fraction <= cfg.max_flagged_fraction,
+            f"fraction flagged (d₁/d₂ < {cfg.nndr_threshold:.6g}) <= {cfg.max_flagged_fraction:g}"
+            f", or not above the held-out reference's {flagged_ref}/{reference.shape[0]} "
+            f"(Fisher p = {p_nndr:.3g} >= {cfg.nndr_alpha:g}); and no near-exact copy "
+            f"(d₁/d₂ < {cfg.nndr_threshold / COPY_FACTOR:.3g}: {copies})",
+            (fraction <= cfg.max_flagged_fraction or p_nndr >= cfg.nndr_alpha) and copies == 0,
         ),
         Criterion(
             "DCR",
@@ -536,6 +555,7 @@ def memorisation_audit(
     features: Callable[[Any], Any] | None = None,
     nndr_threshold: float = 1 / 3,
     max_flagged_fraction: float = 0.01,
+    nndr_alpha: float = 0.01,
     dcr_percentile: float = 5.0,
     dcr_alpha: float = 0.01,
     auc_tolerance: float = 0.1,
@@ -562,7 +582,9 @@ def memorisation_audit(
         features: optional callable images → ``(n, d)`` features (e.g.
             ``lambda x: medphys.neural.embed(encoder, x)``): the audit is repeated there.
         nndr_threshold: the d₁/d₂ flag.
-        max_flagged_fraction: the largest passing fraction of flagged images.
+        max_flagged_fraction: the largest fraction of flagged images that always passes.
+        nndr_alpha: above it, the flagged count passes unless a one-sided Fisher exact test
+            finds it larger than the held-out reference's own flag rate at this level.
         dcr_percentile: the held-out DCR percentile (%) generated DCRs are compared with.
         dcr_alpha: the beta-binomial tail probability below which the DCR count fails.
         auc_tolerance: the smallest half-width of the passing AUC band around 0.5.
@@ -620,6 +642,7 @@ def memorisation_audit(
         max_flagged_fraction=_number(
             "max_flagged_fraction", max_flagged_fraction, 0.0, 1.0, closed_low=True
         ),
+        nndr_alpha=_number("nndr_alpha", nndr_alpha, 0.0, 1.0),
         dcr_percentile=_number("dcr_percentile", dcr_percentile, 0.0, 100.0),
         dcr_alpha=_number("dcr_alpha", dcr_alpha, 0.0, 1.0),
         auc_tolerance=_number("auc_tolerance", auc_tolerance, 0.0, 0.5),
@@ -692,6 +715,7 @@ def memorisation_audit(
     thresholds = {
         "nndr_threshold": cfg.nndr_threshold,
         "max_flagged_fraction": cfg.max_flagged_fraction,
+        "nndr_alpha": cfg.nndr_alpha,
         "dcr_percentile": cfg.dcr_percentile,
         "dcr_alpha": cfg.dcr_alpha,
         "auc_tolerance": cfg.auc_tolerance,

@@ -88,7 +88,7 @@ def test_denoiser_notebook(tmp_path, monkeypatch):
     assert (tmp_path / "denoiser" / "denoiser.png").is_file()
 
 
-@pytest.mark.parametrize("name", ["registration.ipynb", "denoiser.ipynb"])
+@pytest.mark.parametrize("name", ["registration.ipynb", "denoiser.ipynb", "refiner.ipynb"])
 def test_training_notebooks_are_stored_clean_and_compile(name):
     """The quick check of the training notebooks (the denoiser runs in the slow tier): stored
     without outputs, and every code cell is valid Python."""
@@ -97,6 +97,21 @@ def test_training_notebooks_are_stored_clean_and_compile(name):
     assert code and all(not c.outputs and c.execution_count is None for c in code)
     for i, cell in enumerate(code):
         compile(cell.source, f"{name} code cell {i}", "exec")
+
+
+@pytest.mark.slow  # three 128 x 128 x 2 head CT cases, two refiners, an encoder: a few minutes
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_refiner_notebook(tmp_path, monkeypatch):
+    """Refine simulated head CT toward the real slices, with and without the physics terms, and
+    run both audits: the physics refiner passes the physics audit, the control fails it, and the
+    memorisation audit's controls behave."""
+    book = _run("refiner.ipynb", tmp_path, monkeypatch, MEDPHYS_NOTEBOOK_SMALL="1")
+    text = _text(book)
+    assert "--- physics\nphysics-consistency audit of 1 case(s): PASS" in text
+    assert "--- no physics\nphysics-consistency audit of 1 case(s): FAIL" in text
+    assert "KID (x1e3)" in text
+    assert "Memorisation audit: " in text and "NOT VALID" not in text
+    assert (tmp_path / "refiner" / "refiner.png").is_file()
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

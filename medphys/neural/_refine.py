@@ -369,7 +369,7 @@ def prepare_refine(
         optimizer=optax.adam(cfg.learning_rate, b1=0.5, b2=0.999),
         digest="",
     )
-    g, d = problem._modules(jax.random.key(0))
+    g, d = nnx.eval_shape(lambda: problem._modules(jax.random.key(0)))
     graphdefs = (nnx.graphdef(g), nnx.graphdef(d))
     return dataclasses.replace(problem, graphdefs=graphdefs, digest=_digest(cfg, simulated, r))
 

@@ -275,7 +275,8 @@ def test_training_is_reproducible_and_resumes_after_an_interruption(tiny, tmp_pa
 @pytest.mark.slow
 def test_physics_terms_keep_the_audit_passing_and_their_absence_fails_it():
     """Adult-head CT (4 training cases + 1 held out, 64 × 64 × 2 at 3.2 mm, 120 views) refined
-    toward patches of two real CT slices for 200 steps, with and without the physics terms.
+    toward real CT patches for 200 steps (at 3.2 mm only the CQ500 head slice holds a 32-pixel
+    patch; CT_small is too small), with and without the physics terms.
 
     Measured (CPU): with physics the held-out case passes every criterion (residual ratio
     0.99, largest soft-tissue shift 2.4 HU, Dice retention 0.99, mass change −0.06 %) and its

@@ -319,8 +319,13 @@ class FitProblem:
     graphdef: Any = dataclasses.field(metadata={"static": True})
     config: FitConfig = dataclasses.field(metadata={"static": True})
     n_samples: int = dataclasses.field(metadata={"static": True})
-    optimizer: Any = dataclasses.field(metadata={"static": True})
     digest: str = dataclasses.field(metadata={"static": True})
+
+    @property
+    def optimizer(self) -> optax.GradientTransformation:
+        """Adam on the configuration's cosine schedule (built from the static config, so equal
+        configurations share one compiled step)."""
+        return optax.adam(_schedule(self.config), eps=1e-15)
 
     def field(self, state: FitState) -> AbstractField:
         """The field holding ``state``'s parameters."""
@@ -465,7 +470,6 @@ def prepare_fit(
                 "resample it or build the field on its grid"
             )
     graphdef, params, rest = nnx.split(field, nnx.Param, ...)
-    optimizer = optax.adam(_schedule(cfg), eps=1e-15)
     digest = _digest(field, params, cfg, n, data, rays, init)
     return FitProblem(
         rays=rays,
@@ -474,7 +478,6 @@ def prepare_fit(
         rest=rest,
         config=cfg,
         n_samples=n,
-        optimizer=optimizer,
         digest=digest,
         init_volume=None if init is None else jnp.asarray(init.data, jnp.float32),
         projector=projector,

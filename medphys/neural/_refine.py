@@ -147,8 +147,13 @@ class RefineProblem:
     sim_mask: Array
     graphdefs: Any = dataclasses.field(metadata={"static": True})
     config: RefineConfig = dataclasses.field(metadata={"static": True})
-    optimizer: Any = dataclasses.field(metadata={"static": True})
     digest: str = dataclasses.field(metadata={"static": True})
+
+    @property
+    def optimizer(self) -> optax.GradientTransformation:
+        """Adam (β₁ 0.5, β₂ 0.999) at the configured rate, built from the static config so that
+        equal configurations share one compiled step."""
+        return optax.adam(self.config.learning_rate, b1=0.5, b2=0.999)
 
     @property
     def crop(self) -> int:
@@ -366,7 +371,6 @@ def prepare_refine(
         sim_mask=jnp.asarray(sim_mask),
         graphdefs=None,
         config=cfg,
-        optimizer=optax.adam(cfg.learning_rate, b1=0.5, b2=0.999),
         digest="",
     )
     g, d = nnx.eval_shape(lambda: problem._modules(jax.random.key(0)))

@@ -43,6 +43,7 @@ def test_trial_notebook(tmp_path, monkeypatch):
     assert len(list((tmp_path / "trial-a" / "rois").glob("*.npz"))) == 32
 
 
+@pytest.mark.slow  # about 25 s; the job, nnU-Net and DICOM exports have their own default tests
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_dataset_notebook(tmp_path, monkeypatch):
     book = _run("dataset.ipynb", tmp_path, monkeypatch, MEDPHYS_NOTEBOOK_SMALL="1")
@@ -60,6 +61,7 @@ def _number(text: str, pattern: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.slow  # about 35 s; pose gradients and DRRs have their own default tests
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_registration_notebook(tmp_path, monkeypatch):
     book = _run("registration.ipynb", tmp_path, monkeypatch, MEDPHYS_NOTEBOOK_SMALL="1")
@@ -88,9 +90,9 @@ def test_denoiser_notebook(tmp_path, monkeypatch):
     assert (tmp_path / "denoiser" / "denoiser.png").is_file()
 
 
-@pytest.mark.parametrize("name", ["registration.ipynb", "denoiser.ipynb", "refiner.ipynb"])
-def test_training_notebooks_are_stored_clean_and_compile(name):
-    """The quick check of the training notebooks (the denoiser runs in the slow tier): stored
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))
+def test_notebooks_are_stored_clean_and_compile(name):
+    """The quick check of every notebook (each runs top to bottom in the slow tier): stored
     without outputs, and every code cell is valid Python."""
     book = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     code = [cell for cell in book.cells if cell.cell_type == "code"]
@@ -114,6 +116,7 @@ def test_refiner_notebook(tmp_path, monkeypatch):
     assert (tmp_path / "refiner" / "refiner.png").is_file()
 
 
+@pytest.mark.slow  # about 40 s; fitting and rendering have their own default tests
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_neural_fields_notebook(tmp_path, monkeypatch):
     """Sparse-view CT at 48² (about 50 s on 2 busy cores): the hash-grid field beats FBP and

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._fields import _MLP, AbstractField, Frozen, _positive, _positive_int, fourier_features
+from ._checks import positive_int, positive_number
+from ._fields import _MLP, AbstractField, Frozen, fourier_features
 
 __all__ = ["DeformingField"]
 
@@ -63,10 +64,13 @@ class DeformingField(AbstractField):
             )
         self.canonical = canonical
         self.domain, self.dim, self.scale = canonical.domain, canonical.dim, canonical.scale
-        self.duration_s = _positive(where, "duration_s", duration_s)
-        self.max_displacement = _positive(where, "max_displacement", max_displacement)
-        n = _positive_int(where, "n_frequencies", n_frequencies)
-        su, st = _positive(where, "sigma_u", sigma_u), _positive(where, "sigma_t", sigma_t)
+        self.duration_s = positive_number(where, "duration_s", duration_s)
+        self.max_displacement = positive_number(where, "max_displacement", max_displacement)
+        n = positive_int(where, "n_frequencies", n_frequencies)
+        su, st = (
+            positive_number(where, "sigma_u", sigma_u),
+            positive_number(where, "sigma_t", sigma_t),
+        )
         k_b, k_mlp = jax.random.split(key)
         std = jnp.asarray([su] * self.dim + [st], jnp.float32)
         self.frequencies = Frozen(

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +44,8 @@ import numpy as np
 import optax
 from flax import nnx
 from jaxtyping import Array, Float
+
+from ._checks import positive_int, positive_number
 
 __all__ = ["Encoder", "augment", "embed", "nt_xent", "train_encoder"]
 
@@ -57,22 +58,6 @@ _BATCH, _VIEW1, _VIEW2 = 0, 1, 2
 
 class Statistic(nnx.Variable):
     """A non-trainable number of the encoder (the training patches' mean and standard deviation)."""
-
-
-def _positive_int(where: str, name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{where}: `{name}` must be an integer >= {low} (got {value!r})")
-    return int(value)
-
-
-def _positive(where: str, name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{where}: `{name}` must be a finite number > 0 (got {value!r})")
-    return v
 
 
 class Encoder(nnx.Module):
@@ -105,8 +90,8 @@ class Encoder(nnx.Module):
         if ndim not in (2, 3):
             raise ValueError(f"{where}: `ndim` must be 2 or 3 (got {ndim!r})")
         self.ndim = int(ndim)
-        self.dim = _positive_int(where, "dim", dim)
-        channels = tuple(_positive_int(where, "channels", c) for c in channels)
+        self.dim = positive_int(where, "dim", dim)
+        channels = tuple(positive_int(where, "channels", c) for c in channels)
         if not channels:
             raise ValueError(f"{where}: `channels` must name at least one layer (got ())")
         rngs = nnx.Rngs(params=key)
@@ -120,7 +105,7 @@ class Encoder(nnx.Module):
         self.head = nnx.Linear(channels[-1], channels[-1], rngs=rngs)
         self.out = nnx.Linear(channels[-1], self.dim, rngs=rngs)
         self.mean = Statistic(jnp.asarray(mean, jnp.float32))
-        self.std = Statistic(jnp.asarray(_positive(where, "std", std), jnp.float32))
+        self.std = Statistic(jnp.asarray(positive_number(where, "std", std), jnp.float32))
 
     def standardise(self, images: Array) -> Array:
         """``(images − mean) / std`` in float32."""
@@ -317,15 +302,15 @@ def train_encoder(
     """
     where = f"{_WHERE}.train_encoder"
     x = _images(where, "patches", patches, (3, 4))
-    steps = _positive_int(where, "steps", steps)
-    batch = _positive_int(where, "batch", batch, low=2)
+    steps = positive_int(where, "steps", steps)
+    batch = positive_int(where, "batch", batch, low=2)
     if x.shape[0] < batch:
         raise ValueError(
             f"{where}: `patches` must hold at least `batch` = {batch} images (got {x.shape[0]}); "
             "lower `batch` or give more patches"
         )
-    learning_rate = _positive(where, "learning_rate", learning_rate)
-    temperature = _positive(where, "temperature", temperature)
+    learning_rate = positive_number(where, "learning_rate", learning_rate)
+    temperature = positive_number(where, "temperature", temperature)
     mean, std = float(np.mean(x, dtype=np.float64)), float(np.std(x, dtype=np.float64))
     if not std > 0:
         raise ValueError(f"{where}: `patches` are constant (all {mean}); nothing to learn")
@@ -396,7 +381,7 @@ def embed(
             f"(got {type(encoder).__name__})"
         )
     x = _images(where, "images", images, (encoder.ndim + 1,))
-    chunk = _positive_int(where, "chunk", chunk)
+    chunk = positive_int(where, "chunk", chunk)
     graphdef, state = nnx.split(encoder)
     n = x.shape[0]
     size = min(chunk, n)

@@ -34,6 +34,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from ..volume import Grid, Volume
+from ._checks import positive_int, positive_number
 
 __all__ = ["AbstractField", "FourierField", "HashGridField", "VoxelField", "to_volume"]
 
@@ -58,22 +59,6 @@ def _check_domain(where: str, domain: Any) -> Grid:
             f"medphys.Grid.create(shape, spacing_mm=...)) (got {type(domain).__name__})"
         )
     return domain
-
-
-def _positive_int(where: str, name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{where}: `{name}` must be an integer >= {low} (got {value!r})")
-    return int(value)
-
-
-def _positive(where: str, name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{where}: `{name}` must be a finite number > 0 (got {value!r})")
-    return v
 
 
 class AbstractField(nnx.Module):
@@ -109,7 +94,7 @@ class AbstractField(nnx.Module):
 def _init_common(field: AbstractField, where: str, domain: Any, scale: Any) -> None:
     field.domain = _check_domain(where, domain)
     field.dim = 2 if field.domain.shape[2] == 1 else 3
-    field.scale = _positive(where, "scale", scale)
+    field.scale = positive_number(where, "scale", scale)
 
 
 class _MLP(nnx.Module):
@@ -118,8 +103,8 @@ class _MLP(nnx.Module):
     def __init__(
         self, where: str, n_in: int, width: Any, layers: Any, key: Array, *, n_out: int = 1
     ) -> None:
-        width = _positive_int(where, "width", width)
-        sizes = [n_in] + [width] * _positive_int(where, "layers", layers)
+        width = positive_int(where, "width", width)
+        sizes = [n_in] + [width] * positive_int(where, "layers", layers)
         rngs = nnx.Rngs(params=key)
         self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
         self.out = nnx.Linear(sizes[-1], n_out, rngs=rngs)
@@ -177,15 +162,15 @@ class HashGridField(AbstractField):
     ) -> None:
         where = "medphys.neural.HashGridField"
         _init_common(self, where, domain, scale)
-        self.levels = _positive_int(where, "levels", levels)
-        self.features = _positive_int(where, "features", features)
-        log2_table = _positive_int(where, "log2_table", log2_table, low=4)
+        self.levels = positive_int(where, "levels", levels)
+        self.features = positive_int(where, "features", features)
+        log2_table = positive_int(where, "log2_table", log2_table, low=4)
         if log2_table > 24:
             raise ValueError(f"{where}: `log2_table` must be <= 24 (got {log2_table})")
         self.table_size = 1 << log2_table
-        base = _positive_int(where, "base", base, low=2)
+        base = positive_int(where, "base", base, low=2)
         top = 2 * max(self.domain.shape) if finest is None else finest
-        top = _positive_int(where, "finest", top, low=base)
+        top = positive_int(where, "finest", top, low=base)
         growth = math.exp((math.log(top) - math.log(base)) / max(self.levels - 1, 1))
         self.resolutions = tuple(math.floor(base * growth**lvl) for lvl in range(self.levels))
         k_table, k_mlp = jax.random.split(key)
@@ -266,8 +251,8 @@ class FourierField(AbstractField):
     ) -> None:
         where = "medphys.neural.FourierField"
         _init_common(self, where, domain, scale)
-        n = _positive_int(where, "n_frequencies", n_frequencies)
-        sigma = _positive(where, "sigma", sigma)
+        n = positive_int(where, "n_frequencies", n_frequencies)
+        sigma = positive_number(where, "sigma", sigma)
         k_b, k_mlp = jax.random.split(key)
         self.frequencies = Frozen(sigma * jax.random.normal(k_b, (n, self.dim), jnp.float32))
         self.mlp = _MLP(where, 2 * n, width, layers, k_mlp)

@@ -17,24 +17,19 @@ conditioning feeds the one-hot label map as extra input channels.
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+from ._checks import positive_int
+
 _WHERE = "medphys.neural"
 HU_WIDE = 1000.0  # HU per unit of the wide input channel
 HU_SOFT_CENTRE = 40.0
 HU_SOFT_WIDTH = 100.0
 RESIDUAL_HU = 100.0  # HU per unit of the generator's last layer
-
-
-def _positive(where: str, name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{where}: `{name}` must be an integer >= {minimum} (got {value!r})")
-    return value
 
 
 def hu_channels(hu: Float[Array, "batch ..."]) -> Float[Array, "batch ... 2"]:
@@ -104,10 +99,10 @@ class Refiner(nnx.Module):
         where = f"{_WHERE}.Refiner"
         if dim not in (2, 3):
             raise ValueError(f"{where}: `dim` must be 2 or 3 (got {dim!r})")
-        _positive(where, "width", width)
-        _positive(where, "depth", depth)
-        _positive(where, "blocks", blocks, minimum=0)
-        _positive(where, "labels", labels, minimum=0)
+        positive_int(where, "width", width)
+        positive_int(where, "depth", depth)
+        positive_int(where, "blocks", blocks, low=0)
+        positive_int(where, "labels", labels, low=0)
         rngs = nnx.Rngs(params=key)
         self.dim = dim
         self.depth = depth
@@ -189,8 +184,8 @@ class PatchDiscriminator(nnx.Module):
         where = f"{_WHERE}.PatchDiscriminator"
         if dim not in (2, 3):
             raise ValueError(f"{where}: `dim` must be 2 or 3 (got {dim!r})")
-        _positive(where, "width", width)
-        _positive(where, "layers", layers)
+        positive_int(where, "width", width)
+        positive_int(where, "layers", layers)
         rngs = nnx.Rngs(params=key)
         sizes = [2] + [width * min(2**k, 8) for k in range(layers)]
         self.convs = nnx.List(

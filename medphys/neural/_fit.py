@@ -41,12 +41,12 @@ import optax
 from flax import nnx
 from jaxtyping import Array, Float
 
-from .. import io as _io
 from ..simulators import xray
 from ..simulators.geometry import AbstractGeometry
 from ..volume import Volume
 from ._fields import AbstractField
 from ._render import RayTable, check_samples, integrate, trace_rays
+from ._state_io import load_state, save_state
 
 __all__ = [
     "AlongRays",
@@ -66,6 +66,7 @@ __all__ = [
     "tv_loss",
 ]
 
+_KIND = "neural-field"
 _WHERE = "medphys.neural.fit"
 
 
@@ -532,35 +533,6 @@ def _pretrain(problem: FitProblem, params: Any, key: Array) -> Any:
     return run(params, problem.init_volume, problem.rest)
 
 
-def _save(path: Path, problem: FitProblem, state: FitState, losses: list[float]) -> None:
-    leaves = jax.tree_util.tree_leaves(
-        dataclasses.replace(state, key=jax.random.key_data(state.key))
-    )
-    arrays = {f"leaf{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
-    arrays["losses"] = np.asarray(losses, np.float64)
-    _io.save_checkpoint(path, arrays, {"digest": problem.digest, "step": int(state.step)})
-
-
-def _load(path: Path, problem: FitProblem, like: FitState) -> tuple[FitState, list[float]]:
-    arrays, meta = _io.load_checkpoint(path)
-    if meta.get("digest") != problem.digest:
-        raise ValueError(
-            f"{_WHERE}: the checkpoint {path} belongs to another configuration (field, config, "
-            "projections, geometry or init differ); give a new `checkpoint` path or delete it"
-        )
-    raw = dataclasses.replace(like, key=jax.random.key_data(like.key))
-    leaves, treedef = jax.tree_util.tree_flatten(raw)
-    loaded = [arrays[f"leaf{i:05d}"] for i in range(len(leaves))]
-    for a, b in zip(leaves, loaded, strict=True):
-        if np.shape(a) != b.shape:
-            raise ValueError(
-                f"{_WHERE}: the checkpoint {path} does not match this field's parameters"
-            )
-    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in loaded])
-    key = jax.random.wrap_key_data(state.key, impl=jax.random.key_impl(like.key))
-    return dataclasses.replace(state, key=key), [float(x) for x in arrays["losses"]]
-
-
 def fit(
     key: Array,
     projections: Float[Array, "views u v"],
@@ -611,7 +583,8 @@ def fit(
     state = problem.init(key, params)
     losses: list[float] = []
     if path is not None and path.exists():
-        state, losses = _load(path, problem, state)
+        state, history = load_state(path, state, digest=problem.digest, kind=_KIND, where=_WHERE)
+        losses = [float(x) for x in history]
     elif problem.init_volume is not None and cfg.init_steps > 0:
         state = problem.init(key, _pretrain(problem, params, jax.random.fold_in(key, _INIT)))
     step = jax.jit(FitProblem.step, donate_argnums=1)
@@ -635,7 +608,7 @@ def fit(
             if callback is not None:
                 callback(done, loss, problem, state)
             if path is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                _save(path, problem, state, losses)
+                save_state(path, state, losses, digest=problem.digest, kind=_KIND)
     history = np.asarray(losses, np.float64)
     return FitResult(
         field=problem.field(state), state=state, losses=history, summary=_summary(history)

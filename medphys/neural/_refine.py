@@ -43,8 +43,10 @@ from ..metrics import nps, soft_tissue_mask
 from . import _refine_losses as L
 from ._refine_data import SimulatedCT
 from ._refiner import PatchDiscriminator, PatchHeads, Refiner
+from ._state_io import load_state, save_state
 
 _WHERE = "medphys.neural.train_refiner"
+_KIND = "refiner-2d-ct"
 TERMS = (
     "discriminator",
     "adversarial",
@@ -400,32 +402,6 @@ class RefineResult:
     summary: str
 
 
-def _save(path: Path, problem: RefineProblem, state: RefineState, losses: list) -> None:
-    leaves = jax.tree_util.tree_leaves(
-        dataclasses.replace(state, key=jax.random.key_data(state.key))
-    )
-    arrays = {f"leaf{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
-    arrays["losses"] = np.asarray(losses, np.float64).reshape(-1, len(TERMS))
-    _io.save_checkpoint(
-        path, arrays, {"digest": problem.digest, "step": int(state.step), "kind": "refiner-2d-ct"}
-    )
-
-
-def _load(path: Path, problem: RefineProblem, like: RefineState) -> tuple[RefineState, list]:
-    arrays, meta = _io.load_checkpoint(path)
-    if meta.get("kind") != "refiner-2d-ct" or meta.get("digest") != problem.digest:
-        raise ValueError(
-            f"{_WHERE}: the checkpoint {path} belongs to another configuration (architecture, "
-            "weights, data or modality differ); give a new `checkpoint` path or delete it"
-        )
-    raw = dataclasses.replace(like, key=jax.random.key_data(like.key))
-    leaves, treedef = jax.tree_util.tree_flatten(raw)
-    loaded = [jnp.asarray(arrays[f"leaf{i:05d}"]) for i in range(len(leaves))]
-    state = jax.tree_util.tree_unflatten(treedef, loaded)
-    key = jax.random.wrap_key_data(state.key, impl=jax.random.key_impl(like.key))
-    return dataclasses.replace(state, key=key), [list(row) for row in arrays["losses"]]
-
-
 def train_refiner(
     key: Array,
     simulated: SimulatedCT,
@@ -461,7 +437,8 @@ def train_refiner(
     path = None if checkpoint is None else Path(checkpoint)
     history: list = []
     if path is not None and path.exists():
-        state, history = _load(path, problem, state)
+        state, losses = load_state(path, state, digest=problem.digest, kind=_KIND, where=_WHERE)
+        history = [list(row) for row in losses.reshape(-1, len(TERMS))]
     step = jax.jit(RefineProblem.step, donate_argnums=1)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -489,7 +466,7 @@ def train_refiner(
                 and cfg.checkpoint_every
                 and (done % cfg.checkpoint_every == 0 or done == cfg.steps)
             ):
-                _save(path, problem, state, history)
+                save_state(path, state, history, digest=problem.digest, kind=_KIND)
     losses = np.asarray(history, np.float64).reshape(-1, len(TERMS))
     return RefineResult(
         refiner=problem.refiner(state),

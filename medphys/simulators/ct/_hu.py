@@ -55,8 +55,8 @@ from ..xray import (
     XrayScan,
     correct_scatter,
     detected_spectrum_of,
+    detector_pitch_mm,
 )
-from ..xray._simulate import detector_pitch_mm
 
 __all__ = [
     "correct_beam_hardening",

@@ -10,7 +10,8 @@
   `PhotonCountingDetector`, with blur); `KernelScatter` and its correction `ScatterCorrection`
   (`correct_scatter`: primary from readings); `CTProtocol`.
 - `simulate(key, labeled_volume, protocol)` = `expected_scan` (deterministic) + `add_noise`
-  (random): a polychromatic, noisy scan of a `LabeledVolume` → `XrayScan`.
+  (random): a polychromatic, noisy scan of a `LabeledVolume` → `XrayScan`;
+  `detector_pitch_mm(geometry, dtype)` the pixel pitch on the detector (scatter kernels use it).
 - `detected_spectrum` / `detected_spectrum_of(protocol)`: the one owner of each detector column's
   detected spectrum (fluence × detector response × bowtie), used by the simulator and by the
   CT calibration (water μ, beam-hardening correction).
@@ -47,5 +48,6 @@ from ._scatter_correction import correct_scatter as correct_scatter
 from ._simulate import MIN_COUNTS as MIN_COUNTS
 from ._simulate import XrayScan as XrayScan
 from ._simulate import add_noise as add_noise
+from ._simulate import detector_pitch_mm as detector_pitch_mm
 from ._spectrum import KVP_RANGE as KVP_RANGE
 from ._spectrum import Spectrum as Spectrum

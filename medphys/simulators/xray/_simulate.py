@@ -168,7 +168,9 @@ def detector_weights(
 
 
 def detector_pitch_mm(geometry: _Planar, dtype: Any) -> tuple[Array, Array]:
-    """Pixel pitch along u and rows, measured on the detector (mm)."""
+    """Pixel pitch along u and rows, measured on the detector (mm): ``du_mm``, and ``dv_mm``
+    scaled from the isocentre to the detector for a fan beam (whose rows are given at the
+    isocentre), as arrays of ``dtype``."""
     dv = jnp.asarray(geometry.dv_mm, dtype)
     if isinstance(geometry, FanBeam):
         dv = dv * jnp.asarray(geometry.sdd_mm, dtype) / jnp.asarray(geometry.sod_mm, dtype)

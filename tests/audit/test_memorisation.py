@@ -19,52 +19,22 @@ from __future__ import annotations
 
 import json
 import math
-import pathlib
 
 import jax
 import numpy as np
-import pydicom
 import pytest
 import scipy.stats
-from pydicom.data import get_testdata_file
 
 from medphys.audit import MemorisationReport, memorisation_audit
 
 data_store = pytest.importorskip("data_store")
 
-
-def _ct_slices() -> list[np.ndarray]:
-    """HU slices: 693_UNCR (512² head), eCT_Supplemental (2 frames), CT_small (128²)."""
-    folder = pathlib.Path(data_store.__file__).parent / "data"
-    paths = [folder / "693_UNCR.dcm", folder / "eCT_Supplemental.dcm"]
-    paths.append(pathlib.Path(get_testdata_file("CT_small.dcm")))
-    slices = []
-    for path in paths:
-        ds = pydicom.dcmread(path)
-        px = ds.pixel_array.astype(np.float64)
-        if "SharedFunctionalGroupsSequence" in ds:
-            t = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0]
-        else:
-            t = ds
-        hu = px * float(t.RescaleSlope) + float(t.RescaleIntercept)
-        slices.extend(hu.reshape((-1, *hu.shape[-2:])))
-    return slices
-
-
-def _ct_patches(size: int = 32) -> np.ndarray:
-    tiles = []
-    for s in _ct_slices():
-        h, w = (np.asarray(s.shape) // size) * size
-        t = s[:h, :w].reshape(h // size, size, w // size, size).transpose(0, 2, 1, 3)
-        t = t.reshape(-1, size, size)
-        keep = ((t > -500).mean(axis=(1, 2)) >= 0.5) & (t.std(axis=(1, 2)) > 1.0)
-        tiles.append(t[keep])
-    return np.concatenate(tiles)
+from real_ct import ct_tiles  # noqa: E402  (after the skip: it reads the wheel's files)
 
 
 @pytest.fixture(scope="module")
 def sets() -> dict[str, np.ndarray]:
-    x = _ct_patches()
+    x = ct_tiles()
     x = x[np.asarray(jax.random.permutation(jax.random.key(0), len(x)))]
     return {"training": x[:130], "held_out": x[130:230], "generated": x[230:]}
 

@@ -19,18 +19,7 @@ data_store = pytest.importorskip("data_store")
 
 def _protocol(views: int):
     """The body CT protocol with ``views`` views over 360° at the same total mAs."""
-    p = simulators.load("ct-chest-120kvp")
-    g = p.geometry
-    fan = xray.FanBeam.create(
-        n_views=views,
-        n_u=int(g.n_u),
-        du_mm=float(g.du_mm),
-        sod_mm=float(g.sod_mm),
-        sdd_mm=float(g.sdd_mm),
-        u_offset_mm=float(g.u_offset_mm),
-        arc_rad=2 * np.pi,
-    )
-    return dataclasses.replace(p, geometry=fan, mas_per_view=p.mas_per_view * 360 / views)
+    return xray.with_views(simulators.load("ct-chest-120kvp"), views)
 
 
 def _real_slices():

@@ -11,7 +11,9 @@
   (`correct_scatter`: primary from readings); `CTProtocol`.
 - `simulate(key, labeled_volume, protocol)` = `expected_scan` (deterministic) + `add_noise`
   (random): a polychromatic, noisy scan of a `LabeledVolume` → `XrayScan`;
-  `detector_pitch_mm(geometry, dtype)` the pixel pitch on the detector (scatter kernels use it).
+  `detector_pitch_mm(geometry, dtype)` the pixel pitch on the detector (scatter kernels use it);
+- `with_views(protocol, n_views)`: the same protocol with n views over its arc at the same total
+  mAs (sparse-view scans at equal dose).
 - `detected_spectrum` / `detected_spectrum_of(protocol)`: the one owner of each detector column's
   detected spectrum (fluence × detector response × bowtie), used by the simulator and by the
   CT calibration (water μ, beam-hardening correction).
@@ -38,6 +40,7 @@ from ._projector import Joseph as Joseph
 from ._projector import Trilinear as Trilinear
 from ._protocol import CTProtocol as CTProtocol
 from ._protocol import protocol_from_config as protocol_from_config
+from ._protocol import with_views as with_views
 from ._scanner import Scanner as Scanner
 from ._scanner import expected_scan as expected_scan
 from ._scanner import prepare as prepare

@@ -36,7 +36,7 @@ from ._scatter import KernelScatter
 from ._scatter_correction import ScatterCorrection
 from ._spectrum import KVP_RANGE, Spectrum
 
-__all__ = ["CTProtocol", "protocol_from_config"]
+__all__ = ["CTProtocol", "protocol_from_config", "with_views"]
 
 _FILTERS = ("ram-lak", "shepp-logan", "cosine", "hann")
 
@@ -544,3 +544,31 @@ def protocol_from_config(
         )
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def with_views(protocol: CTProtocol, n_views: int) -> CTProtocol:
+    """The protocol with ``n_views`` equally spaced views over the same arc and the same total
+    tube current–time product (``mas_per_view`` scaled by old / new views): a sparse-view (or
+    denser) scan at the same dose.
+
+    Raises:
+        TypeError: a protocol whose geometry is not a circular `FanBeam` or `ParallelBeam`.
+        ValueError: ``n_views`` not an integer >= 1.
+    """
+    where = "medphys.simulators.xray.with_views"
+    if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 1:
+        raise ValueError(f"{where}: `n_views` must be an integer >= 1 (got {n_views!r})")
+    g = protocol.geometry
+    if not isinstance(g, FanBeam | ParallelBeam):
+        raise TypeError(
+            f"{where}: the protocol's geometry must be a FanBeam or ParallelBeam "
+            f"(got {type(g).__name__})"
+        )
+    angles = np.asarray(g.angles, np.float64)
+    old = angles.shape[0]
+    step = (angles[-1] - angles[0]) / (old - 1) if old > 1 else 2 * math.pi
+    new = angles[0] + np.arange(n_views) * (step * old / n_views)
+    geometry = dataclasses.replace(g, angles=new.astype(np.asarray(g.angles).dtype))
+    return dataclasses.replace(
+        protocol, geometry=geometry, mas_per_view=protocol.mas_per_view * old / n_views
+    )

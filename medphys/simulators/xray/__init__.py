@@ -6,7 +6,8 @@
   once on the host, pure inside ``jax.jit``, ``jax.vmap`` and ``jax.grad``.
 - `project` / `backproject`: the same on a `Volume` (``jax.grad`` through `project` runs
   `backproject`).
-- `Spectrum`: tube spectra from SpekPy; `Bowtie` filters; detectors (`EnergyIntegratingDetector`,
+- `Spectrum`: tube spectra from SpekPy (W, Mo and Rh anodes: `ANODES`, `ANODE_KVP_RANGE`);
+  `half_value_layer_mm` and `air_kerma_ugy` of a spectrum; `Bowtie` filters; detectors (`EnergyIntegratingDetector`,
   `PhotonCountingDetector`, with blur); `KernelScatter` and its correction `ScatterCorrection`
   (`correct_scatter`: primary from readings); `CTProtocol`.
 - `simulate(key, labeled_volume, protocol)` = `expected_scan` (deterministic) + `add_noise`
@@ -33,6 +34,8 @@ from ._drr import hu_to_fractions as hu_to_fractions
 from ._fluence import detected_spectrum as detected_spectrum
 from ._fluence import detected_spectrum_of as detected_spectrum_of
 from ._fluence import ray_radius_mm as ray_radius_mm
+from ._hvl import air_kerma_ugy as air_kerma_ugy
+from ._hvl import half_value_layer_mm as half_value_layer_mm
 from ._operator import Projector as Projector
 from ._operator import backproject as backproject
 from ._operator import project as project
@@ -52,5 +55,7 @@ from ._simulate import MIN_COUNTS as MIN_COUNTS
 from ._simulate import XrayScan as XrayScan
 from ._simulate import add_noise as add_noise
 from ._simulate import detector_pitch_mm as detector_pitch_mm
+from ._spectrum import ANODE_KVP_RANGE as ANODE_KVP_RANGE
+from ._spectrum import ANODES as ANODES
 from ._spectrum import KVP_RANGE as KVP_RANGE
 from ._spectrum import Spectrum as Spectrum

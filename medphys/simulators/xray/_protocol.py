@@ -34,7 +34,7 @@ from ._bowtie import Bowtie
 from ._detector import EnergyIntegratingDetector, PhotonCountingDetector
 from ._scatter import KernelScatter
 from ._scatter_correction import ScatterCorrection
-from ._spectrum import KVP_RANGE, Spectrum
+from ._spectrum import ANODE_KVP_RANGE, KVP_RANGE, Spectrum
 
 __all__ = ["CTProtocol", "protocol_from_config", "with_views"]
 
@@ -318,6 +318,17 @@ class _SpectrumConfig(Strict):
     anode_angle_deg: Annotated[float, pydantic.Field(gt=0, le=45)] = 12.0
     filtration: tuple[_Filter, ...] = (_Filter(material="Al", mm=2.5),)
     bin_kev: Annotated[float, pydantic.Field(ge=0.5, le=20)] = 2.0
+    anode: Literal["W", "Mo", "Rh"] = "W"
+
+    @pydantic.model_validator(mode="after")
+    def _kvp_for_anode(self) -> _SpectrumConfig:
+        lo, hi = ANODE_KVP_RANGE[self.anode]
+        if not lo <= self.kvp <= hi:
+            raise ValueError(
+                f"kvp = {self.kvp:g} is outside [{lo:g}, {hi:g}] kV, the range for anode = "
+                f"{self.anode!r}"
+            )
+        return self
 
 
 class _DoseConfig(Strict):
@@ -521,6 +532,7 @@ def protocol_from_config(
             anode_angle_deg=s.anode_angle_deg,
             filtration=tuple((f.material, f.mm) for f in s.filtration),
             bin_kev=s.bin_kev,
+            anode=s.anode,
         )
         return CTProtocol.create(
             geometry=geometry,

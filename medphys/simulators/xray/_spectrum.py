@@ -1,7 +1,8 @@
 """X-ray tube spectra from SpekPy, binned for simulation.
 
-`Spectrum.create` asks SpekPy (Poludniowski et al. 2021) for the fluence of a tungsten-anode tube
-at ``kvp`` with the given anode angle and added filtration, per mAs at 1 m, on its 0.5 keV grid;
+`Spectrum.create` asks SpekPy (Poludniowski et al. 2021) for the fluence of an X-ray tube with a
+tungsten (default), molybdenum or rhodium anode (``anode = "W" | "Mo" | "Rh"``) at ``kvp`` with the
+given anode angle and added filtration, per mAs at 1 m, on its 0.5 keV grid;
 then sums it into bins of ``bin_kev`` keV. Each bin is represented by its fluence-weighted mean
 energy, so the spectrum's mean energy is preserved exactly. Bins carrying less than 1e-6 of the
 total fluence are dropped, and energies stay within the materials' data range [1, 150] keV.
@@ -10,6 +11,13 @@ The result is an immutable PyTree: ``energies_kev`` and ``photons`` are leaves; 
 are static metadata. ``photons[i]`` is the number of photons per mAs per mm² at 1 m from the focal
 spot in bin ``i`` (SpekPy reports photons keV⁻¹ cm⁻² mAs⁻¹ at its reference distance ``z = 100``
 cm; multiplied by the 0.5 keV bin width, summed into bins and divided by 100 mm²/cm²).
+
+Anodes and tube potentials: SpekPy models tungsten anodes from 10 to 500 kV and its other targets
+(Mo and Rh here: the mammography anodes) from 10 to 50 kV (SpekPy 2.x, ``Spek`` constructor
+checks); medphys accepts W in [20, 150] kV (the materials' data range) and Mo, Rh in [20, 50] kV
+(`ANODE_KVP_RANGE`); the Mo and Rh targets are those SpekPy v2.0 added (Poludniowski et al. 2021).
+Mammography combinations are written as anode + filtration, e.g. Mo/Mo:
+``anode="Mo", filtration=(("Mo", 0.03),)``; W/Rh: ``anode="W", filtration=(("Rh", 0.05),)``.
 
 References:
     G. Poludniowski, A. Omar, R. Bujila, P. Andreo, "Technical Note: SpekPy v2.0 — a software
@@ -31,22 +39,37 @@ from jaxtyping import Array, Float
 from ..._checks import number as _number
 from ...materials import ENERGY_RANGE_KEV
 
-__all__ = ["KVP_RANGE", "Spectrum"]
+__all__ = ["ANODES", "ANODE_KVP_RANGE", "KVP_RANGE", "Spectrum"]
 
-#: Tube potentials accepted by `Spectrum.create` (kV); the upper bound is the materials' data range.
+#: Tube potentials accepted by `Spectrum.create` for a tungsten anode (kV); the upper bound is the
+#: materials' data range.
 KVP_RANGE: tuple[float, float] = (20.0, 150.0)
+#: Anode targets accepted by `Spectrum.create` (SpekPy target names).
+ANODES: tuple[str, ...] = ("W", "Mo", "Rh")
+#: Tube potentials (kV) accepted per anode: SpekPy's non-tungsten targets stop at 50 kV.
+ANODE_KVP_RANGE: dict[str, tuple[float, float]] = {
+    "W": KVP_RANGE,
+    "Mo": (20.0, 50.0),
+    "Rh": (20.0, 50.0),
+}
 _FINE_KEV = 0.5
 
 
 @functools.lru_cache(maxsize=64)
 def _spekpy(
-    kvp: float, anode_angle_deg: float, filtration: tuple[tuple[str, float], ...]
+    kvp: float,
+    anode_angle_deg: float,
+    filtration: tuple[tuple[str, float], ...],
+    anode: str = "W",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bin centres (keV) and photons per bin per mAs per cm² at 100 cm from SpekPy."""
     import spekpy
 
     with contextlib.redirect_stdout(io.StringIO()):
-        spek = spekpy.Spek(kvp=kvp, th=anode_angle_deg, dk=_FINE_KEV)
+        if anode == "W":  # SpekPy's default target: the call tungsten spectra always made
+            spek = spekpy.Spek(kvp=kvp, th=anode_angle_deg, dk=_FINE_KEV)
+        else:
+            spek = spekpy.Spek(kvp=kvp, th=anode_angle_deg, dk=_FINE_KEV, targ=anode)
         for material, mm in filtration:
             if mm > 0:
                 spek.filter(material, mm)
@@ -76,6 +99,7 @@ class Spectrum:
         energies_kev: ``(energies,)`` bin energies (fluence-weighted mean of each bin, keV).
         photons: ``(energies,)`` photons per mAs per mm² at 1 m, per bin.
         kvp: tube potential (kV), static.
+        anode: anode target, ``"W"``, ``"Mo"`` or ``"Rh"`` (static).
         anode_angle_deg: anode angle (degrees), static.
         filtration: ``((material, mm), ...)`` added filtration, static.
         bin_kev: bin width (keV), static.
@@ -89,6 +113,7 @@ class Spectrum:
         default=(), metadata={"static": True}
     )
     bin_kev: float = dataclasses.field(default=0.0, metadata={"static": True})
+    anode: str = dataclasses.field(default="W", metadata={"static": True})
 
     @classmethod
     def create(
@@ -98,32 +123,42 @@ class Spectrum:
         anode_angle_deg: float = 12.0,
         filtration: Sequence[tuple[str, float]] = (("Al", 2.5),),
         bin_kev: float = 2.0,
+        anode: str = "W",
     ) -> Spectrum:
-        """A tungsten-anode tube spectrum from SpekPy.
+        """A tube spectrum from SpekPy (tungsten anode unless ``anode`` says otherwise).
 
         Args:
-            kvp: tube potential (kV), in [20, 150].
+            kvp: tube potential (kV): in [20, 150] for a tungsten anode, [20, 50] for Mo and Rh.
             anode_angle_deg: anode angle (degrees), in (0, 45].
             filtration: added filters as ``(material, thickness_mm)`` pairs with SpekPy material
                 names (``"Al"``, ``"Cu"``, ``"Sn"``, ...); thickness ≥ 0.
             bin_kev: width of the simulation's energy bins (keV), a multiple of 0.5 in [0.5, 20].
+            anode: the target, ``"W"`` (default), ``"Mo"`` or ``"Rh"``.
 
         Returns:
             the binned spectrum (float64 NumPy leaves).
 
         Raises:
-            ValueError: a value out of range or an unknown filter material.
+            ValueError: a value out of range (``kvp`` for the anode), an unknown anode or filter
+                material.
 
         Example:
             >>> s = Spectrum.create(kvp=120, filtration=(("Al", 2.5),))
             >>> 50 < s.mean_energy_kev() < 60
             True
+            >>> mo = Spectrum.create(kvp=28, anode="Mo", filtration=(("Mo", 0.03),), bin_kev=0.5)
         """
         where = "medphys.simulators.xray.Spectrum.create"
-        kv = _number(where, "kvp", kvp)
-        if not KVP_RANGE[0] <= kv <= KVP_RANGE[1]:
+        if not isinstance(anode, str) or anode not in ANODES:
             raise ValueError(
-                f"{where}: `kvp` must be in [{KVP_RANGE[0]:g}, {KVP_RANGE[1]:g}] (got {kvp!r})"
+                f"{where}: `anode` must be one of {', '.join(map(repr, ANODES))} (got {anode!r})"
+            )
+        kv = _number(where, "kvp", kvp)
+        lo_kv, hi_kv = ANODE_KVP_RANGE[anode]
+        if not lo_kv <= kv <= hi_kv:
+            raise ValueError(
+                f"{where}: `kvp` must be in [{lo_kv:g}, {hi_kv:g}] for anode {anode!r} "
+                f"(got {kvp!r})"
             )
         angle = _number(where, "anode_angle_deg", anode_angle_deg)
         if not 0 < angle <= 45:
@@ -152,7 +187,7 @@ class Spectrum:
                 )
             _check_filter_material(where, material)
             filters.append((material, thickness))
-        k, flu = _spekpy(kv, angle, tuple(filters))
+        k, flu = _spekpy(kv, angle, tuple(filters), anode)
         lo = ENERGY_RANGE_KEV[0]
         keep = k >= lo
         k, flu = k[keep], flu[keep]
@@ -171,6 +206,7 @@ class Spectrum:
             anode_angle_deg=angle,
             filtration=tuple(filters),
             bin_kev=width,
+            anode=anode,
         )
 
     @classmethod

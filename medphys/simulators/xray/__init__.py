@@ -8,7 +8,8 @@
   `backproject`).
 - `Spectrum`: tube spectra from SpekPy (W, Mo and Rh anodes: `ANODES`, `ANODE_KVP_RANGE`);
   `half_value_layer_mm` and `air_kerma_ugy` of a spectrum; `Bowtie` filters; detectors (`EnergyIntegratingDetector`,
-  `PhotonCountingDetector`, with blur); `KernelScatter` and its correction `ScatterCorrection`
+  optionally with a converter layer of `CONVERTERS`, e.g. direct-conversion a-Se;
+  `PhotonCountingDetector`; both with blur); `KernelScatter` and its correction `ScatterCorrection`
   (`correct_scatter`: primary from readings); `CTProtocol`.
 - `simulate(key, labeled_volume, protocol)` = `expected_scan` (deterministic) + `add_noise`
   (random): a polychromatic, noisy scan of a `LabeledVolume` → `XrayScan`;
@@ -20,6 +21,8 @@
   CT calibration (water μ, beam-hardening correction).
 - `drr(ct_volume_hu, geometry, spectrum=...)`: DRRs from a CT in HU (volume or NIfTI path).
 - `protocol_from_config`: the ``modality = "ct"`` protocol files of the ``simulators/`` catalog.
+- `mammography_geometry`: mammography (one view) and breast tomosynthesis (a sweep over a
+  stationary detector), ``[geometry] kind = "mammography"`` in a protocol file.
 """
 
 from ..geometry import ConeBeam as ConeBeam
@@ -27,6 +30,7 @@ from ..geometry import FanBeam as FanBeam
 from ..geometry import ParallelBeam as ParallelBeam
 from ..geometry import ProjectionGeometry as ProjectionGeometry
 from ._bowtie import Bowtie as Bowtie
+from ._detector import CONVERTERS as CONVERTERS
 from ._detector import EnergyIntegratingDetector as EnergyIntegratingDetector
 from ._detector import PhotonCountingDetector as PhotonCountingDetector
 from ._drr import drr as drr
@@ -36,6 +40,7 @@ from ._fluence import detected_spectrum_of as detected_spectrum_of
 from ._fluence import ray_radius_mm as ray_radius_mm
 from ._hvl import air_kerma_ugy as air_kerma_ugy
 from ._hvl import half_value_layer_mm as half_value_layer_mm
+from ._mammography import mammography_geometry as mammography_geometry
 from ._operator import Projector as Projector
 from ._operator import backproject as backproject
 from ._operator import project as project

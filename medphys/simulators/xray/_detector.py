@@ -12,6 +12,18 @@ A detector maps the photon fluence reaching a pixel, per energy ``E``, to one or
   photons measured below the lowest threshold are not counted. Counts are Poisson: the variance
   weight equals the signal weight. Charge sharing and pile-up are not modelled.
 
+Converter layer (energy-integrating detectors, optional): a photon of energy ``E`` interacts in a
+converter of thickness ``t`` with probability ``eta(E) = 1 - exp(-mu(E) t)`` (``mu`` the total
+attenuation from xraylib; `CONVERTERS`: amorphous selenium ``"a-Se"``, the direct-conversion
+photoconductor of mammography flat panels, and caesium iodide ``"CsI"``), and an interacting photon
+is assumed to deposit all its energy: the signal weight becomes ``eta(E) E/E0`` and the variance
+weight ``eta(E) (E/E0)^2`` (binomial thinning keeps the detected photons Poisson). K-fluorescence
+escape (Se K edge 12.66 keV) and the Swank factor are not modelled. Without a converter every photon
+is absorbed (as before). A direct-conversion a-Se panel has no light spread: leave ``blur_fwhm_mm``
+at 0 and its resolution is that of the pixel sampling (its presampled MTF is close to the pixel
+aperture's sinc; the projector samples each pixel at its centre, so the aperture itself is not
+integrated).
+
 Detector blur (both kinds): the expected signal of each detector row is convolved along ``u`` with a
 Gaussian point-spread function of full width at half maximum ``blur_fwhm_mm`` (at the detector),
 integrated over the pixel aperture; near the detector's ends the kernel is renormalised, so a flat
@@ -21,6 +33,8 @@ correlation that a real scintillator's light spread adds is not modelled).
 
 References:
     B. R. Whiting, "Signal statistics in x-ray computed tomography", Proc. SPIE 4682, 2002.
+    S. O. Kasap, J. A. Rowlands, "Direct-conversion flat-panel X-ray image sensors for digital
+    radiography", Proc. IEEE 90(4):591–604, 2002 (a-Se photoconductors, density ≈ 4.3 g/cm³).
     K. Taguchi, J. S. Iwanczyk, "Vision 20/20: Single photon counting x-ray detectors in medical
     imaging", Med. Phys. 40(10):100901, 2013.
 """
@@ -41,9 +55,26 @@ from jaxtyping import Array, Float
 from ..._checks import number as _number
 from ...materials import ENERGY_RANGE_KEV
 
-__all__ = ["EnergyIntegratingDetector", "PhotonCountingDetector"]
+__all__ = ["CONVERTERS", "EnergyIntegratingDetector", "PhotonCountingDetector"]
 
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+#: Converter layers: name → (xraylib formula, density g/cm³). a-Se: amorphous selenium, density
+#: ≈ 4.3 g/cm³ (Kasap & Rowlands 2002; xraylib's elemental 4.5 g/cm³ is crystalline selenium);
+#: CsI: caesium iodide, 4.51 g/cm³ (xraylib's NIST compound density).
+CONVERTERS: dict[str, tuple[str, float]] = {"a-Se": ("Se", 4.3), "CsI": ("CsI", 4.51)}
+#: Energy grid (keV) on which a converter's absorption efficiency is tabulated (0.05 keV steps).
+_ETA_GRID_KEV = np.linspace(ENERGY_RANGE_KEV[0], ENERGY_RANGE_KEV[1], 2981)
+
+
+def absorption_efficiency(converter: str, thickness_um: float, energies_kev: Any) -> np.ndarray:
+    """``1 - exp(-mu(E) t)`` of a converter layer (`CONVERTERS`) at ``energies_kev`` (host)."""
+    import xraylib
+
+    formula, density = CONVERTERS[converter]
+    e = np.atleast_1d(np.asarray(energies_kev, np.float64))
+    mu_cm = np.array([xraylib.CS_Total_CP(formula, float(x)) for x in e]) * density
+    return -np.expm1(-mu_cm * thickness_um * 1e-4)
 
 
 def _non_negative(where: str, field: str, value: Any, unit: str) -> float:
@@ -66,27 +97,86 @@ class EnergyIntegratingDetector:
             equivalents per reading.
         blur_fwhm_mm: full width at half maximum of the Gaussian detector blur along ``u`` (mm at
             the detector); 0: none.
+        absorption_energies_kev, absorption: ``(grid,)`` the converter's absorption efficiency
+            tabulated on an energy grid (keV), interpolated linearly; None: every photon absorbed.
+        converter: the converter's name in `CONVERTERS` (``""``: none), static.
+        converter_um: its thickness (µm), static.
     """
 
     electronic_noise: Float[Array, ""]
     blur_fwhm_mm: Float[Array, ""] = dataclasses.field(default_factory=lambda: np.zeros(()))
+    absorption_energies_kev: Float[Array, " grid"] | None = None
+    absorption: Float[Array, " grid"] | None = None
+    converter: str = dataclasses.field(default="", metadata={"static": True})
+    converter_um: float = dataclasses.field(default=0.0, metadata={"static": True})
 
     @classmethod
     def create(
-        cls, *, electronic_noise: float = 0.0, blur_fwhm_mm: float = 0.0
+        cls,
+        *,
+        electronic_noise: float = 0.0,
+        blur_fwhm_mm: float = 0.0,
+        converter: str | None = None,
+        converter_um: float | None = None,
     ) -> EnergyIntegratingDetector:
         """Validated constructor.
 
+        Args:
+            electronic_noise: readout noise (photon equivalents per reading, ≥ 0).
+            blur_fwhm_mm: FWHM of the Gaussian detector blur along u (mm, ≥ 0).
+            converter: a converter layer of `CONVERTERS` (``"a-Se"``, ``"CsI"``) whose absorption
+                efficiency weighs each energy; None: ideal (every photon absorbed).
+            converter_um: the layer's thickness (µm, > 0), with ``converter``.
+
         Raises:
-            ValueError: negative or non-finite ``electronic_noise`` or ``blur_fwhm_mm``.
+            ValueError: negative or non-finite ``electronic_noise`` or ``blur_fwhm_mm``, an
+                unknown converter, a converter without a positive thickness (or the reverse).
+
+        Example:
+            >>> d = EnergyIntegratingDetector.create(converter="a-Se", converter_um=200)
+            >>> float(d.efficiency(20.0)[0]) > 0.9
+            True
         """
         where = "medphys.simulators.xray.EnergyIntegratingDetector.create"
         noise = _non_negative(where, "electronic_noise", electronic_noise, "photon equivalents")
         blur = _non_negative(where, "blur_fwhm_mm", blur_fwhm_mm, "mm")
+        if converter is None:
+            if converter_um is not None:
+                raise ValueError(
+                    f"{where}: `converter_um` needs a `converter` (one of "
+                    f"{', '.join(map(repr, CONVERTERS))})"
+                )
+            return cls(
+                electronic_noise=np.asarray(noise, np.float64),
+                blur_fwhm_mm=np.asarray(blur, np.float64),
+            )
+        if not isinstance(converter, str) or converter not in CONVERTERS:
+            raise ValueError(
+                f"{where}: `converter` must be one of {', '.join(map(repr, CONVERTERS))} "
+                f"(got {converter!r})"
+            )
+        if converter_um is None:
+            raise ValueError(f"{where}: `converter` {converter!r} needs `converter_um` (µm, > 0)")
+        thickness = _number(where, "converter_um", converter_um)
+        if thickness <= 0:
+            raise ValueError(f"{where}: `converter_um` must be > 0 µm (got {converter_um!r})")
         return cls(
             electronic_noise=np.asarray(noise, np.float64),
             blur_fwhm_mm=np.asarray(blur, np.float64),
+            absorption_energies_kev=_ETA_GRID_KEV.copy(),
+            absorption=absorption_efficiency(converter, thickness, _ETA_GRID_KEV),
+            converter=converter,
+            converter_um=thickness,
         )
+
+    def efficiency(self, energies_kev: Any) -> Float[Array, " energies"]:
+        """Fraction of the photons of each energy that the detector absorbs (1 without a
+        converter); traceable."""
+        e = jnp.atleast_1d(jnp.asarray(energies_kev))
+        if self.absorption is None or self.absorption_energies_kev is None:
+            return jnp.ones_like(e)
+        grid = jnp.asarray(self.absorption_energies_kev, e.dtype)
+        return jnp.interp(e, grid, jnp.asarray(self.absorption, e.dtype))
 
     @property
     def n_channels(self) -> int:
@@ -199,7 +289,10 @@ def channel_weights(
         r = detector.bin_response(e)
         return r, r
     e0 = jnp.sum(e * photons) / jnp.sum(photons)
-    return (e / e0)[:, None], ((e / e0) ** 2)[:, None]
+    if detector.absorption is None:
+        return (e / e0)[:, None], ((e / e0) ** 2)[:, None]
+    eta = detector.efficiency(e)
+    return (eta * e / e0)[:, None], (eta * (e / e0) ** 2)[:, None]
 
 
 def smooth(x: Array, axis: int, pitch_mm: Array, fwhm_mm: Array) -> Array:

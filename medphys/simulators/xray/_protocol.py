@@ -1,9 +1,11 @@
 """X-ray protocols (CT and radiography): geometry + spectrum + detector + dose + reconstruction settings, and their TOML form.
 
 A protocol file in the ``simulators/`` catalog (``modality = "ct"`` or ``"radiograph"``) has the
-sections ``[geometry]`` (``kind = "parallel"``, ``"fan"``, ``"cone"`` or ``"tomosynthesis"``),
-``[spectrum]``, ``[dose]``, ``[detector]``
-(``kind = "energy-integrating"``, the default, or ``"photon-counting"`` with ``thresholds_kev``),
+sections ``[geometry]`` (``kind = "parallel"``, ``"fan"``, ``"cone"``, ``"tomosynthesis"`` or
+``"mammography"``: DM with one view, DBT with a sweep, see `mammography_geometry`),
+``[spectrum]`` (``anode = "W"``, the default, ``"Mo"`` or ``"Rh"``), ``[dose]``, ``[detector]``
+(``kind = "energy-integrating"``, the default, optionally with a ``converter`` layer and its
+``converter_um``, or ``"photon-counting"`` with ``thresholds_kev``),
 optional ``[bowtie]`` and ``[scatter]``, and ``[reconstruction]`` (with an optional
 ``[reconstruction.scatter_correction]``: ``spr``, ``fwhm_mm``, ``n_iter`` of the kernel scatter
 correction applied before the log); `protocol_from_config` validates
@@ -32,6 +34,7 @@ from ...materials import ENERGY_RANGE_KEV
 from ..geometry import ConeBeam, FanBeam, ParallelBeam, ProjectionGeometry
 from ._bowtie import Bowtie
 from ._detector import EnergyIntegratingDetector, PhotonCountingDetector
+from ._mammography import mammography_geometry
 from ._scatter import KernelScatter
 from ._scatter_correction import ScatterCorrection
 from ._spectrum import ANODE_KVP_RANGE, KVP_RANGE, Spectrum
@@ -308,6 +311,36 @@ class _TomoConfig(Strict):
     _detector_beyond_isocentre = pydantic.field_validator("sdd_mm")(_sdd_beyond_sod)
 
 
+class _MammoConfig(Strict):
+    """Mammography (one view) or breast tomosynthesis (a sweep): stationary detector under the
+    breast, source above the chest-wall edge (`mammography_geometry`)."""
+
+    kind: Literal["mammography"]
+    sid_mm: Positive
+    n_u: Annotated[int, pydantic.Field(ge=1)]
+    n_v: Annotated[int, pydantic.Field(ge=1)]
+    du_mm: Positive
+    dv_mm: Positive
+    n_views: Annotated[int, pydantic.Field(ge=1)] = 1
+    arc_deg: Annotated[float, pydantic.Field(ge=0, lt=90)] = 0.0
+    pivot_height_mm: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)] = 0.0
+    detector_z_mm: float = 0.0
+    chest_wall_y_mm: float = 0.0
+
+    @pydantic.model_validator(mode="after")
+    def _sweep(self) -> _MammoConfig:
+        if (self.n_views == 1) != (self.arc_deg == 0):
+            raise ValueError(
+                f"n_views = {self.n_views} with arc_deg = {self.arc_deg:g}: one view has no "
+                "sweep (arc_deg = 0), several views need arc_deg > 0"
+            )
+        if self.pivot_height_mm >= self.sid_mm:
+            raise ValueError(
+                f"pivot_height_mm = {self.pivot_height_mm:g} must be below sid_mm = {self.sid_mm:g}"
+            )
+        return self
+
+
 class _Filter(Strict):
     material: str
     mm: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]
@@ -352,6 +385,8 @@ class _DetectorConfig(Strict):
     blur_fwhm_mm: NonNegative = 0.0
     thresholds_kev: tuple[Energy, ...] | None = None
     energy_resolution_kev: NonNegative = 0.0
+    converter: Literal["a-Se", "CsI"] | None = None
+    converter_um: Positive | None = None
 
     @pydantic.field_validator("thresholds_kev")
     @classmethod
@@ -374,6 +409,10 @@ class _DetectorConfig(Strict):
             raise ValueError(
                 "`thresholds_kev` and `energy_resolution_kev` need kind = 'photon-counting'"
             )
+        if self.kind == "photon-counting" and self.converter is not None:
+            raise ValueError("`converter` is for kind = 'energy-integrating'")
+        if (self.converter is None) != (self.converter_um is None):
+            raise ValueError("give `converter` and `converter_um` (µm) together")
         return self
 
 
@@ -402,7 +441,7 @@ class _ReconConfig(Strict):
     scatter_correction: _ScatterCorrectionConfig | None = None
 
 
-_AnyGeometry = _ParallelConfig | _FanConfig | _ConeConfig | _TomoConfig
+_AnyGeometry = _ParallelConfig | _FanConfig | _ConeConfig | _TomoConfig | _MammoConfig
 
 
 class _CTConfig(Strict):
@@ -481,6 +520,8 @@ def _geometry(g: _AnyGeometry) -> ParallelBeam | FanBeam | ConeBeam | Projection
         )
     if isinstance(g, _TomoConfig):
         return tomosynthesis_geometry(**g.model_dump(exclude={"kind"}))
+    if isinstance(g, _MammoConfig):
+        return mammography_geometry(**g.model_dump(exclude={"kind"}))
     common = dict(
         n_u=g.n_u if g.n_u is not None else detector_pixels_for_fov(g),
         du_mm=g.du_mm,
@@ -505,7 +546,10 @@ def _detector(d: _DetectorConfig) -> EnergyIntegratingDetector | PhotonCountingD
             blur_fwhm_mm=d.blur_fwhm_mm,
         )
     return EnergyIntegratingDetector.create(
-        electronic_noise=d.electronic_noise, blur_fwhm_mm=d.blur_fwhm_mm
+        electronic_noise=d.electronic_noise,
+        blur_fwhm_mm=d.blur_fwhm_mm,
+        converter=d.converter,
+        converter_um=d.converter_um,
     )
 
 

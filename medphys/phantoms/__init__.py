@@ -3,6 +3,10 @@
 from ._anatomy import Phantom as Phantom
 from ._anatomy import PhantomStructure as PhantomStructure
 from ._anatomy import Population as Population
+from ._breast import BreastParams as BreastParams
+from ._breast import make_breast as make_breast
+from ._breast import measure_glandular_fraction as measure_glandular_fraction
+from ._breast import sample_breast_params as sample_breast_params
 from ._labelmap import load_labelmap as load_labelmap
 from ._lesions import ARTERIAL as ARTERIAL
 from ._lesions import PORTAL_VENOUS as PORTAL_VENOUS

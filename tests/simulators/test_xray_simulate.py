@@ -90,9 +90,9 @@ def test_spectrum_conserves_spekpy_fluence_and_mean_energy():
         (
             dict(kvp=200),
             ValueError,
-            r"xray.Spectrum.create: `kvp` must be in \[20, 150\] \(got 200\)",
+            r"xray.Spectrum.create: `kvp` must be in \[20, 150\] for anode 'W' \(got 200\)",
         ),
-        (dict(kvp=10), ValueError, r"`kvp` must be in \[20, 150\] \(got 10\)"),
+        (dict(kvp=10), ValueError, r"`kvp` must be in \[20, 150\] for anode 'W' \(got 10\)"),
         (dict(kvp=80, anode_angle_deg=0), ValueError, r"`anode_angle_deg` must be in \(0, 45\]"),
         (
             dict(kvp=80, bin_kev=0.3),

@@ -39,10 +39,45 @@ Sim-to-real refinement of CT images (physics-guided, unpaired):
   slice; `save_refiner` / `load_refiner` keep a trained refiner (architecture, weights,
   metadata) in one file named by its SHA-256. `medphys.audit.physics_audit` judges the result.
 
+Elasticity by the deep energy method (biomechanics that images obey):
+
+- materials: `LinearElastic`, `NeoHookean` (FEBio's compressible form; `.create` checks
+  ``E > 0`` and ``-1 < ν < 0.5``), `lame`, the energy densities `linear_energy` and
+  `neo_hookean_energy`, and VICTRE's breast moduli `VICTRE_MODULI_KPA`;
+- bodies: `ElasticBody.create([(shape, material), ...], spacing_mm=)` (the domain from medphys
+  shapes' signed distances, partial-volume quadrature, one material per structure);
+- conditions and loads: `Fixed` (Dirichlet planes built into the displacement), `Pressure`,
+  `Gravity`, `Plate` (rigid frictionless contact); `band` turns boundary integrals into volume
+  integrals;
+- solving: `solve_elasticity(key, body, constraints=, loads=, config=ElasticConfig(...))` trains a
+  `DisplacementNet` and returns an `ElasticSolution` (displacement and its gradient, energy
+  history, convergence, ``min det F``; resumable checkpoints);
+- phantoms that obey it: `ElasticWarp.create(solution, support=)` is a deformation for
+  ``Phantom.warp`` (inverse by fixed point and Newton, ``det F > 0`` checked on a grid), so CT,
+  X-ray and MR simulate the deformed anatomy unchanged.
+
 Image-quality metrics with stated definitions live in `medphys.metrics`.
 """
 
 from ._dynamic import DeformingField as DeformingField
+from ._elastic_body import ElasticBody as ElasticBody
+from ._elastic_body import band as band
+from ._elastic_loads import Fixed as Fixed
+from ._elastic_loads import Gravity as Gravity
+from ._elastic_loads import Plate as Plate
+from ._elastic_loads import Pressure as Pressure
+from ._elastic_materials import VICTRE_MODULI_KPA as VICTRE_MODULI_KPA
+from ._elastic_materials import LinearElastic as LinearElastic
+from ._elastic_materials import NeoHookean as NeoHookean
+from ._elastic_materials import lame as lame
+from ._elastic_materials import linear_energy as linear_energy
+from ._elastic_materials import neo_hookean_energy as neo_hookean_energy
+from ._elastic_net import DisplacementNet as DisplacementNet
+from ._elastic_warp import ElasticWarp as ElasticWarp
+from ._elasticity import ElasticConfig as ElasticConfig
+from ._elasticity import ElasticSolution as ElasticSolution
+from ._elasticity import ElasticState as ElasticState
+from ._elasticity import solve_elasticity as solve_elasticity
 from ._encoder import Encoder as Encoder
 from ._encoder import embed as embed
 from ._encoder import train_encoder as train_encoder

@@ -365,3 +365,43 @@ def test_a_compressed_phantom_voxelises_whole_with_the_volumes_the_material_impl
     # the stiffer ball is compressed less than the cube (its height shrinks by less than 20 %)
     ball_z = np.nonzero(np.any(labels == 2, axis=(0, 1)))[0]
     assert (ball_z.max() - ball_z.min() + 1) * spacing > 0.8 * 10.0
+
+
+def test_a_rigid_plate_compresses_a_block_as_the_closed_form_says():
+    """Frictionless contact: a plate at z = 7 mm on a 10 mm neo-Hookean block (roller below) gives
+    uniaxial compression: the top face reaches the plate (penetration ≈ contact pressure / κ) and
+    the lateral stretch is the closed form's at the reached axial stretch."""
+    side, nu = 10.0, 0.45
+    material = neural.NeoHookean.create(E_KPA, nu)
+    block = Box(_f(side / 2, side / 2, side / 2), _f(side / 2, side / 2, side / 2), _f(0, 0, 0))
+    body = neural.ElasticBody.create(
+        [(block, material)], spacing_mm=1.0, bounds_mm=((0, 0, 0), (side, side, side))
+    )
+    constraints = [
+        neural.Fixed.create(0, 0.0, components=(0,)),
+        neural.Fixed.create(1, 0.0, components=(1,)),
+        neural.Fixed.create(2, 0.0, components=(2,)),
+    ]
+    stiffness = 200.0
+    plate = neural.Plate.create(2, 7.0, keep="below", stiffness_kpa_per_mm=stiffness)
+    sol = neural.solve_elasticity(
+        jax.random.key(6), body, constraints=constraints, loads=[plate], config=FAST, progress=False
+    ).check()
+    top = jnp.asarray([[x, y, side] for x in (2.0, 5.0, 8.0) for y in (2.0, 5.0, 8.0)])
+    reached = side + np.asarray(sol.displacement(top))[:, 2]
+    axial = float(np.mean(reached)) / side
+    mu, lam = material.lame
+    lateral_exact = _uniaxial_lateral_stretch(mu, lam, axial)
+    j = lateral_exact**2 * axial
+    pressure = -(mu * (axial**2 - 1) + lam * np.log(j)) / j  # −σ_zz (kPa), Cauchy
+    # measured: the top face at 7.013-7.024 mm for a contact pressure of 3.14 kPa (p/κ = 0.016 mm)
+    assert np.all(reached >= 7.0) and np.all(reached - 7.0 <= 2 * pressure / stiffness + 0.02)
+    grad = np.asarray(sol.gradient(body.points))
+    w = np.asarray(body.weights)
+    lateral = 1 + np.sum(w * 0.5 * (grad[:, 0, 0] + grad[:, 1, 1])) / np.sum(w)
+    # measured: lateral stretch 1.16928 vs 1.16949 (expansion within 0.12 %)
+    assert abs((lateral - 1) - (lateral_exact - 1)) <= 0.005 * (lateral_exact - 1), (
+        lateral,
+        lateral_exact,
+        reached,
+    )

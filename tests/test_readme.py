@@ -49,3 +49,4 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     assert (tmp_path / "ct.nii.gz").is_file()
     assert scope["fine"].shape == (256, 256, 1) and scope["novel"].shape == (1, 256, 1)
     assert scope["fitted"].losses.shape == (300,) and (tmp_path / "field.npz").is_file()
+    assert scope["squeezed"].converged and scope["pressed"].labels.shape == (32, 32, 24)

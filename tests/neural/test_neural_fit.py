@@ -261,6 +261,7 @@ def test_total_variation_matches_its_definition():
     np.testing.assert_allclose(float(neural.total_variation(image)), want, rtol=1e-12)
 
 
+@pytest.mark.slow  # about 15-25 s; the 2-D convergence tests stay in the default tier
 def test_cone_beam_field_beats_fdk_in_3d():
     """20 cone-beam views of a smooth 20³ phantom: a hash-grid field trained along random ray
     batches (200 steps) beats FDK by more than 2 dB (measured 39.0 against 35.3 dB)."""

@@ -71,6 +71,7 @@ def test_fractions_off_gives_the_same_labels_and_same_bytes_twice():
     assert np.asarray(b.labels).tobytes() == np.asarray(c.labels).tobytes()
 
 
+@pytest.mark.slow  # about 15-25 s; the smaller brute-force comparisons stay in the default tier
 def test_adult_male_with_csg_and_tubes_matches_brute_force_at_supersample_2():
     # ribs (difference of a union of torus-box intersections), pelvis, spine and bronchi
     # (unions), smooth-union body shells, 13 tubes: every leaf kind of the hierarchy

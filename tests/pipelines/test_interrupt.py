@@ -74,6 +74,7 @@ def _assert_nothing_partial_visible(out: Path) -> None:
     assert set(listed) <= set(complete) and len(complete) - len(listed) <= 1
 
 
+@pytest.mark.slow  # about 15-25 s; the Ctrl-C/SIGTERM test stays in the default tier
 def test_interrupted_at_every_write_resumes_to_the_same_bytes(
     config_path, reference, tmp_path, monkeypatch
 ):

@@ -194,6 +194,7 @@ def test_adjoint_dot_product_float32(case):
     assert _adjoint_gap(vol, g, jnp.float32) < 1e-4
 
 
+@pytest.mark.slow  # about 15-25 s; the dot-product tests stay in the default tier
 def test_gather_transpose_equals_the_scatter_transpose_voxel_by_voxel():
     """Both are the transpose of the same gathers: equal to rounding, in every voxel, with rays
     driven along all three axes (the steep cone), so a wrong footprint bound or tent fails."""

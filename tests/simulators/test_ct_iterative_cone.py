@@ -70,6 +70,7 @@ def _scatter_adjoint(y, geometry, vol):
     return jax.jit(lambda y, g: backproject(y, g, like=vol).data)(y, geometry)
 
 
+@pytest.mark.slow  # about 15-25 s; the iterates test stays in the default tier
 @pytest.mark.parametrize("kind", KINDS)
 def test_compiled_steps_backproject_by_gather(kind):
     vol = _volume()

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-__all__ = ["Fixed", "Gravity", "Plate", "Pressure", "dirichlet_lift"]
+__all__ = ["Fixed", "Gravity", "Parameter", "Plate", "Pressure", "dirichlet_lift", "resolve"]
 
 _AXES = (0, 1, 2)
 
@@ -46,17 +46,51 @@ def _number(where: str, name: str, value: Any) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
+class Parameter:
+    """A load or boundary value that varies over a population: ``Parameter("thickness_mm", 40,
+    60)`` in place of a number makes the network take it as an input, trained over the range
+    (a parametric surrogate: one training serves every value in ``[low, high]``)."""
+
+    name: str
+    low: float
+    high: float
+
+    @classmethod
+    def create(cls, name: str, low: float, high: float) -> Parameter:
+        where = "medphys.neural.Parameter.create"
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise ValueError(f"{where}: `name` must be an identifier (got {name!r})")
+        lo, hi = _number(where, "low", low), _number(where, "high", high)
+        if not lo < hi:
+            raise ValueError(f"{where}: `low` must be below `high` (got {lo}, {hi})")
+        return cls(name, lo, hi)
+
+    @property
+    def largest(self) -> float:
+        return max(abs(self.low), abs(self.high))
+
+
+def _value(where: str, name: str, value: Any) -> float | Parameter:
+    return value if isinstance(value, Parameter) else _number(where, name, value)
+
+
+def resolve(value: float | Parameter, theta: dict[str, Array]) -> Any:
+    """A number as it is, a `Parameter` as its value in ``theta``."""
+    return theta[value.name] if isinstance(value, Parameter) else value
+
+
+@dataclasses.dataclass(frozen=True)
 class Fixed:
     """Prescribed displacement ``value_mm`` of ``components`` on the plane ``x[axis] = at_mm``.
 
     ``Fixed(axis=0, at_mm=0.0, components=(0,))`` is a symmetry plane (roller) at ``x = 0``;
-    ``Fixed(axis=1, at_mm=0.0)`` clamps the plane ``y = 0``.
+    ``Fixed(axis=1, at_mm=0.0)`` clamps the plane ``y = 0``. ``value_mm`` may be a `Parameter`.
     """
 
     axis: int
     at_mm: float
     components: tuple[int, ...] = (0, 1, 2)
-    value_mm: float = 0.0
+    value_mm: float | Parameter = 0.0
 
     @classmethod
     def create(
@@ -65,7 +99,7 @@ class Fixed:
         at_mm: float,
         *,
         components: Sequence[int] = (0, 1, 2),
-        value_mm: float = 0.0,
+        value_mm: float | Parameter = 0.0,
     ) -> Fixed:
         where = "medphys.neural.Fixed.create"
         if axis not in _AXES:
@@ -75,27 +109,26 @@ class Fixed:
             raise ValueError(
                 f"{where}: `components` must be distinct axes among 0, 1, 2 (got {components!r})"
             )
-        return cls(
-            axis, _number(where, "at_mm", at_mm), comps, _number(where, "value_mm", value_mm)
-        )
+        return cls(axis, _number(where, "at_mm", at_mm), comps, _value(where, "value_mm", value_mm))
 
 
 @dataclasses.dataclass(frozen=True)
 class Pressure:
     """A pressure ``kpa`` (positive pushes into the body) on the boundary where ``surface``'s
-    level is zero (e.g. the cavity of a thick-walled vessel: ``surface`` is the cavity's shape)."""
+    level is zero (e.g. the cavity of a thick-walled vessel: ``surface`` is the cavity's shape).
+    ``kpa`` may be a `Parameter`."""
 
-    kpa: float
+    kpa: float | Parameter
     surface: Any
 
     @classmethod
-    def create(cls, kpa: float, surface: Any) -> Pressure:
+    def create(cls, kpa: float | Parameter, surface: Any) -> Pressure:
         where = "medphys.neural.Pressure.create"
         if not hasattr(surface, "level"):
             raise TypeError(
                 f"{where}: `surface` must be a shape with `level` (got {surface!r:.60})"
             )
-        return cls(_number(where, "kpa", kpa), surface)
+        return cls(_value(where, "kpa", kpa), surface)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,12 +150,17 @@ class Gravity:
 class Plate:
     """A rigid frictionless plate ``x[axis] = at_mm``; the body stays ``keep`` (below/above) it.
 
-    The contact is a penalty of stiffness ``stiffness_kpa_per_mm`` on the penetration depth: the
-    contact pressure is ``κ · depth``, so the residual penetration is about pressure / κ.
+    The contact is a penalty of stiffness ``stiffness_kpa_per_mm`` on the penetration depth,
+    ``κ/2 ∫ depth² (m·n) dA`` over the body's surface (``m`` the plate's normal toward the plate,
+    ``n`` the surface's outward normal): the traction of a frictionless flat plate acts along
+    ``m``, and weighting by the projected area ``(m·n) dA`` needs no surface normal, so the term
+    stays smooth across the edges and kinks of the body's signed distance. The contact pressure
+    is ``κ · depth``: the residual penetration is about pressure / κ.
+    ``at_mm`` may be a `Parameter` (e.g. the compressed thickness).
     """
 
     axis: int
-    at_mm: float
+    at_mm: float | Parameter
     keep: Literal["below", "above"]
     stiffness_kpa_per_mm: float
 
@@ -130,7 +168,7 @@ class Plate:
     def create(
         cls,
         axis: int,
-        at_mm: float,
+        at_mm: float | Parameter,
         *,
         keep: Literal["below", "above"],
         stiffness_kpa_per_mm: float = 100.0,
@@ -143,24 +181,38 @@ class Plate:
         k = _number(where, "stiffness_kpa_per_mm", stiffness_kpa_per_mm)
         if k <= 0:
             raise ValueError(f"{where}: `stiffness_kpa_per_mm` must be positive (got {k})")
-        return cls(axis, _number(where, "at_mm", at_mm), keep, k)
+        return cls(axis, _value(where, "at_mm", at_mm), keep, k)
 
-    def penetration(self, deformed: Float[Array, "*batch 3"]) -> Float[Array, "*batch"]:
+    @property
+    def direction(self) -> tuple[float, float, float]:
+        """The unit normal ``m`` pointing from the body toward the plate."""
+        out = [0.0, 0.0, 0.0]
+        out[self.axis] = 1.0 if self.keep == "below" else -1.0
+        return (out[0], out[1], out[2])
+
+    def penetration(
+        self, deformed: Float[Array, "*batch 3"], theta: dict[str, Array] | None = None
+    ) -> Float[Array, "*batch"]:
         """Depth (mm) of deformed points beyond the plate (0 on the allowed side)."""
         side = 1.0 if self.keep == "below" else -1.0
-        return jnp.maximum(side * (deformed[..., self.axis] - self.at_mm), 0.0)
+        at = resolve(self.at_mm, theta or {})
+        return jnp.maximum(side * (deformed[..., self.axis] - at), 0.0)
 
 
 def dirichlet_lift(constraints: Sequence[Fixed], length_mm: float, where: str) -> tuple[Any, Any]:
-    """``(g, d)``: functions of a point giving the prescribed part and the distance factor.
+    """``(g, d)``: ``g(x, theta)`` the prescribed part and ``d(x)`` the distance factor.
 
-    ``u(x) = g(x) + d(x) * N(x)`` meets every constraint exactly. Per component, the constraints
+    ``u(x) = g(x, θ) + d(x) * N(x, θ)`` meets every constraint exactly. Per component, the constraints
     must lie on planes of one axis when any value is non-zero (two planes at most), so that ``g``
     is the linear interpolation between them.
     """
     per: list[list[Fixed]] = [[c for c in constraints if k in c.components] for k in _AXES]
+
+    def nonzero(c: Fixed) -> bool:
+        return isinstance(c.value_mm, Parameter) or c.value_mm != 0.0
+
     for k, cs in enumerate(per):
-        if any(c.value_mm != 0.0 for c in cs):
+        if any(nonzero(c) for c in cs):
             axes = {c.axis for c in cs}
             if len(axes) > 1 or len(cs) > 2:
                 raise ValueError(
@@ -171,17 +223,18 @@ def dirichlet_lift(constraints: Sequence[Fixed], length_mm: float, where: str) -
             if len(cs) == 2 and cs[0].at_mm == cs[1].at_mm:
                 raise ValueError(f"{where}: component {k} is prescribed twice on one plane")
 
-    def g(x: Array) -> Array:
+    def g(x: Array, theta: dict[str, Array]) -> Array:
         out = []
         for cs in per:
-            if not cs or all(c.value_mm == 0.0 for c in cs):
+            if not cs or not any(nonzero(c) for c in cs):
                 out.append(jnp.zeros((), x.dtype))
             elif len(cs) == 1:
-                out.append(jnp.asarray(cs[0].value_mm, x.dtype))
+                out.append(jnp.asarray(resolve(cs[0].value_mm, theta), x.dtype))
             else:
                 a, b = cs
+                va, vb = resolve(a.value_mm, theta), resolve(b.value_mm, theta)
                 t = (x[a.axis] - a.at_mm) / (b.at_mm - a.at_mm)
-                out.append(a.value_mm + t * (b.value_mm - a.value_mm))
+                out.append(jnp.asarray(va + t * (vb - va), x.dtype))
         return jnp.stack(out)
 
     def d(x: Array) -> Array:

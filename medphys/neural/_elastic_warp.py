@@ -36,9 +36,9 @@ class ElasticWarp:
 
     Attributes:
         params: the displacement network's parameters (leaves).
-        support: a shape whose inside moves (``None``: everywhere), or ``None``.
-        graph: the network's graph definition (static).
-        field: ``field(params, X) -> u`` (static).
+        support: a shape whose inside moves, or ``None`` (everywhere).
+        theta: the problem parameters' values (in the solution's order).
+        field: ``field(params, X, theta) -> u`` (static).
         iterations: fixed-point iterations before the Newton steps (static).
         newton: Newton steps (static).
         max_stretch: Lipschitz bound of ``backward`` (static; used by the voxelizer).
@@ -46,6 +46,7 @@ class ElasticWarp:
 
     params: Any
     support: Any
+    theta: Any
     field: Any = dataclasses.field(metadata={"static": True})
     iterations: int = dataclasses.field(metadata={"static": True}, default=12)
     newton: int = dataclasses.field(metadata={"static": True}, default=2)
@@ -57,6 +58,7 @@ class ElasticWarp:
         solution: ElasticSolution,
         *,
         support: Any = None,
+        parameters: dict[str, float] | None = None,
         check_lower_mm: Any = None,
         check_upper_mm: Any = None,
         check_spacing_mm: float = 2.0,
@@ -67,6 +69,7 @@ class ElasticWarp:
             solution: a `medphys.neural.ElasticSolution` (it must pass ``.check()``).
             support: a shape (``level < 0`` inside) outside which the displacement is zero, such
                 as the half-space in front of a clamped chest wall; ``None`` moves everything.
+            parameters: one value per `Parameter` of a parametric solution, by name.
             check_lower_mm, check_upper_mm: the corners of the region where ``det F > 0`` and the
                 inverse are checked (default: the body's box, widened by 10 %).
             check_spacing_mm: the check grid's spacing.
@@ -76,11 +79,24 @@ class ElasticWarp:
                 somewhere on the check grid, or the inverse does not converge there.
         """
         solution.check()
-        field = solution.field
+        values = dict(parameters or {})
+        names = [p.name for p in solution.parameters]
+        if sorted(values) != sorted(names):
+            raise ValueError(
+                f"{_WHERE}: give exactly the parameters {names} (got {sorted(values)})"
+            )
+        for p in solution.parameters:
+            if not p.low <= float(values[p.name]) <= p.high:
+                raise ValueError(
+                    f"{_WHERE}: parameter {p.name!r} = {values[p.name]} lies outside its trained "
+                    f"range [{p.low}, {p.high}]"
+                )
+        theta = jnp.asarray([float(values[n]) for n in names], jnp.float32).reshape(len(names))
         warp = cls(
             params=nnx.state(solution.network, nnx.Param),
             support=support,
-            field=field,
+            theta=theta,
+            field=solution.field,
         )
         lower = np.asarray(
             check_lower_mm if check_lower_mm is not None else solution.lower_mm, float
@@ -120,7 +136,7 @@ class ElasticWarp:
     def displacement(self, points: Float[Array, "*batch 3"]) -> Float[Array, "*batch 3"]:
         """``u(X)`` (mm) at reference points, zero outside the support."""
         flat = points.reshape(-1, 3)
-        u = jax.vmap(lambda p: self.field(self.params, p))(flat)
+        u = jax.vmap(lambda p: self.field(self.params, p, self.theta.astype(p.dtype)))(flat)
         if self.support is not None:
             inside = self.support.level(flat) < 0
             u = jnp.where(inside[:, None], u, 0.0)

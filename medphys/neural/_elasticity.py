@@ -48,11 +48,12 @@ from ._elastic_body import ElasticBody, band
 from ._elastic_loads import (
     Fixed,
     Gravity,
+    Parameter,
     Plate,
     Pressure,
     dirichlet_lift,
     gravity_force,
-    unit_normal,
+    resolve,
 )
 from ._elastic_materials import linear_energy, neo_hookean_energy
 from ._elastic_net import DisplacementNet
@@ -80,6 +81,7 @@ class ElasticConfig:
             is then integrated to about 0.1 %).
         displacement_scale_mm: the network's output scale ``U`` (default from the loads).
         checkpoint_every: steps between checkpoints.
+        parameter_batch: parameter draws per step when the problem has `Parameter` values.
     """
 
     width: int = 64
@@ -92,6 +94,7 @@ class ElasticConfig:
     band_mm: float | None = None
     displacement_scale_mm: float | None = None
     checkpoint_every: int = 500
+    parameter_batch: int = 4
 
     def checked(self) -> ElasticConfig:
         w = "medphys.neural.ElasticConfig"
@@ -100,6 +103,7 @@ class ElasticConfig:
         positive_int(w, "steps", self.steps)
         positive_int(w, "evaluate_every", self.evaluate_every)
         positive_int(w, "checkpoint_every", self.checkpoint_every)
+        positive_int(w, "parameter_batch", self.parameter_batch)
         positive_number(w, "learning_rate", self.learning_rate)
         positive_number(w, "tolerance", self.tolerance)
         if self.dtype not in ("float32", "float64"):
@@ -127,8 +131,9 @@ class ElasticSolution:
     """A trained displacement field and how it got there.
 
     Attributes:
-        displacement: ``u(points)`` (mm) for ``(*batch, 3)`` world points (mm), jitted.
-        gradient: ``∇u(points)`` as ``(*batch, 3, 3)`` (``[i, j] = ∂u_i/∂x_j``), jitted.
+        displacement: ``u(points, **values)`` (mm) for ``(*batch, 3)`` world points (mm), with
+            one value per `Parameter` by name (none for a problem without parameters).
+        gradient: ``∇u(points, **values)`` as ``(*batch, 3, 3)`` (``[i, j] = ∂u_i/∂x_j``).
         losses: the sampled (one random point per cell) normalised energy of every step.
         energies: ``(k, 2)`` rows of ``(step, energy)``: the normalised energy on the fixed
             quadrature, every ``evaluate_every`` steps and at the end.
@@ -139,8 +144,10 @@ class ElasticSolution:
         state: the final `ElasticState` (resumable).
         network: the trained `DisplacementNet`.
         tolerance: the tolerance it was judged by.
-        field: ``field(params, X)``: the displacement (mm) at one reference point ``X`` for the
-            network parameters ``params`` (pure; `medphys.neural.ElasticWarp` uses it).
+        field: ``field(params, X, theta)``: the displacement (mm) at one reference point ``X``
+            for the network parameters ``params`` and the problem parameters ``theta`` (in the
+            order of ``parameters``; pure: `medphys.neural.ElasticWarp` uses it).
+        parameters: the problem's `Parameter` ranges (sorted by name; empty when none).
         lower_mm, upper_mm: the body's bounding box.
 
     ``energy_mj``: kPa × mm³ = 10³ N/m² × 10⁻⁹ m³ = 10⁻⁶ J, so the value in mJ is 10⁻³ × the
@@ -158,9 +165,10 @@ class ElasticSolution:
     state: ElasticState
     network: DisplacementNet
     tolerance: float
-    field: Callable[[Any, Array], Array]
+    field: Callable[[Any, Array, Array], Array]
     lower_mm: np.ndarray
     upper_mm: np.ndarray
+    parameters: tuple[Parameter, ...] = ()
 
     def check(self) -> ElasticSolution:
         """Raise `ValueError` when training did not converge or the deformation folds."""
@@ -188,20 +196,47 @@ def _check_items(constraints: Sequence[Any], loads: Sequence[Any]) -> None:
             )
 
 
+def _parameters(constraints, loads) -> tuple[Parameter, ...]:
+    """The problem's parameters, sorted by name (one range per name)."""
+    found: dict[str, Parameter] = {}
+    values = [c.value_mm for c in constraints]
+    values += [x.kpa for x in loads if isinstance(x, Pressure)]
+    values += [x.at_mm for x in loads if isinstance(x, Plate)]
+    for v in values:
+        if isinstance(v, Parameter):
+            if v.name in found and found[v.name] != v:
+                raise ValueError(
+                    f"{_WHERE}: parameter {v.name!r} is given two ranges "
+                    f"({found[v.name].low}-{found[v.name].high} and {v.low}-{v.high})"
+                )
+            found[v.name] = v
+    return tuple(found[k] for k in sorted(found))
+
+
 def _scale(body: ElasticBody, constraints, loads, length: float) -> float:
     """A displacement scale from the loads (mm): the largest of their elastic responses."""
     e_min = float(jnp.min(body.mu)) * 2.0
-    scales = [abs(c.value_mm) for c in constraints]
+
+    def big(v: float | Parameter) -> float:
+        return v.largest if isinstance(v, Parameter) else abs(v)
+
+    scales = [big(c.value_mm) for c in constraints]
     for item in loads:
         if isinstance(item, Pressure):
-            scales.append(abs(item.kpa) * length / e_min)
+            scales.append(big(item.kpa) * length / e_min)
         elif isinstance(item, Gravity):
             a = float(np.linalg.norm(item.acceleration_m_s2))
             scales.append(1e-3 * float(jnp.max(body.density)) * a * length * length / e_min)
         else:
             coord = np.asarray(body.points[:, item.axis])
-            beyond = coord - item.at_mm if item.keep == "below" else item.at_mm - coord
-            scales.append(float(max(beyond.max(), 0.0)))
+            ats = (
+                (item.at_mm.low, item.at_mm.high)
+                if isinstance(item.at_mm, Parameter)
+                else (item.at_mm,)
+            )
+            for at in ats:
+                beyond = coord - at if item.keep == "below" else at - coord
+                scales.append(float(max(beyond.max(), 0.0)))
     s = max(scales, default=0.0)
     return s if s > 0 else 1e-3 * length
 
@@ -257,35 +292,49 @@ def solve_elasticity(
     force = gravity_force(gravity, body.density).astype(dtype)
     norm = float(jnp.min(body.mu)) * body.volume_mm3 * (u_scale / length) ** 2
 
-    net = DisplacementNet(key, width=cfg.width, depth=cfg.depth, dtype=dtype)
+    parameters = _parameters(constraints, loads)
+    low = jnp.asarray([p.low for p in parameters], dtype)
+    high = jnp.asarray([p.high for p in parameters], dtype)
+    net = DisplacementNet(
+        key, inputs=3 + len(parameters), width=cfg.width, depth=cfg.depth, dtype=dtype
+    )
     graph, params0 = nnx.split(net, nnx.Param)
 
-    def displacement(params: Any, x: Array) -> Array:
-        raw = nnx.merge(graph, params)((x - centre) / length)
-        return lift(x) + distance(x) * (u_scale * raw)
+    def named(theta: Array) -> dict[str, Array]:
+        return {p.name: theta[i] for i, p in enumerate(parameters)}
 
-    def flux(params: Any, x: Array) -> Array:
-        u = displacement(params, x)
+    def displacement(params: Any, x: Array, theta: Array) -> Array:
+        scaled = 2 * (theta - low) / (high - low) - 1
+        raw = nnx.merge(graph, params)(
+            jnp.concatenate([(x - centre) / length, scaled.astype(x.dtype)])
+        )
+        return lift(x, named(theta)) + distance(x) * (u_scale * raw)
+
+    def flux(params: Any, x: Array, theta: Array) -> Array:
+        u = displacement(params, x, theta)
         v = jnp.zeros(3, x.dtype)
         for p in pressures:
-            v = v + p.kpa * band(p.surface.level(x), band_mm) * u
+            v = v + resolve(p.kpa, named(theta)) * band(p.surface.level(x), band_mm) * u
         for plate in plates:
-            depth = plate.penetration(x + u)
-            n = unit_normal(body.shape, x)
-            v = (
-                v
-                + band(body.shape.level(x), band_mm)
-                * 0.5
-                * plate.stiffness_kpa_per_mm
-                * depth**2
-                * n
-            )
+            # the surface's penetration carried into the band along the plate normal m: from x
+            # at signed distance φ < 0, x − φ m is on the surface (where φ = 0 it is x itself),
+            # so the band integral's flux is κ/2 depth² (m·n) on the surface, and the band
+            # spreads it over the cells below instead of a layer as thin as the penetration
+            m = jnp.asarray(plate.direction, x.dtype)
+            level = body.shape.level(x)
+            surface = x - level * m
+            reached = surface + displacement(params, surface, theta)
+            depth = plate.penetration(reached, named(theta))
+            contact = 0.5 * plate.stiffness_kpa_per_mm * depth**2
+            v = v + band(level, band_mm) * contact * m
         return jnp.concatenate([u, v])
 
-    def energy_at(params: Any, x: Array, w: Array, m: Array, lm: Array, f: Array) -> Array:
+    def energy_at(
+        params: Any, x: Array, w: Array, m: Array, lm: Array, f: Array, theta: Array
+    ) -> Array:
         def per_point(x: Array, m: Array, lm: Array, f: Array) -> Array:
             def both(y: Array) -> tuple[Array, Array]:
-                value = flux(params, y)
+                value = flux(params, y, theta)
                 return value, value
 
             jac, out = jax.jacfwd(both, has_aux=True)(x)
@@ -295,15 +344,27 @@ def solve_elasticity(
         density = jax.vmap(per_point)(x, m, lm, f)
         return (jnp.sum(w * density) / norm).astype(dtype)
 
+    # the fixed evaluation: the centre of the parameter box and its two extreme corners
+    anchors = jnp.stack([low, 0.5 * (low + high), high]) if parameters else jnp.zeros((1, 0), dtype)
+
     def energy(params: Any) -> Array:
-        """The energy on the fixed quadrature (cell centroids, partial-volume weights)."""
-        return energy_at(params, points, weights, mu, lam, force)
+        """The energy on the fixed quadrature (cell centroids, partial-volume weights), averaged
+        over the anchor parameters."""
+        each = [energy_at(params, points, weights, mu, lam, force, t) for t in anchors]
+        return sum(each) / len(each)
 
     def sampled_energy(params: Any, key: Array) -> Array:
-        """The energy on one random point per cell (`ElasticBody.sample`)."""
-        x, w, m, lm, rho = body.sample(key)
-        f = gravity_force(gravity, rho)
-        return energy_at(params, x.astype(dtype), w.astype(dtype), m, lm, f.astype(dtype))
+        """The energy on one random point per cell (`ElasticBody.sample`) for random parameters,
+        averaged over ``config.parameter_batch`` draws."""
+        draws = cfg.parameter_batch if parameters else 1
+        total = jnp.zeros((), dtype)
+        for i in range(draws):
+            k_points, k_theta = jax.random.split(jax.random.fold_in(key, i))
+            x, w, m, lm, rho = body.sample(k_points)
+            f = gravity_force(gravity, rho).astype(dtype)
+            theta = jax.random.uniform(k_theta, low.shape, dtype, low, high)
+            total = total + energy_at(params, x.astype(dtype), w.astype(dtype), m, lm, f, theta)
+        return total / draws
 
     schedule = optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)
     adam = optax.adam(schedule)
@@ -357,15 +418,14 @@ def solve_elasticity(
         evaluations.append((int(state.step), float(fixed_energy(state.params))))
 
     params = state.params
-
-    def u_one(p: Array) -> Array:
-        return displacement(params, p)
-
-    u_fn = jax.jit(lambda x: jnp.vectorize(u_one, signature="(3)->(3)")(x.astype(dtype)))
-    grad_fn = jax.jit(
-        lambda x: jnp.vectorize(jax.jacfwd(u_one), signature="(3)->(3,3)")(x.astype(dtype))
-    )
-    det = np.linalg.det(np.eye(3) + np.asarray(grad_fn(points), np.float64))
+    u_fn, grad_fn = _evaluators(displacement, params, parameters, dtype)
+    dets = [
+        np.linalg.det(
+            np.eye(3) + np.asarray(grad_fn(points, **_as_dict(parameters, t)), np.float64)
+        )
+        for t in np.asarray(anchors)
+    ]
+    det = np.concatenate(dets)
     table = np.asarray(evaluations, np.float64)
     converged, change = _converged(table, cfg)
     min_det = float(det.min())
@@ -384,7 +444,54 @@ def solve_elasticity(
         field=displacement,
         lower_mm=body.lower_mm,
         upper_mm=body.upper_mm,
+        parameters=parameters,
     )
+
+
+def _as_dict(parameters: tuple[Parameter, ...], theta: np.ndarray) -> dict[str, float]:
+    return {p.name: float(theta[i]) for i, p in enumerate(parameters)}
+
+
+def _evaluators(displacement, params, parameters: tuple[Parameter, ...], dtype) -> tuple:
+    """``u(points, **values)`` and ``∇u(points, **values)``, jitted, with the parameters by name."""
+
+    def u_one(p: Array, theta: Array) -> Array:
+        return displacement(params, p, theta)
+
+    u_jit = jax.jit(
+        lambda x, t: jnp.vectorize(lambda p: u_one(p, t), signature="(3)->(3)")(x.astype(dtype))
+    )
+    g_jit = jax.jit(
+        lambda x, t: jnp.vectorize(lambda p: jax.jacfwd(u_one)(p, t), signature="(3)->(3,3)")(
+            x.astype(dtype)
+        )
+    )
+
+    def theta_of(values: dict[str, float]) -> Array:
+        names = {p.name for p in parameters}
+        if set(values) != names:
+            raise ValueError(
+                f"medphys.neural.ElasticSolution: give exactly the parameters {sorted(names)} "
+                f"(got {sorted(values)})"
+            )
+        out = []
+        for p in parameters:
+            v = float(values[p.name])
+            if not p.low <= v <= p.high:
+                raise ValueError(
+                    f"medphys.neural.ElasticSolution: parameter {p.name!r} = {v} lies outside "
+                    f"its trained range [{p.low}, {p.high}]"
+                )
+            out.append(v)
+        return jnp.asarray(out, dtype).reshape(len(parameters))
+
+    def u_fn(points: Array, **values: float) -> Array:
+        return u_jit(jnp.asarray(points), theta_of(values))
+
+    def grad_fn(points: Array, **values: float) -> Array:
+        return g_jit(jnp.asarray(points), theta_of(values))
+
+    return u_fn, grad_fn
 
 
 def _evaluations_from(losses, cfg: ElasticConfig, state: ElasticState, fixed_energy) -> list:

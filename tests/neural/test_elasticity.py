@@ -368,7 +368,7 @@ def test_a_compressed_phantom_voxelises_whole_with_the_volumes_the_material_impl
 
 
 def test_a_rigid_plate_compresses_a_block_as_the_closed_form_says():
-    """Frictionless contact: a plate at z = 7 mm on a 10 mm neo-Hookean block (roller below) gives
+    """Frictionless contact: a plate at z = 7 mm on a 10 mm neo-Hookean block (rollers) gives
     uniaxial compression: the top face reaches the plate (penetration ≈ contact pressure / κ) and
     the lateral stretch is the closed form's at the reached axial stretch."""
     side, nu = 10.0, 0.45
@@ -382,10 +382,16 @@ def test_a_rigid_plate_compresses_a_block_as_the_closed_form_says():
         neural.Fixed.create(1, 0.0, components=(1,)),
         neural.Fixed.create(2, 0.0, components=(2,)),
     ]
-    stiffness = 200.0
+    stiffness = 30.0  # kPa/mm: stiffer plates need more steps (Adam on a stiff penalty)
     plate = neural.Plate.create(2, 7.0, keep="below", stiffness_kpa_per_mm=stiffness)
+    config = neural.ElasticConfig(width=32, depth=3, steps=2000)
     sol = neural.solve_elasticity(
-        jax.random.key(6), body, constraints=constraints, loads=[plate], config=FAST, progress=False
+        jax.random.key(6),
+        body,
+        constraints=constraints,
+        loads=[plate],
+        config=config,
+        progress=False,
     ).check()
     top = jnp.asarray([[x, y, side] for x in (2.0, 5.0, 8.0) for y in (2.0, 5.0, 8.0)])
     reached = side + np.asarray(sol.displacement(top))[:, 2]
@@ -394,14 +400,47 @@ def test_a_rigid_plate_compresses_a_block_as_the_closed_form_says():
     lateral_exact = _uniaxial_lateral_stretch(mu, lam, axial)
     j = lateral_exact**2 * axial
     pressure = -(mu * (axial**2 - 1) + lam * np.log(j)) / j  # −σ_zz (kPa), Cauchy
-    # measured: the top face at 7.013-7.024 mm for a contact pressure of 3.14 kPa (p/κ = 0.016 mm)
+    # measured: the top face at 7.131-7.142 mm for a contact pressure of 3.01 kPa (p/κ = 0.100 mm)
     assert np.all(reached >= 7.0) and np.all(reached - 7.0 <= 2 * pressure / stiffness + 0.02)
     grad = np.asarray(sol.gradient(body.points))
     w = np.asarray(body.weights)
     lateral = 1 + np.sum(w * 0.5 * (grad[:, 0, 0] + grad[:, 1, 1])) / np.sum(w)
-    # measured: lateral stretch 1.16928 vs 1.16949 (expansion within 0.12 %)
+    # measured: lateral stretch 1.16082 vs 1.16110 (expansion within 0.17 %)
     assert abs((lateral - 1) - (lateral_exact - 1)) <= 0.005 * (lateral_exact - 1), (
         lateral,
         lateral_exact,
         reached,
     )
+
+
+def test_one_parametric_training_serves_a_range_of_compressions():
+    """The block's top displacement as a `Parameter` (10-40 % compression): one training, then
+    the lateral stretch at compressions it never drew exactly matches the closed form."""
+    side, nu = 10.0, 0.45
+    material = neural.NeoHookean.create(E_KPA, nu)
+    block = Box(_f(side / 2, side / 2, side / 2), _f(side / 2, side / 2, side / 2), _f(0, 0, 0))
+    body = neural.ElasticBody.create(
+        [(block, material)], spacing_mm=2.0, bounds_mm=((0, 0, 0), (side, side, side))
+    )
+    squeeze = neural.Parameter.create("squeeze_mm", -4.0, -1.0)
+    constraints = [
+        neural.Fixed.create(0, 0.0, components=(0,)),
+        neural.Fixed.create(1, 0.0, components=(1,)),
+        neural.Fixed.create(2, 0.0, components=(2,)),
+        neural.Fixed.create(2, side, components=(2,), value_mm=squeeze),
+    ]
+    config = neural.ElasticConfig(width=32, depth=3, steps=2000)
+    sol = neural.solve_elasticity(
+        jax.random.key(7), body, constraints=constraints, config=config, progress=False
+    ).check()
+    assert [p.name for p in sol.parameters] == ["squeeze_mm"]
+    w = np.asarray(body.weights)
+    for squeeze_mm in (-1.3, -2.5, -3.7):
+        grad = np.asarray(sol.gradient(body.points, squeeze_mm=squeeze_mm))
+        lateral = 1 + np.sum(w * 0.5 * (grad[:, 0, 0] + grad[:, 1, 1])) / np.sum(w)
+        exact = _uniaxial_lateral_stretch(*material.lame, 1 + squeeze_mm / side)
+        assert abs((lateral - 1) - (exact - 1)) <= 0.01 * (exact - 1), (squeeze_mm, lateral, exact)
+    with pytest.raises(ValueError, match="outside its trained range"):
+        sol.displacement(body.points, squeeze_mm=-5.0)
+    with pytest.raises(ValueError, match="give exactly the parameters"):
+        sol.displacement(body.points)

@@ -25,7 +25,6 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -255,9 +254,3 @@ def gravity_force(gravity: Sequence[Gravity], density: Array) -> Array:
     for item in gravity:
         a = a + np.asarray(item.acceleration_m_s2, float)
     return 1e-3 * density[:, None] * jnp.asarray(a, density.dtype)[None, :]
-
-
-def unit_normal(shape: Any, x: Array) -> Array:
-    """The outward unit normal of ``shape``'s level set through ``x`` (its normalised gradient)."""
-    g = jax.grad(lambda p: shape.level(p))(x)
-    return g / jnp.sqrt(jnp.sum(g * g) + jnp.asarray(1e-20, x.dtype))

@@ -164,6 +164,7 @@ def _short(g, *, start_rad=0.0):
     return dataclasses.replace(g, angles=start_rad + step * np.arange(n))
 
 
+@pytest.mark.slow  # about 11 s; test_ct_parker checks the short-scan weights in the default tier
 def test_fdk_short_scan_matches_the_full_turn_in_the_central_slice():
     full, truth, like = _reconstruction()
     g = _short(
@@ -191,7 +192,7 @@ def test_fdk_short_scan_matches_the_full_turn_in_the_central_slice():
     assert np.sqrt(np.mean((bad - full[:, :, 24][m]) ** 2)) / MU > 0.05
 
 
-@pytest.mark.parametrize("curved", [False, True])
+@pytest.mark.parametrize("curved", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_fan_fbp_short_scan_of_shepp_logan_matches_the_full_turn(curved):
     g = FanBeam.create(
         n_views=240, n_u=160, du_mm=2.0, sod_mm=300.0, sdd_mm=600.0, n_rows=1, dv_mm=1.0,

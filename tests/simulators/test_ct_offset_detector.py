@@ -89,6 +89,7 @@ def test_half_fan_fbp_equals_the_centred_detector():
     assert rec[inside].mean() == pytest.approx(ref[inside].mean(), rel=0.005)
 
 
+@pytest.mark.slow  # about 14 s; the other offset-detector tests stay in the default tier
 def test_half_fan_fdk_equals_the_centred_detector():
     img = _disks(48, 2.0, [(0.0, 0.0, 40.0, 1.0), (15.0, 10.0, 10.0, 1.0)])
     data = np.repeat(img[:, :, None], 12, axis=2)

@@ -109,6 +109,7 @@ def test_reconstruct_is_the_result_image():
 # --- transform contract ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # about 20 s; the contract registry (test_contracts.py) checks jit == eager for the MR operators in the default tier
 def test_jit_equals_eager():
     op, maps, key = _op(), _maps(2), jax.random.key(5)
     jitted = jax.jit(op.acquire)(key, maps)

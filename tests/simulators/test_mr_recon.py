@@ -30,6 +30,7 @@ def _rel(a, b, where=...):
     return np.linalg.norm((a - b)[where]) / np.linalg.norm(b[where])
 
 
+@pytest.mark.slow  # about 12 s
 def test_sense_recovers_a_2x_accelerated_image():
     img = _object()
     maps = _coil_maps()

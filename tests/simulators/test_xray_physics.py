@@ -202,6 +202,7 @@ def test_smooth_is_a_pixel_integrated_gaussian_with_the_stated_fwhm():
     np.testing.assert_allclose(ident, x, atol=1e-12)
 
 
+@pytest.mark.slow  # about 10 s
 def test_detector_blur_smooths_the_expected_signal_before_noise(spectrum_120):
     lv, _ = _cylinder(radius=40.0, n=32, spacing=3.0)
     g = ParallelBeam.create(n_views=8, n_u=80, du_mm=1.5)

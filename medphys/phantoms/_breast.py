@@ -283,11 +283,18 @@ def sample_breast_params(key: PRNGKey, *, density: str | None = None) -> BreastP
     if density is None:
         classes = tuple(CLASS_SHARES)
         p = jnp.asarray([CLASS_SHARES[c] for c in classes])
-        density = classes[int(jax.random.choice(k_class, len(classes), p=p))]
+        density = classes[
+            int(jax.random.choice(k_class, len(classes), p=jnp.asarray(p, jnp.float32)))
+        ]
     _, vgf, thickness, height, (a1, a2, a3), eps1 = DENSITY_CLASSES[density]
-    scale = float(jax.random.uniform(k_size, (), minval=SIZE_SCALE[0], maxval=SIZE_SCALE[1]))
+    # float32 draws: the same key gives the same breast with and without x64
+    scale = float(
+        jax.random.uniform(k_size, (), jnp.float32, minval=SIZE_SCALE[0], maxval=SIZE_SCALE[1])
+    )
     mean, sd, lo, hi = SKIN_MM
-    z = float(jax.random.truncated_normal(k_skin, (lo - mean) / sd, (hi - mean) / sd))
+    z = float(
+        jax.random.truncated_normal(k_skin, (lo - mean) / sd, (hi - mean) / sd, (), jnp.float32)
+    )
     semi_h = scale * height / 2.0
     return _validated(
         where,
@@ -300,7 +307,7 @@ def sample_breast_params(key: PRNGKey, *, density: str | None = None) -> BreastP
             "exponent": eps1,
             "skin_mm": round(mean + sd * z, 6),
             "compressed_thickness_mm": thickness,
-            "anatomy_seed": int(jax.random.randint(k_seed, (), 0, 2**31 - 1)),
+            "anatomy_seed": int(jax.random.randint(k_seed, (), 0, 2**31 - 1, jnp.int32)),
         },
     )
 

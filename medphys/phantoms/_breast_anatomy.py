@@ -134,7 +134,8 @@ def _uniform(key, shape, lo=0.0, hi=1.0) -> np.ndarray:
     sampler whatever the shape)."""
     n = math.prod(shape)
     size = _BLOCK * max(1, math.ceil(n / _BLOCK))
-    block = np.asarray(jax.random.uniform(key, (size,), dtype=jnp.float64))
+    # float32 draws (widened on the host): the same key gives the same anatomy with and without x64
+    block = np.asarray(jax.random.uniform(key, (size,), dtype=jnp.float32), np.float64)
     return lo + (hi - lo) * block[:n].reshape(shape)
 
 

@@ -36,7 +36,7 @@ SPACING_MM = 2.0
 #: one grid for every class (the kernels compile once): 120 mm, the fatty breast's box
 GRID = (60, 60, 60)
 #: largest |measured - target| glandular fraction on the 2 mm grid (supersample 2); measured
-#: 0.0004 (a), 0.0007 (b), 0.0023 (c), 0.0045 (d) for key 11
+#: 0.0003 (a), 0.0011 (b), 0.0011 (c), 0.0039 (d) for key 3
 VGF_TOLERANCE = 0.01
 
 
@@ -50,7 +50,7 @@ def _grid(params: BreastParams):
 def breasts():
     out = {}
     for density in "abcd":
-        params = sample_breast_params(jax.random.key(11), density=density)
+        params = sample_breast_params(jax.random.key(3), density=density)
         phantom = make_breast(params)
         out[density] = (params, phantom, phantoms.voxelize(phantom, **_grid(params)))
     return out

@@ -111,6 +111,16 @@ def test_lame_sphere_within_one_percent(nu):
     assert error <= 0.01, (error, sol.summary)
 
 
+def _rolled_block(material, spacing_mm: float, side: float = 10.0):
+    """A cube ``[0, side]³`` of one material on rollers at x = 0, y = 0 and z = 0 (free to
+    expand sideways, held against rigid motion)."""
+    block = Box(_f(side / 2, side / 2, side / 2), _f(side / 2, side / 2, side / 2), _f(0, 0, 0))
+    body = neural.ElasticBody.create(
+        [(block, material)], spacing_mm=spacing_mm, bounds_mm=((0, 0, 0), (side, side, side))
+    )
+    return body, [neural.Fixed.create(k, 0.0, components=(k,)) for k in range(3)]
+
+
 def _uniaxial_lateral_stretch(mu: float, lam: float, axial: float) -> float:
     """FEBio neo-Hookean, F = diag(a, a, c), σ_xx = 0: μ (a² − 1) + λ ln(a² c) = 0."""
     return brentq(lambda a: mu * (a * a - 1) + lam * np.log(a * a * axial), 0.5, 2.0, xtol=1e-14)
@@ -120,16 +130,8 @@ def _uniaxial_lateral_stretch(mu: float, lam: float, axial: float) -> float:
 def test_neo_hookean_block_lateral_stretch_matches_the_closed_form(nu):
     side, axial = 10.0, 0.7  # 30 % compression
     material = neural.NeoHookean.create(E_KPA, nu)
-    block = Box(_f(side / 2, side / 2, side / 2), _f(side / 2, side / 2, side / 2), _f(0, 0, 0))
-    body = neural.ElasticBody.create(
-        [(block, material)], spacing_mm=2.0, bounds_mm=((0, 0, 0), (side, side, side))
-    )
-    constraints = [
-        neural.Fixed.create(0, 0.0, components=(0,)),
-        neural.Fixed.create(1, 0.0, components=(1,)),
-        neural.Fixed.create(2, 0.0, components=(2,)),
-        neural.Fixed.create(2, side, components=(2,), value_mm=(axial - 1) * side),
-    ]
+    body, constraints = _rolled_block(material, 2.0, side)
+    constraints.append(neural.Fixed.create(2, side, components=(2,), value_mm=(axial - 1) * side))
     sol = neural.solve_elasticity(
         jax.random.key(1), body, constraints=constraints, config=FAST, progress=False
     ).check()
@@ -373,15 +375,7 @@ def test_a_rigid_plate_compresses_a_block_as_the_closed_form_says():
     the lateral stretch is the closed form's at the reached axial stretch."""
     side, nu = 10.0, 0.45
     material = neural.NeoHookean.create(E_KPA, nu)
-    block = Box(_f(side / 2, side / 2, side / 2), _f(side / 2, side / 2, side / 2), _f(0, 0, 0))
-    body = neural.ElasticBody.create(
-        [(block, material)], spacing_mm=1.0, bounds_mm=((0, 0, 0), (side, side, side))
-    )
-    constraints = [
-        neural.Fixed.create(0, 0.0, components=(0,)),
-        neural.Fixed.create(1, 0.0, components=(1,)),
-        neural.Fixed.create(2, 0.0, components=(2,)),
-    ]
+    body, constraints = _rolled_block(material, 1.0, side)
     stiffness = 30.0  # kPa/mm: stiffer plates need more steps (Adam on a stiff penalty)
     plate = neural.Plate.create(2, 7.0, keep="below", stiffness_kpa_per_mm=stiffness)
     config = neural.ElasticConfig(width=32, depth=3, steps=2000)
@@ -418,17 +412,9 @@ def test_one_parametric_training_serves_a_range_of_compressions():
     the lateral stretch at compressions it never drew exactly matches the closed form."""
     side, nu = 10.0, 0.45
     material = neural.NeoHookean.create(E_KPA, nu)
-    block = Box(_f(side / 2, side / 2, side / 2), _f(side / 2, side / 2, side / 2), _f(0, 0, 0))
-    body = neural.ElasticBody.create(
-        [(block, material)], spacing_mm=2.0, bounds_mm=((0, 0, 0), (side, side, side))
-    )
+    body, constraints = _rolled_block(material, 2.0, side)
     squeeze = neural.Parameter.create("squeeze_mm", -4.0, -1.0)
-    constraints = [
-        neural.Fixed.create(0, 0.0, components=(0,)),
-        neural.Fixed.create(1, 0.0, components=(1,)),
-        neural.Fixed.create(2, 0.0, components=(2,)),
-        neural.Fixed.create(2, side, components=(2,), value_mm=squeeze),
-    ]
+    constraints.append(neural.Fixed.create(2, side, components=(2,), value_mm=squeeze))
     config = neural.ElasticConfig(width=32, depth=3, steps=2000)
     sol = neural.solve_elasticity(
         jax.random.key(7), body, constraints=constraints, config=config, progress=False

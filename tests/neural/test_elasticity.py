@@ -206,12 +206,13 @@ def _block_problem():
 def test_same_key_same_weights_and_resume_equals_the_uninterrupted_run(tmp_path):
     body, constraints = _block_problem()
     config = neural.ElasticConfig(width=16, depth=2, steps=30, checkpoint_every=5)
-    first = neural.solve_elasticity(
-        jax.random.key(3), body, constraints=constraints, config=config, progress=False
-    )
-    again = neural.solve_elasticity(
-        jax.random.key(3), body, constraints=constraints, config=config, progress=False
-    )
+
+    def run(cfg=config, **kwargs):
+        return neural.solve_elasticity(
+            jax.random.key(3), body, constraints=constraints, config=cfg, progress=False, **kwargs
+        )
+
+    first, again = run(), run()
     leaves = jax.tree_util.tree_leaves
     for a, b in zip(leaves(first.state.params), leaves(again.state.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -222,36 +223,13 @@ def test_same_key_same_weights_and_resume_equals_the_uninterrupted_run(tmp_path)
 
     path = tmp_path / "run.npz"
     with pytest.raises(KeyboardInterrupt):
-        neural.solve_elasticity(
-            jax.random.key(3),
-            body,
-            constraints=constraints,
-            config=config,
-            progress=False,
-            checkpoint=path,
-            callback=stop_at_13,
-        )
-    resumed = neural.solve_elasticity(
-        jax.random.key(3),
-        body,
-        constraints=constraints,
-        config=config,
-        progress=False,
-        checkpoint=path,
-    )
+        run(checkpoint=path, callback=stop_at_13)
+    resumed = run(checkpoint=path)
     for a, b in zip(leaves(first.state.params), leaves(resumed.state.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(first.losses, resumed.losses)
-    other = dataclasses.replace(config, learning_rate=1e-2)
     with pytest.raises(ValueError, match="another configuration"):
-        neural.solve_elasticity(
-            jax.random.key(3),
-            body,
-            constraints=constraints,
-            config=other,
-            progress=False,
-            checkpoint=path,
-        )
+        run(dataclasses.replace(config, learning_rate=1e-2), checkpoint=path)
 
 
 def test_an_unconverged_run_is_flagged_and_check_raises():

@@ -47,7 +47,8 @@ Elasticity by the deep energy method (biomechanics that images obey):
 - bodies: `ElasticBody.create([(shape, material), ...], spacing_mm=)` (the domain from medphys
   shapes' signed distances, partial-volume quadrature, one material per structure);
 - conditions and loads: `Fixed` (Dirichlet planes built into the displacement), `Pressure`,
-  `Gravity`, `Plate` (rigid frictionless contact); `band` turns boundary integrals into volume
+  `Gravity`, `Plate` (rigid frictionless contact), `Growth` (a structure that grows and pushes
+  its host aside: a lesion's mass effect); `band` turns boundary integrals into volume
   integrals; a `Parameter` in place of a value makes one training serve a range of it (a
   parametric surrogate: the network takes the value as an input);
 - solving: `solve_elasticity(key, body, constraints=, loads=, config=ElasticConfig(...))` trains a
@@ -65,6 +66,7 @@ from ._elastic_body import ElasticBody as ElasticBody
 from ._elastic_body import band as band
 from ._elastic_loads import Fixed as Fixed
 from ._elastic_loads import Gravity as Gravity
+from ._elastic_loads import Growth as Growth
 from ._elastic_loads import Parameter as Parameter
 from ._elastic_loads import Plate as Plate
 from ._elastic_loads import Pressure as Pressure

@@ -13,7 +13,9 @@ Loads (their potential, per unit reference volume or area, enters the total pote
   shape's level, ``−∫ t·u dA`` with ``t = −p n``;
 - `Gravity`: a body force ``ρ a`` (``ρ`` from each structure's material);
 - `Plate`: a rigid, frictionless plate ``x_axis = at_mm`` that the body must stay on one side of,
-  by the penalty ``κ/2 ∫ ⟨gap⟩₊² dA`` over the body's surface.
+  by the penalty ``κ/2 ∫ ⟨gap⟩₊² dA`` over the body's surface;
+- `Growth`: one structure grows isotropically (a lesion's mass effect): ``F = Fₑ · g I``, the
+  strain energy is that of ``Fₑ`` per grown volume, and the tissue around is pushed aside.
 
 Boundary integrals become volume integrals by the divergence theorem (`medphys.neural.band`).
 """
@@ -29,7 +31,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-__all__ = ["Fixed", "Gravity", "Parameter", "Plate", "Pressure", "dirichlet_lift", "resolve"]
+__all__ = [
+    "Fixed",
+    "Gravity",
+    "Growth",
+    "Parameter",
+    "Plate",
+    "Pressure",
+    "dirichlet_lift",
+    "resolve",
+]
 
 _AXES = (0, 1, 2)
 
@@ -128,6 +139,36 @@ class Pressure:
                 f"{where}: `surface` must be a shape with `level` (got {surface!r:.60})"
             )
         return cls(_value(where, "kpa", kpa), surface)
+
+
+@dataclasses.dataclass(frozen=True)
+class Growth:
+    """Isotropic growth of the body's structure ``structure`` by the stretch ``stretch``.
+
+    The multiplicative split of growth mechanics (Rodriguez, Hoger & McCulloch 1994):
+    ``F = Fₑ F_g`` with ``F_g = g I``, and the strain energy density per reference volume is
+    ``g³ W(Fₑ)``. A free structure would become ``g`` times larger; embedded in a host it
+    grows less and pushes the host aside (a mass effect), while the host keeps the volume its
+    material law allows. ``stretch`` may be a `Parameter` (one training for a range of
+    sizes)."""
+
+    structure: str
+    stretch: float | Parameter
+
+    @classmethod
+    def create(cls, structure: str, stretch: float | Parameter) -> Growth:
+        where = "medphys.neural.Growth.create"
+        if not isinstance(structure, str) or not structure:
+            raise TypeError(f"{where}: `structure` must be a structure's name (got {structure!r})")
+        g = _value(where, "stretch", stretch)
+        low = g.low if isinstance(g, Parameter) else g
+        high = g.high if isinstance(g, Parameter) else g
+        if not (0.5 <= low and high <= 2.0):
+            raise ValueError(
+                f"{where}: `stretch` must lie in 0.5-2 (a linear size change of -50 % to +100 %; "
+                f"got {low if low < 0.5 else high})"
+            )
+        return cls(structure, g)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,8 @@ Training is Adam with a cosine-decayed step on one random point per cell, redraw
 from a checkpoint equals the uninterrupted one, and the network cannot lower the energy by
 aliasing between fixed points (a full-batch L-BFGS on fixed points does: on the Lamé cylinder it
 drove the discrete energy to 17× the true minimum). Every ``evaluate_every`` steps the energy is
-evaluated on the fixed quadrature; the run is `ElasticSolution.converged` when that energy moved
+evaluated on held-out points (four fixed random draws that training never sees, each point with
+its own material); the run is `ElasticSolution.converged` when that energy moved
 by less than ``tolerance`` over the last tenth of the steps, and `ElasticSolution.check` raises
 when it did not or when the deformation folds (``det F ≤ 0``).
 
@@ -48,6 +49,7 @@ from ._elastic_body import ElasticBody, band
 from ._elastic_loads import (
     Fixed,
     Gravity,
+    Growth,
     Parameter,
     Plate,
     Pressure,
@@ -74,9 +76,9 @@ class ElasticConfig:
         dtype: "float32" (default, also under x64) or "float64".
         steps: Adam steps (cosine-decayed ``learning_rate``), one random point per cell each.
         learning_rate: Adam's initial step size.
-        tolerance: converged when the energy on the fixed quadrature changed by less than this,
-            relative, over the last tenth of the steps.
-        evaluate_every: steps between evaluations of the energy on the fixed quadrature.
+        tolerance: converged when the held-out energy changed by less than this, relative, over
+            the last tenth of the steps.
+        evaluate_every: steps between evaluations of the held-out energy.
         band_mm: the width of the surface band of boundary integrals (default 5 cells: its bump
             is then integrated to about 0.1 %).
         displacement_scale_mm: the network's output scale ``U`` (default from the loads).
@@ -135,8 +137,8 @@ class ElasticSolution:
             one value per `Parameter` by name (none for a problem without parameters).
         gradient: ``∇u(points, **values)`` as ``(*batch, 3, 3)`` (``[i, j] = ∂u_i/∂x_j``).
         losses: the sampled (one random point per cell) normalised energy of every step.
-        energies: ``(k, 2)`` rows of ``(step, energy)``: the normalised energy on the fixed
-            quadrature, every ``evaluate_every`` steps and at the end.
+        energies: ``(k, 2)`` rows of ``(step, energy)``: the normalised energy on the held-out
+            points, every ``evaluate_every`` steps and at the end.
         converged: True when that energy changed by less than ``tolerance`` over the last tenth.
         min_det_f: the smallest ``det(I + ∇u)`` over the body's quadrature points.
         energy_mj: the total potential energy at the end (mJ; see below).
@@ -185,14 +187,17 @@ class ElasticSolution:
         return self
 
 
+_HELD_OUT_DRAWS = 4
+
+
 def _check_items(constraints: Sequence[Any], loads: Sequence[Any]) -> None:
     for c in constraints:
         if not isinstance(c, Fixed):
             raise TypeError(f"{_WHERE}: `constraints` must hold Fixed planes (got {c!r:.60})")
     for item in loads:
-        if not isinstance(item, (Pressure, Gravity, Plate)):
+        if not isinstance(item, (Pressure, Gravity, Plate, Growth)):
             raise TypeError(
-                f"{_WHERE}: `loads` must hold Pressure, Gravity or Plate (got {item!r:.60})"
+                f"{_WHERE}: `loads` must hold Pressure, Gravity, Plate or Growth (got {item!r:.60})"
             )
 
 
@@ -202,6 +207,7 @@ def _parameters(constraints, loads) -> tuple[Parameter, ...]:
     values = [c.value_mm for c in constraints]
     values += [x.kpa for x in loads if isinstance(x, Pressure)]
     values += [x.at_mm for x in loads if isinstance(x, Plate)]
+    values += [x.stretch for x in loads if isinstance(x, Growth)]
     for v in values:
         if isinstance(v, Parameter):
             if v.name in found and found[v.name] != v:
@@ -227,6 +233,18 @@ def _scale(body: ElasticBody, constraints, loads, length: float) -> float:
         elif isinstance(item, Gravity):
             a = float(np.linalg.norm(item.acceleration_m_s2))
             scales.append(1e-3 * float(jnp.max(body.density)) * a * length * length / e_min)
+        elif isinstance(item, Growth):
+            owned = np.asarray(body.points)[
+                np.asarray(body.owner) == body.names.index(item.structure)
+            ]
+            extent = (
+                float(np.max(np.linalg.norm(owned - owned.mean(0), axis=1))) if len(owned) else 0
+            )
+            g = item.stretch
+            change = (
+                max(abs(g.low - 1), abs(g.high - 1)) if isinstance(g, Parameter) else abs(g - 1)
+            )
+            scales.append(change * max(extent, body.spacing_mm))
         else:
             coord = np.asarray(body.points[:, item.axis])
             ats = (
@@ -246,7 +264,7 @@ def solve_elasticity(
     body: ElasticBody,
     *,
     constraints: Sequence[Fixed] = (),
-    loads: Sequence[Pressure | Gravity | Plate] = (),
+    loads: Sequence[Pressure | Gravity | Plate | Growth] = (),
     config: ElasticConfig = ElasticConfig(),
     checkpoint: str | Path | None = None,
     progress: bool = True,
@@ -258,7 +276,7 @@ def solve_elasticity(
         key: initialisation key (the same key gives the same weights).
         body: the body's quadrature and materials (`ElasticBody.create`).
         constraints: `Fixed` planes (built into the displacement).
-        loads: `Pressure`, `Gravity` and `Plate` items.
+        loads: `Pressure`, `Gravity`, `Plate` and `Growth` items.
         config: `ElasticConfig`.
         checkpoint: a ``.npz`` path: resumed from when it exists (same problem only), written
             atomically every ``config.checkpoint_every`` steps and at the end.
@@ -276,6 +294,12 @@ def solve_elasticity(
     cfg = config.checked()
     constraints, loads = tuple(constraints), tuple(loads)
     _check_items(constraints, loads)
+    for item in loads:
+        if isinstance(item, Growth) and item.structure not in body.names:
+            raise ValueError(
+                f"{_WHERE}: Growth.structure {item.structure!r} is not one of the body's "
+                f"structures {list(body.names)}"
+            )
     dtype = jnp.dtype(cfg.dtype)
     length = body.half_extent_mm
     centre = jnp.asarray(body.centre_mm, dtype)
@@ -286,10 +310,8 @@ def solve_elasticity(
     pressures = [x for x in loads if isinstance(x, Pressure)]
     plates = [x for x in loads if isinstance(x, Plate)]
     gravity = [x for x in loads if isinstance(x, Gravity)]
+    growths = [x for x in loads if isinstance(x, Growth)]
     points = body.points.astype(dtype)
-    weights = body.weights.astype(dtype)
-    mu, lam = body.mu.astype(dtype), body.lam.astype(dtype)
-    force = gravity_force(gravity, body.density).astype(dtype)
     norm = float(jnp.min(body.mu)) * body.volume_mm3 * (u_scale / length) ** 2
 
     parameters = _parameters(constraints, loads)
@@ -329,8 +351,42 @@ def solve_elasticity(
             v = v + band(level, band_mm) * contact * m
         return jnp.concatenate([u, v])
 
+    corners = (
+        0.5
+        * body.spacing_mm
+        * jnp.asarray([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)], dtype)
+    )
+
+    def stretch_at(x: Array, theta: Array) -> Array:
+        """The growth stretch ``g`` at a point: 1 plus each growing structure's ``g − 1`` times
+        the share of the cell-sized stencil around the point that the structure owns (painter's
+        order, corners outside the body left out). The eigenstrain thus changes over one cell at
+        a structure's surface and not at the body's own boundary or symmetry cuts; a point near
+        the surface does not jump between the two values."""
+        if not growths:
+            return jnp.ones((), dtype)
+        y = x[None, :] + corners
+        levels = jnp.stack([s.level(y) for s in body.structures], -1)  # (8, s)
+        inside = levels < 0
+        owner = len(body.structures) - 1 - jnp.argmax(inside[:, ::-1], axis=-1)
+        counted = jnp.maximum(jnp.sum(jnp.any(inside, -1)), 1)
+        g = jnp.ones((), dtype)
+        for item in growths:
+            k = body.names.index(item.structure)
+            share = jnp.sum(jnp.any(inside, -1) & (owner == k)) / counted
+            g = g + (jnp.asarray(resolve(item.stretch, named(theta)), dtype) - 1) * share
+        return g
+
+    eye = jnp.eye(3, dtype=dtype)
+
     def energy_at(
-        params: Any, x: Array, w: Array, m: Array, lm: Array, f: Array, theta: Array
+        params: Any,
+        x: Array,
+        w: Array,
+        m: Array,
+        lm: Array,
+        f: Array,
+        theta: Array,
     ) -> Array:
         def per_point(x: Array, m: Array, lm: Array, f: Array) -> Array:
             def both(y: Array) -> tuple[Array, Array]:
@@ -339,7 +395,10 @@ def solve_elasticity(
 
             jac, out = jax.jacfwd(both, has_aux=True)(x)
             u, grad_u, div_v = out[:3], jac[:3], jnp.trace(jac[3:])
-            return energy_density(grad_u, m, lm) - jnp.dot(f, u) + div_v
+            # growth F = Fₑ g: ∇uₑ = Fₑ − I = (∇u − (g − 1) I) / g, energy g³ W(Fₑ)
+            g = stretch_at(x, theta)
+            elastic = (grad_u - (g - 1) * eye) / g
+            return g**3 * energy_density(elastic, m, lm) - jnp.dot(f, u) + div_v
 
         density = jax.vmap(per_point)(x, m, lm, f)
         return (jnp.sum(w * density) / norm).astype(dtype)
@@ -347,10 +406,30 @@ def solve_elasticity(
     # the fixed evaluation: the centre of the parameter box and its two extreme corners
     anchors = jnp.stack([low, 0.5 * (low + high), high]) if parameters else jnp.zeros((1, 0), dtype)
 
+    # the held-out energy: fixed random draws of points (never trained on, since training draws
+    # from fold_in(key, step)) with each point's own material, as in training; centroids with
+    # averaged materials instead misjudge cells cut by an interface, and at coarse spacing their
+    # energy can rise while the trained energy falls
+    held_out = [
+        body.sample(jax.random.fold_in(jax.random.fold_in(key, 2**31 - 1), i))
+        for i in range(_HELD_OUT_DRAWS)
+    ]
+
     def energy(params: Any) -> Array:
-        """The energy on the fixed quadrature (cell centroids, partial-volume weights), averaged
-        over the anchor parameters."""
-        each = [energy_at(params, points, weights, mu, lam, force, t) for t in anchors]
+        """The energy on the held-out draws, averaged over them and the anchor parameters."""
+        each = [
+            energy_at(
+                params,
+                x.astype(dtype),
+                w.astype(dtype),
+                m,
+                lm,
+                gravity_force(gravity, rho).astype(dtype),
+                t,
+            )
+            for x, w, m, lm, rho in held_out
+            for t in anchors
+        ]
         return sum(each) / len(each)
 
     def sampled_energy(params: Any, key: Array) -> Array:
@@ -495,12 +574,12 @@ def _evaluators(displacement, params, parameters: tuple[Parameter, ...], dtype) 
 
 
 def _evaluations_from(losses, cfg: ElasticConfig, state: ElasticState, fixed_energy) -> list:
-    """After a resume: the fixed-quadrature energy is only known for the current weights."""
+    """After a resume: the held-out energy is only known for the current weights."""
     return [(int(state.step), float(fixed_energy(state.params)))] if losses else []
 
 
 def _converged(table: np.ndarray, cfg: ElasticConfig) -> tuple[bool, float]:
-    """Relative change of the fixed-quadrature energy since the last tenth of the steps began."""
+    """Relative change of the held-out energy since the last tenth of the steps began."""
     final_step, final = table[-1]
     earlier = table[table[:, 0] <= final_step - max(1, cfg.steps // 10)]
     if earlier.size == 0 or final == 0 or not np.isfinite(final):
@@ -514,7 +593,7 @@ def _summary(
 ) -> str:
     state = "converged" if converged else "not converged"
     return (
-        f"energy {table[-1, 1]:.8g} (normalised, fixed quadrature) after {int(table[-1, 0])} "
+        f"energy {table[-1, 1]:.8g} (normalised, held-out points) after {int(table[-1, 0])} "
         f"steps; relative change over the last tenth {change:+.2e}; {state} (tolerance "
         f"{cfg.tolerance:g}); min det F {min_det:.4f}"
     )

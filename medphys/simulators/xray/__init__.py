@@ -7,10 +7,11 @@
 - `project` / `backproject`: the same on a `Volume` (``jax.grad`` through `project` runs
   `backproject`).
 - `Spectrum`: tube spectra from SpekPy (W, Mo and Rh anodes: `ANODES`, `ANODE_KVP_RANGE`);
-  `half_value_layer_mm` and `air_kerma_ugy` of a spectrum; `Bowtie` filters; detectors (`EnergyIntegratingDetector`,
-  optionally with a converter layer of `CONVERTERS`, e.g. direct-conversion a-Se;
-  `PhotonCountingDetector`; both with blur); `KernelScatter` and its correction `ScatterCorrection`
-  (`correct_scatter`: primary from readings); `CTProtocol`.
+  `half_value_layer_mm` and `air_kerma_ugy` of a spectrum; `mean_glandular_dose_mgy` of a
+  mammography exposure (Dance's K·g·c·s with `DanceTables`, `S_FACTORS`); `Bowtie` filters;
+  detectors (`EnergyIntegratingDetector`, optionally with a converter layer of `CONVERTERS`,
+  e.g. direct-conversion a-Se; `PhotonCountingDetector`; both with blur); `KernelScatter` and
+  its correction `ScatterCorrection` (`correct_scatter`: primary from readings); `CTProtocol`.
 - `simulate(key, labeled_volume, protocol)` = `expected_scan` (deterministic) + `add_noise`
   (random): a polychromatic, noisy scan of a `LabeledVolume` → `XrayScan`;
   `detector_pitch_mm(geometry, dtype)` the pixel pitch on the detector (scatter kernels use it);
@@ -38,6 +39,10 @@ from ._drr import hu_to_fractions as hu_to_fractions
 from ._fluence import detected_spectrum as detected_spectrum
 from ._fluence import detected_spectrum_of as detected_spectrum_of
 from ._fluence import ray_radius_mm as ray_radius_mm
+from ._glandular_dose import S_FACTORS as S_FACTORS
+from ._glandular_dose import DanceTables as DanceTables
+from ._glandular_dose import mean_glandular_dose_mgy as mean_glandular_dose_mgy
+from ._glandular_dose import target_filter_of as target_filter_of
 from ._hvl import air_kerma_ugy as air_kerma_ugy
 from ._hvl import half_value_layer_mm as half_value_layer_mm
 from ._mammography import mammography_geometry as mammography_geometry

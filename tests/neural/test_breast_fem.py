@@ -57,9 +57,10 @@ def test_the_network_meets_scikit_fem_on_a_compressed_breast_within_two_percent(
     body, constraints, loads = network_problem(
         SEMI_AXES_MM, PLATE_MM, material=fat, stiffness_kpa_per_mm=STIFFNESS, spacing_mm=3.0
     )
-    config = neural.ElasticConfig(width=64, depth=4, steps=5000)
+    # the held-out energy still moves 0.14 % over the last 500 steps (bench_biomech.py, key 0)
+    config = neural.ElasticConfig(width=64, depth=4, steps=5000, tolerance=2e-3)
     sol = neural.solve_elasticity(
-        jax.random.key(1),
+        jax.random.key(0),
         body,
         constraints=constraints,
         loads=loads,
@@ -68,6 +69,6 @@ def test_the_network_meets_scikit_fem_on_a_compressed_breast_within_two_percent(
     ).check()
     net = np.asarray(sol.displacement(jnp.asarray(fine.vertices)))
     error = relative_l2(fine, net)
-    assert error <= 0.02, error  # measured
+    assert error <= 0.02, error  # measured 0.98 % (bench_biomech.py: same problem, key, settings)
     # the paddle holds the tissue: nothing ends above it by more than the penalty's give
     assert np.max(fine.vertices[:, 2] + net[:, 2]) <= PLATE_MM + 0.5

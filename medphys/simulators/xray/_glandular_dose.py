@@ -21,17 +21,16 @@ Provenance of the numbers (what this module can and cannot vouch for):
 
 - ``S_FACTORS``, Mo/Mo 1.000, Mo/Rh 1.017, Rh/Rh 1.061, Rh/Al 1.044, W/Rh 1.042: the s-factors
   of Dance et al. 2000 (W/Rh again in Dance et al. 2009), as reproduced in the European
-  guidelines' dosimetry appendix. Read from public GitHub source (a Streamlit mammography-QA app
-  in Portuguese, ``alvo_filtro_options``, several copies; the code index did not name the
-  repository) and a JavaScript AGD module of another public repository (Mo/Mo 1.000, Mo/Rh
-  1.017, W/Rh 1.042, "s from Dance 2000"). The table number in the paper was not checked.
+  guidelines' dosimetry appendix, as two public reproductions give them (a mammography QA
+  application's source and a JavaScript dose module that cites Dance 2000; they agree). The
+  table number in the paper was not checked.
   W/Ag (Dance et al. 2009) and the thickness-dependent W/Al factors are not included: no copy was
   found to read them from.
 - g (Dance 1990; Dance et al. 2000, the 2–11 cm, 0.30–0.60 mm Al table of the European guidelines
-  and IAEA Human Health Series 17) and c (Dance et al. 2000): **not shipped**. No stored copy of
-  the published tables could be read and checked (the one public copy found states its values are
-  "approximately after Dance 2000" and disagrees with other reproductions), so the caller loads
-  them, from the guidelines, into `DanceTables.create`. Nothing here invents them.
+  and IAEA Human Health Series 17) and c (Dance et al. 2000): **not shipped**. No copy of the
+  published tables could be checked (the one public reproduction found states its values are
+  "approximately after Dance 2000" and disagrees with others), so the caller loads them, from the
+  guidelines, into `DanceTables.create`. Nothing here invents them.
 
 References:
     D. R. Dance, "Monte Carlo calculation of conversion factors for the estimation of mean

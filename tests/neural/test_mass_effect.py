@@ -84,7 +84,7 @@ def test_a_growing_inclusion_matches_the_concentric_sphere_closed_form():
     assert error <= 0.08, error  # measured 6.5 %; 2.5 % at half the spacing (the slow test)
 
 
-@pytest.mark.slow  # about 3.5 minutes: 10,000 points
+@pytest.mark.slow  # about 2 minutes: 10,000 points
 def test_the_growth_error_falls_with_the_spacing():
     error = _grown_error(0.75, 3000)
     assert error <= 0.03, error  # measured 2.5 % (6.5 % at 1.5 mm)

@@ -195,7 +195,9 @@ class Plate:
     ``n`` the surface's outward normal): the traction of a frictionless flat plate acts along
     ``m``, and weighting by the projected area ``(m·n) dA`` needs no surface normal, so the term
     stays smooth across the edges and kinks of the body's signed distance. The contact pressure
-    is ``κ · depth``: the residual penetration is about pressure / κ.
+    is ``κ · depth``: the residual penetration is about pressure / κ. A plate much stiffer than the
+    tissue (κ ≥ 100 kPa/mm on a few kPa) needs `ElasticConfig.contact_ramp` (a penalty
+    continuation); without it the training can stall with the body through the plate.
     ``at_mm`` may be a `Parameter` (e.g. the compressed thickness).
     """
 

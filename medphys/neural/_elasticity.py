@@ -84,6 +84,10 @@ class ElasticConfig:
         displacement_scale_mm: the network's output scale ``U`` (default from the loads).
         checkpoint_every: steps between checkpoints.
         parameter_batch: parameter draws per step when the problem has `Parameter` values.
+        contact_ramp: the fraction of the steps over which plate stiffnesses rise geometrically
+            from 1 % to their value (0: no ramp; at most 0.8, so that the last tenth of the steps
+            judges convergence on the final problem). A penalty continuation: stiff plates
+            (κ ≥ 100 kPa/mm on soft tissue) let the tissue settle before the contact stiffens.
     """
 
     width: int = 64
@@ -97,6 +101,7 @@ class ElasticConfig:
     displacement_scale_mm: float | None = None
     checkpoint_every: int = 500
     parameter_batch: int = 4
+    contact_ramp: float = 0.0
 
     def checked(self) -> ElasticConfig:
         w = "medphys.neural.ElasticConfig"
@@ -108,6 +113,8 @@ class ElasticConfig:
         positive_int(w, "parameter_batch", self.parameter_batch)
         positive_number(w, "learning_rate", self.learning_rate)
         positive_number(w, "tolerance", self.tolerance)
+        if not (0.0 <= float(self.contact_ramp) <= 0.8):
+            raise ValueError(f"{w}: `contact_ramp` must be in [0, 0.8] (got {self.contact_ramp!r})")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"{w}: `dtype` must be 'float32' or 'float64' (got {self.dtype!r})")
         if self.band_mm is not None:
@@ -332,7 +339,7 @@ def solve_elasticity(
         )
         return lift(x, named(theta)) + distance(x) * (u_scale * raw)
 
-    def flux(params: Any, x: Array, theta: Array) -> Array:
+    def flux(params: Any, x: Array, theta: Array, stiffen: Array) -> Array:
         u = displacement(params, x, theta)
         v = jnp.zeros(3, x.dtype)
         for p in pressures:
@@ -347,7 +354,7 @@ def solve_elasticity(
             surface = x - level * m
             reached = surface + displacement(params, surface, theta)
             depth = plate.penetration(reached, named(theta))
-            contact = 0.5 * plate.stiffness_kpa_per_mm * depth**2
+            contact = 0.5 * stiffen * plate.stiffness_kpa_per_mm * depth**2
             v = v + band(level, band_mm) * contact * m
         return jnp.concatenate([u, v])
 
@@ -387,10 +394,11 @@ def solve_elasticity(
         lm: Array,
         f: Array,
         theta: Array,
+        stiffen: Array,
     ) -> Array:
         def per_point(x: Array, m: Array, lm: Array, f: Array) -> Array:
             def both(y: Array) -> tuple[Array, Array]:
-                value = flux(params, y, theta)
+                value = flux(params, y, theta, stiffen)
                 return value, value
 
             jac, out = jax.jacfwd(both, has_aux=True)(x)
@@ -426,13 +434,21 @@ def solve_elasticity(
                 lm,
                 gravity_force(gravity, rho).astype(dtype),
                 t,
+                jnp.ones((), dtype),
             )
             for x, w, m, lm, rho in held_out
             for t in anchors
         ]
         return sum(each) / len(each)
 
-    def sampled_energy(params: Any, key: Array) -> Array:
+    def stiffening(step: Array) -> Array:
+        """The plates' stiffness factor at ``step``: 1 % → 1 geometrically over the ramp."""
+        if cfg.contact_ramp == 0.0:
+            return jnp.ones((), dtype)
+        done = jnp.minimum(step.astype(dtype) / (cfg.contact_ramp * cfg.steps), 1.0)
+        return jnp.asarray(0.01, dtype) ** (1.0 - done)
+
+    def sampled_energy(params: Any, key: Array, stiffen: Array) -> Array:
         """The energy on one random point per cell (`ElasticBody.sample`) for random parameters,
         averaged over ``config.parameter_batch`` draws."""
         draws = cfg.parameter_batch if parameters else 1
@@ -442,7 +458,9 @@ def solve_elasticity(
             x, w, m, lm, rho = body.sample(k_points)
             f = gravity_force(gravity, rho).astype(dtype)
             theta = jax.random.uniform(k_theta, low.shape, dtype, low, high)
-            total = total + energy_at(params, x.astype(dtype), w.astype(dtype), m, lm, f, theta)
+            total = total + energy_at(
+                params, x.astype(dtype), w.astype(dtype), m, lm, f, theta, stiffen
+            )
         return total / draws
 
     schedule = optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)
@@ -451,7 +469,7 @@ def solve_elasticity(
     @jax.jit
     def train_step(state: ElasticState) -> tuple[ElasticState, Array]:
         value, grads = jax.value_and_grad(sampled_energy)(
-            state.params, jax.random.fold_in(state.key, state.step)
+            state.params, jax.random.fold_in(state.key, state.step), stiffening(state.step)
         )
         updates, opt = adam.update(grads, state.opt, state.params)
         params = optax.apply_updates(state.params, updates)

@@ -77,6 +77,7 @@ def _grown_error(spacing_mm: float, steps: int) -> float:
     return float(np.sqrt(np.sum(w * (u - exact) ** 2) / np.sum(w * exact**2)))
 
 
+@pytest.mark.slow  # about 30 s; the neo-Hookean test below keeps Growth in the default suite
 def test_a_growing_inclusion_matches_the_concentric_sphere_closed_form():
     """A stiff inclusion (20 kPa in 5 kPa) grows by 1 %: the displacement inside and around it
     is the closed form's within the resolution's error (4 cells across the inclusion's radius)."""

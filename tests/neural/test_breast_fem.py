@@ -25,7 +25,7 @@ PLATE_MM = 27.5
 STIFFNESS = 20.0
 
 
-@pytest.mark.slow  # about 10 minutes: a 19,635-dof P2 reference and a 5000-step network
+@pytest.mark.slow  # about 11 minutes: a 19,635-dof P2 reference and a 5000-step network
 def test_the_network_meets_scikit_fem_on_a_compressed_breast_within_two_percent():
     """Relative L2 displacement error (volume-weighted, at the FE vertices) ≤ 2 %; the FE
     reference converges (refinement 3 → 4 changes it by 0.6 %), both keep the volume."""

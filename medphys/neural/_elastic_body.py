@@ -190,14 +190,17 @@ class ElasticBody:
         dtype = self.centres.dtype
         jitter = jax.random.uniform(key, self.centres.shape, dtype, -0.5 * h, 0.5 * h)
         x = self.centres + jitter
-        levels = jnp.stack([s.level(x) for s in self.structures], -1)
-        inside = levels < 0
-        anywhere = jnp.any(inside, -1)
-        n = len(self.structures)
-        last = n - 1 - jnp.argmax(inside[:, ::-1], axis=-1)
+        last, anywhere = self.owner_at(x)
         props = self.moduli.astype(dtype)[last]
         weights = jnp.where(anywhere, jnp.asarray(h**3, dtype), 0.0)
         return x, weights, props[:, 0], props[:, 1], props[:, 2]
+
+    def owner_at(self, points: Float[Array, "*batch 3"]) -> tuple[Array, Array]:
+        """Painter's order at ``points``: the index of the last structure containing each point,
+        and whether any structure contains it (where none does, the index is meaningless)."""
+        inside = jnp.stack([s.level(points) for s in self.structures], -1) < 0
+        last = len(self.structures) - 1 - jnp.argmax(inside[..., ::-1], axis=-1)
+        return last, jnp.any(inside, -1)
 
     @property
     def volume_mm3(self) -> float:

@@ -372,15 +372,12 @@ def solve_elasticity(
         the surface does not jump between the two values."""
         if not growths:
             return jnp.ones((), dtype)
-        y = x[None, :] + corners
-        levels = jnp.stack([s.level(y) for s in body.structures], -1)  # (8, s)
-        inside = levels < 0
-        owner = len(body.structures) - 1 - jnp.argmax(inside[:, ::-1], axis=-1)
-        counted = jnp.maximum(jnp.sum(jnp.any(inside, -1)), 1)
+        owner, inside = body.owner_at(x[None, :] + corners)  # the 8 corners
+        counted = jnp.maximum(jnp.sum(inside), 1)
         g = jnp.ones((), dtype)
         for item in growths:
             k = body.names.index(item.structure)
-            share = jnp.sum(jnp.any(inside, -1) & (owner == k)) / counted
+            share = jnp.sum(inside & (owner == k)) / counted
             g = g + (jnp.asarray(resolve(item.stretch, named(theta)), dtype) - 1) * share
         return g
 

@@ -56,11 +56,16 @@ Elasticity by the deep energy method (biomechanics that images obey):
   history, convergence, ``min det F``; resumable checkpoints);
 - phantoms that obey it: `ElasticWarp.create(solution, support=)` is a deformation for
   ``Phantom.warp`` (inverse by fixed point and Newton, ``det F > 0`` checked on a grid), so CT,
-  X-ray and MR simulate the deformed anatomy unchanged.
+  X-ray and MR simulate the deformed anatomy unchanged;
+- the breast between paddles: `compress_breast(key, breast_params)` → `BreastCompression`
+  (VICTRE's craniocaudal compression of the outer shape; ``.apply(phantom)`` compresses any
+  breast with that shape).
 
 Image-quality metrics with stated definitions live in `medphys.metrics`.
 """
 
+from ._breast_compression import BreastCompression as BreastCompression
+from ._breast_compression import compress_breast as compress_breast
 from ._dynamic import DeformingField as DeformingField
 from ._elastic_body import ElasticBody as ElasticBody
 from ._elastic_body import band as band

@@ -59,7 +59,7 @@ from ._elastic_loads import (
 )
 from ._elastic_materials import linear_energy, neo_hookean_energy
 from ._elastic_net import DisplacementNet
-from ._state_io import load_state, save_state
+from ._state_io import load_extra, load_state, save_state
 
 __all__ = ["ElasticConfig", "ElasticSolution", "ElasticState", "solve_elasticity"]
 
@@ -483,7 +483,7 @@ def solve_elasticity(
     if path is not None and path.exists():
         state, history = load_state(path, state, digest=digest, kind=_KIND, where=_WHERE)
         losses = [float(x) for x in history]
-        evaluations = _evaluations_from(losses, cfg, state, fixed_energy)
+        evaluations = _evaluations_from(path, losses, state, fixed_energy)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -507,7 +507,14 @@ def solve_elasticity(
             if callback is not None:
                 callback(done, losses[-1])
             if path is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                save_state(path, state, losses, digest=digest, kind=_KIND)
+                save_state(
+                    path,
+                    state,
+                    losses,
+                    digest=digest,
+                    kind=_KIND,
+                    extra={"evaluations": np.asarray(evaluations, np.float64).reshape(-1, 2)},
+                )
     if not evaluations or evaluations[-1][0] != int(state.step):
         evaluations.append((int(state.step), float(fixed_energy(state.params))))
 
@@ -588,8 +595,12 @@ def _evaluators(displacement, params, parameters: tuple[Parameter, ...], dtype) 
     return u_fn, grad_fn
 
 
-def _evaluations_from(losses, cfg: ElasticConfig, state: ElasticState, fixed_energy) -> list:
-    """After a resume: the held-out energy is only known for the current weights."""
+def _evaluations_from(path: Path, losses, state: ElasticState, fixed_energy) -> list:
+    """After a resume: the held-out energies the checkpoint recorded (the same table the
+    uninterrupted run has), or only the current weights' for a checkpoint without them."""
+    table = load_extra(path, "evaluations")
+    if table is not None and table.size and int(table[-1, 0]) == int(state.step):
+        return [(int(s), float(e)) for s, e in table]
     return [(int(state.step), float(fixed_energy(state.params)))] if losses else []
 
 

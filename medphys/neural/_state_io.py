@@ -15,13 +15,24 @@ import numpy as np
 from .. import io as _io
 
 
-def save_state(path: Path, state: Any, losses: Any, *, digest: str, kind: str) -> None:
-    """Write ``state`` (its key as raw key data), ``losses`` and ``{digest, step, kind}``."""
+def save_state(
+    path: Path,
+    state: Any,
+    losses: Any,
+    *,
+    digest: str,
+    kind: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write ``state`` (its key as raw key data), ``losses``, ``{digest, step, kind}`` and any
+    ``extra`` arrays by name (`load_extra` reads them back)."""
     leaves = jax.tree_util.tree_leaves(
         dataclasses.replace(state, key=jax.random.key_data(state.key))
     )
     arrays = {f"leaf{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
     arrays["losses"] = np.asarray(losses, np.float64)
+    for name, value in (extra or {}).items():
+        arrays[f"extra_{name}"] = np.asarray(value)
     _io.save_checkpoint(path, arrays, {"digest": digest, "step": int(state.step), "kind": kind})
 
 
@@ -49,3 +60,9 @@ def load_state(path: Path, like: Any, *, digest: str, kind: str, where: str) -> 
     state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[n]) for n in names])
     key = jax.random.wrap_key_data(state.key, impl=jax.random.key_impl(like.key))
     return dataclasses.replace(state, key=key), arrays["losses"]
+
+
+def load_extra(path: Path, name: str) -> np.ndarray | None:
+    """The ``extra`` array ``name`` that `save_state` wrote to ``path``, or ``None``."""
+    arrays, _ = _io.load_checkpoint(path)
+    return arrays.get(f"extra_{name}")

@@ -34,6 +34,7 @@ from ._population import PhantomParams as PhantomParams
 from ._population import apply as apply
 from ._population import sample as sample
 from ._population import sample_params as sample_params
+from ._sampled_warp import SampledWarp as SampledWarp
 from ._shapes import Box as Box
 from ._shapes import Cone as Cone
 from ._shapes import Difference as Difference

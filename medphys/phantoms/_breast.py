@@ -247,7 +247,9 @@ def _validated(where: str, fields: dict[str, Any]) -> BreastParams:
     return BreastParams(**out)
 
 
-def sample_breast_params(key: PRNGKey, *, density: str | None = None) -> BreastParams:
+def sample_breast_params(
+    key: PRNGKey, *, density: str | None = None, size_scale: float | None = None
+) -> BreastParams:
     """Draw one individual of the breast family.
 
     The density class is drawn with the BI-RADS 5th-edition shares (10 / 40 / 40 / 10 %) unless
@@ -263,13 +265,15 @@ def sample_breast_params(key: PRNGKey, *, density: str | None = None) -> BreastP
     Args:
         key: a ``jax.random`` key.
         density: ``"a"``, ``"b"``, ``"c"`` or ``"d"``, or ``None`` (drawn).
+        size_scale: the size factor, or ``None`` (drawn). ``1.0`` gives the class's nominal
+            outer shape: breasts that differ only inside (skin, anatomy) share one compression.
 
     Returns:
         A validated `BreastParams` (round-trips through ``dataclasses.asdict`` and
         `BreastParams.create`).
 
     Raises:
-        ValueError: a density class other than a-d.
+        ValueError: a density class other than a-d, a size factor outside [0.5, 2].
 
     Example:
         >>> p = sample_breast_params(jax.random.key(0), density="c")  # doctest: +SKIP
@@ -278,6 +282,14 @@ def sample_breast_params(key: PRNGKey, *, density: str | None = None) -> BreastP
     if density is not None and density not in DENSITY_CLASSES:
         raise FieldError(
             where, "density", f"`density` must be 'a', 'b', 'c', 'd' or None (got {density!r})"
+        )
+    if size_scale is not None and not (
+        isinstance(size_scale, (int, float))
+        and not isinstance(size_scale, bool)
+        and 0.5 <= float(size_scale) <= 2.0
+    ):
+        raise FieldError(
+            where, "size_scale", f"`size_scale` must be in [0.5, 2] or None (got {size_scale!r})"
         )
     k_class, k_size, k_skin, k_seed = (jax.random.fold_in(key, i) for i in range(4))
     if density is None:
@@ -291,6 +303,8 @@ def sample_breast_params(key: PRNGKey, *, density: str | None = None) -> BreastP
     scale = float(
         jax.random.uniform(k_size, (), jnp.float32, minval=SIZE_SCALE[0], maxval=SIZE_SCALE[1])
     )
+    if size_scale is not None:
+        scale = float(size_scale)
     mean, sd, lo, hi = SKIN_MM
     z = float(
         jax.random.truncated_normal(k_skin, (lo - mean) / sd, (hi - mean) / sd, (), jnp.float32)

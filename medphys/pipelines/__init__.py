@@ -6,7 +6,11 @@
 - Engines: `LocalEngine` (in process, or a process pool), `RayEngine`; `make_engine`.
 - Sinks: `DatasetSink` (files, sidecars, manifest, overview); the dataset job `generate`.
 - `cine(key, phantom, protocol, ...)`: an MR frame per cardiac phase of a beating phantom.
-- Lesion studies: `LesionSpec`, `place_lesion`, `extract_roi`; trials from one TOML file
+- Mammography: `BreastFamily` (compressed breasts of given density classes, one compression per
+  class, `prepare_breast_family`) imaged by DM and DBT arms around the lesion (`Arm` with a
+  mammography or tomosynthesis protocol).
+- Lesion studies: `LesionSpec` (spheres, spiculated masses), `place_lesion`, `extract_roi`;
+  trials from one TOML file
   (`load_trial`, `run_trial`: paired cases → ROIs → observer → AUC and paired ΔAUC, a report).
 - Refinement as a dataset stage: `load_ct_dataset` (a generated CT dataset with its projections
   → `medphys.neural.SimulatedCT`), `refine_dataset` (``ct-refined.nii.gz`` + ``refined.json``
@@ -34,6 +38,8 @@ from ._lesion import LesionSpec as LesionSpec
 from ._lesion import extract_roi as extract_roi
 from ._lesion import iodine_for_contrast as iodine_for_contrast
 from ._lesion import place_lesion as place_lesion
+from ._mammo import BreastFamily as BreastFamily
+from ._mammo import prepare_breast_family as prepare_breast_family
 from ._provenance import Definition as Definition
 from ._provenance import changed_inputs as changed_inputs
 from ._provenance import job_digest as job_digest

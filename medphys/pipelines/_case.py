@@ -18,6 +18,7 @@ from .. import phantoms
 from .._types import PRNGKey
 from ..volume import LabeledVolume, Volume
 from ._lesion import place_lesion
+from ._mammo import BreastFamily, image_arm, layout
 from ._recipe import Arm, CaseRecipe
 from ._streams import stream
 
@@ -30,14 +31,17 @@ class CaseResult:
         index: the case's index in its job.
         family: the phantom family's name.
         labels: the voxelized phantom (labels, structure table, partial-volume fractions).
-        images: per arm name, the image on the phantom's grid: CT in HU, MR magnitude (float32).
+        images: per arm name, the image on the phantom's grid: CT in HU, MR magnitude (float32);
+            DM and DBT: a ``(field_px, field_px, 1)`` image centred on the lesion (DM: post-log
+            detector window; DBT: the reconstructed plane through the lesion).
         raw: per arm name, the raw data of arms with ``keep_raw`` (CT projections float32,
             MR k-space complex64).
         params: the population draw as a plain dict (``None`` when the recipe does not vary).
         streams: per stage, the name of the random stream it drew from (``"texture"``: the
             anatomical texture of structures that have one, `medphys.phantoms.texture_modulation`).
         lesion: for a recipe with a lesion, where it is (`place_lesion`'s record) and
-            ``"present"``; ``None`` otherwise.
+            ``"present"``; DM and DBT cases add ``"voxel_by_arm"`` (the lesion's pixel in each
+            arm's image) and the compressed ``"thickness_mm"``; ``None`` without a lesion.
     """
 
     index: int
@@ -76,6 +80,8 @@ def run_case(
 
 def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int, present: bool) -> CaseResult:
     base = recipe.family(index)
+    if isinstance(base, BreastFamily):
+        return _run_breast_case(key, recipe, base, index, present)
     streams = {"phantom": "phantom"}
     if recipe.vary:
         params = phantoms.sample_params(stream(key, "phantom"), base)
@@ -109,13 +115,7 @@ def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int, present: bool) -> Ca
         streams["lesion"] = "lesion"
         lesion = {**place_lesion(stream(key, "lesion"), labels, spec), "present": present}
         if present:
-            phantom = phantoms.insert_lesion(
-                phantom,
-                organ=spec.organ,
-                shape=phantoms.SphericalLesion(spec.radius_mm),
-                material=spec.material,
-                center_mm=lesion["center_mm"],
-            )
+            phantom = _with_lesion(key, phantom, spec, lesion["center_mm"])
             labels = voxelize(phantom)
     images: dict[str, Volume] = {}
     raw: dict[str, np.ndarray] = {}
@@ -132,6 +132,69 @@ def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int, present: bool) -> Ca
         images=images,
         raw=raw,
         params=None if params is None else params.to_dict(),
+        streams=streams,
+        lesion=lesion,
+    )
+
+
+def _with_lesion(key: PRNGKey, phantom: phantoms.Phantom, spec, centre_mm) -> phantoms.Phantom:
+    """``phantom`` with the lesion of ``spec`` at ``centre_mm`` (its shape's draws from the
+    lesion stream)."""
+    return phantoms.insert_lesion(
+        phantom,
+        organ=spec.organ,
+        shape=spec.shape(jax.random.fold_in(stream(key, "lesion"), 1)),
+        material=spec.material,
+        center_mm=centre_mm,
+    )
+
+
+def _run_breast_case(
+    key: PRNGKey, recipe: CaseRecipe, family: BreastFamily, index: int, present: bool
+) -> CaseResult:
+    """A compressed breast imaged by DM and DBT arms around its lesion (`medphys.pipelines.
+    _mammo`): the lesion is placed on a survey voxelisation, each arm lays out its window around
+    it, and the case is voxelised once on the box their rays cross."""
+    spec = recipe.lesion
+    assert spec is not None  # CaseRecipe.create requires it
+    params, phantom = family.individual(stream(key, "phantom"), index)
+    slot = family.slot(index)
+    thickness = family.thickness_mm[slot]
+    survey = phantoms.voxelize(phantom, **family.survey(index), fractions=phantoms.Fractions.NONE)
+    lesion = {**place_lesion(stream(key, "lesion"), survey, spec), "present": present}
+    centre = lesion["center_mm"]
+    plans, grid = layout(recipe.arms, centre, thickness, float(np.min(recipe.grid.spacing_mm)))
+    if present:
+        phantom = _with_lesion(key, phantom, spec, centre)
+    labels = phantoms.voxelize(phantom, **grid, supersample=recipe.grid.supersample)
+    # one fraction row per material, the same for every case and twin (the lesion's included)
+    materials = tuple(
+        dict.fromkeys(
+            [phantom.background_material, *(s.material for s in phantom.structures), spec.material]
+        )
+    )
+    streams = {"phantom": "phantom", "lesion": "lesion"}
+    images: dict[str, Volume] = {}
+    raw: dict[str, np.ndarray] = {}
+    voxels: dict[str, list[int]] = {}
+    for arm in recipe.arms:
+        streams[arm.name] = arm.stream_name
+        image, data = image_arm(
+            stream(key, arm.stream_name), arm.protocol, plans[arm.name], labels, materials
+        )
+        images[arm.name] = image.with_data(np.asarray(image.data, np.float32))
+        voxels[arm.name] = [arm.field_px // 2, arm.field_px // 2, 0]
+        if arm.keep_raw:
+            raw[arm.name] = data
+    lesion["voxel_by_arm"] = voxels
+    lesion["thickness_mm"] = thickness
+    return CaseResult(
+        index=index,
+        family=f"breast-{params.density}",
+        labels=labels,
+        images=images,
+        raw=raw,
+        params=dataclasses.asdict(params),
         streams=streams,
         lesion=lesion,
     )

@@ -17,6 +17,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
@@ -26,30 +27,51 @@ from ..volume import LabeledVolume, Volume
 
 @dataclasses.dataclass(frozen=True)
 class LesionSpec:
-    """A spherical lesion to insert in an organ.
+    """A lesion to insert in an organ: a sphere, or a spiculated mass.
 
     Attributes:
-        organ: the host structure's name (``"liver"``).
-        radius_mm: the sphere's radius.
+        organ: the host structure's name (``"liver"``): it must hold the whole lesion.
+        radius_mm: the sphere's (or the spiculated mass's core) radius.
         material: a `medphys.materials` name: a tissue or a contrast mixture such as
             ``"liver+iodine_1mg_ml"`` (an enhancing lesion).
-        margin_mm: the least distance from the lesion's surface to the organ's boundary and to
-            the grid's edges.
+        margin_mm: the least distance from the lesion's reach (radius plus spikes) to the
+            boundary of the region ``inside`` and to the grid's edges.
+        spicules: the number of spikes (0: a sphere); `medphys.phantoms.SpiculatedLesion`, its
+            pattern turned about z by an angle drawn from the lesion's stream.
+        spike_mm: the spikes' length beyond the core.
+        inside: the structures whose painted union the lesion must lie inside (default: the
+            organ alone). A breast: its interior, fat and glandular tissue together.
+        centre_in: the structures the centre is drawn among (default: ``inside``). A breast:
+            the glandular tissue.
     """
 
     organ: str
     radius_mm: float
     material: str
     margin_mm: float = 3.0
+    spicules: int = 0
+    spike_mm: float = 0.0
+    inside: tuple[str, ...] = ()
+    centre_in: tuple[str, ...] = ()
 
     @classmethod
     def create(
-        cls, organ: str, *, radius_mm: float, material: str, margin_mm: float = 3.0
+        cls,
+        organ: str,
+        *,
+        radius_mm: float,
+        material: str,
+        margin_mm: float = 3.0,
+        spicules: int = 0,
+        spike_mm: float = 0.0,
+        inside: tuple[str, ...] = (),
+        centre_in: tuple[str, ...] = (),
     ) -> LesionSpec:
         """Validated constructor.
 
         Raises:
-            ValueError: a non-positive radius, a negative margin.
+            ValueError: a non-positive radius, a negative margin, a spike count outside 0-64,
+                spikes without a positive length.
             UnknownNameError: an unknown material.
         """
         from .. import materials
@@ -59,8 +81,51 @@ class LesionSpec:
             raise ValueError(f"{where}: `radius_mm` must be positive (got {radius_mm!r})")
         if not (np.isfinite(margin_mm) and margin_mm >= 0):
             raise ValueError(f"{where}: `margin_mm` must be >= 0 (got {margin_mm!r})")
+        if isinstance(spicules, bool) or not isinstance(spicules, int) or not 0 <= spicules <= 64:
+            raise ValueError(
+                f"{where}: `spicules` must be an integer in [0, 64] (got {spicules!r})"
+            )
+        if spicules and not (np.isfinite(spike_mm) and spike_mm > 0):
+            raise ValueError(
+                f"{where}: `spike_mm` must be positive when `spicules` > 0 (got {spike_mm!r})"
+            )
         materials.get(material)  # raises UnknownNameError listing the catalog
-        return cls(str(organ), float(radius_mm), str(material), float(margin_mm))
+        return cls(
+            str(organ),
+            float(radius_mm),
+            str(material),
+            float(margin_mm),
+            int(spicules),
+            float(spike_mm) if spicules else 0.0,
+            tuple(str(s) for s in inside),
+            tuple(str(s) for s in centre_in),
+        )
+
+    @property
+    def reach_mm(self) -> float:
+        """The lesion's largest radius: the core plus its spikes."""
+        return self.radius_mm + self.spike_mm
+
+    @property
+    def region(self) -> tuple[str, ...]:
+        """The structures the lesion must lie inside."""
+        return self.inside or (self.organ,)
+
+    @property
+    def centres(self) -> tuple[str, ...]:
+        """The structures its centre is drawn among."""
+        return self.centre_in or self.region
+
+    def shape(self, key: PRNGKey) -> Any:
+        """The lesion's `medphys.phantoms` shape (spiculated: the twist drawn from ``key``)."""
+        from .. import phantoms
+
+        if not self.spicules:
+            return phantoms.SphericalLesion(self.radius_mm)
+        twist = float(jax.random.uniform(key, (), jnp.float32, 0.0, 360.0))
+        return phantoms.SpiculatedLesion(
+            self.radius_mm, spike_mm=self.spike_mm, n_spikes=self.spicules, twist_deg=twist
+        )
 
 
 def iodine_for_contrast(host: str, contrast_hu: float, protocol: Any) -> tuple[str, float]:
@@ -118,23 +183,28 @@ def place_lesion(key: PRNGKey, labels: LabeledVolume, spec: LesionSpec) -> dict[
             gives the deepest point's depth and what the lesion needs).
     """
     where = "medphys.pipelines.place_lesion"
-    if spec.organ not in labels.names:
+    missing = [n for n in (*spec.region, *spec.centres) if n not in labels.names]
+    if missing:
         raise ValueError(
-            f"{where}: organ {spec.organ!r} is not in this case's structures "
+            f"{where}: structure(s) {missing} are not in this case's structures "
             f"(it has: {', '.join(labels.names)})"
         )
-    mask = np.asarray(labels.labels) == labels.structure(spec.organ).label
+    painted = np.asarray(labels.labels)
+    region = np.isin(painted, [labels.structure(n).label for n in spec.region])
+    centres = np.isin(painted, [labels.structure(n).label for n in spec.centres])
     spacing = np.abs(np.asarray(labels.spacing_mm, np.float64))
-    # distance (mm) from each organ voxel to the nearest voxel outside it, the grid edge counting
-    # as outside
-    depth = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    need = spec.radius_mm + spec.margin_mm
-    candidates = np.argwhere(depth >= need)
+    # distance (mm) from each voxel of the region to the nearest voxel outside it, the grid edge
+    # counting as outside
+    depth = ndimage.distance_transform_edt(np.pad(region, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    need = spec.reach_mm + spec.margin_mm
+    candidates = np.argwhere((depth >= need) & centres)
     if candidates.size == 0:
+        names = " + ".join(map(repr, spec.region))
         raise ValueError(
-            f"{where}: no point of {spec.organ!r} lies {need:g} mm (radius_mm + margin_mm) from "
-            f"its boundary and the grid's edges; the deepest lies {depth.max():.1f} mm deep: "
-            "make the lesion smaller or the margin narrower, or cover more of the organ"
+            f"{where}: no point of {' or '.join(map(repr, spec.centres))} lies {need:g} mm (radius, spikes and "
+            f"margin_mm) inside {names} and the grid's edges; the deepest lies "
+            f"{depth[centres].max(initial=0.0):.1f} mm deep: make the lesion smaller or the "
+            "margin narrower, or cover more of the organ"
         )
     pick = int(jax.random.randint(key, (), 0, candidates.shape[0]))
     voxel = candidates[pick]

@@ -17,8 +17,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ..phantoms import Phantom
 from ._lesion import LesionSpec
+from ._mammo import BreastFamily
 
 _ARM_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 
@@ -26,6 +29,9 @@ _ARM_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 @dataclasses.dataclass(frozen=True)
 class GridSpec:
     """The voxel grid a case is voxelized on.
+
+    For a `BreastFamily` recipe only ``spacing_mm`` and ``supersample`` are used: each case's
+    grid is the box its arms' rays cross around the lesion.
 
     Attributes:
         shape: voxels along x (right), y (anterior), z (superior).
@@ -53,12 +59,17 @@ class Arm:
         noise_stream: the name of the arm whose noise stream this arm shares (common random
             numbers), or ``None`` for its own stream ``"arm/<name>"``.
         keep_raw: keep the raw data (CT projections, MR k-space) in the case result.
+        field_px: DM and DBT arms: the image's size (pixels per side) around the lesion.
+        pixel_mm: DM and DBT arms: the image's pixel (DM: the detector read at this pitch; DBT:
+            the reconstructed plane's pixel); default the protocol's detector pitch.
     """
 
     name: str
     protocol: Any
     noise_stream: str | None = None
     keep_raw: bool = False
+    field_px: int = 64
+    pixel_mm: float | None = None
 
     @property
     def stream_name(self) -> str:
@@ -67,11 +78,18 @@ class Arm:
 
     @property
     def modality(self) -> str:
-        """``"ct"`` or ``"mr"``, from the protocol's type."""
+        """``"ct"``, ``"mr"``, ``"dm"`` (mammography) or ``"dbt"`` (tomosynthesis), from the
+        protocol."""
         return _modality(self.protocol)
+
+    @property
+    def image_pixel_mm(self) -> float:
+        """DM and DBT arms: the image's pixel (``pixel_mm`` or the detector pitch)."""
+        return float(self.pixel_mm or self.protocol.geometry.du_mm)
 
 
 def _modality(protocol: Any) -> str:
+    from ..simulators.geometry import ProjectionGeometry
     from ..simulators.mr import MRProtocol
     from ..simulators.xray import CTProtocol
 
@@ -79,10 +97,23 @@ def _modality(protocol: Any) -> str:
         return "mr"
     if isinstance(protocol, CTProtocol) and protocol.modality == "ct":
         return "ct"
+    if (
+        isinstance(protocol, CTProtocol)
+        and protocol.modality == "radiograph"
+        and isinstance(protocol.geometry, ProjectionGeometry)
+    ):
+        _, centre, e_u, e_v = protocol.geometry.poses()
+        if (
+            np.allclose(centre, centre[0])
+            and np.allclose(e_u, [1.0, 0.0, 0.0], atol=1e-9)
+            and np.allclose(e_v, [0.0, 1.0, 0.0], atol=1e-9)
+        ):
+            return "dm" if protocol.geometry.n_views == 1 else "dbt"
     kind = getattr(protocol, "modality", type(protocol).__name__)
     raise ValueError(
-        f"medphys.pipelines.Arm: `protocol` must be a CT protocol (modality 'ct') or an MR "
-        f"protocol (got {kind!r}); radiograph arms are not supported by run_case yet"
+        f"medphys.pipelines.Arm: `protocol` must be a CT protocol (modality 'ct'), an MR "
+        f"protocol, or a mammography or breast tomosynthesis radiograph (geometry kind "
+        f"'mammography') (got {kind!r} {getattr(protocol, 'name', '')!r})"
     )
 
 
@@ -91,7 +122,8 @@ class CaseRecipe:
     """How to make and image one virtual patient.
 
     Attributes:
-        families: phantom families; case ``i`` uses ``families[i % len(families)]``.
+        families: phantom families (or one `BreastFamily`: a compressed-breast population for
+            DM and DBT arms); case ``i`` uses ``families[i % len(families)]``.
         vary: draw each case from its family's population model (``False``: the reference
             individual).
         grid: the voxel grid.
@@ -99,7 +131,7 @@ class CaseRecipe:
         lesion: the lesion of a lesion study (inserted in signal-present cases), or ``None``.
     """
 
-    families: tuple[Phantom, ...]
+    families: tuple[Phantom | BreastFamily, ...]
     grid: GridSpec
     arms: tuple[Arm, ...]
     vary: bool = True
@@ -108,7 +140,7 @@ class CaseRecipe:
     @classmethod
     def create(
         cls,
-        families: Phantom | Sequence[Phantom],
+        families: Phantom | BreastFamily | Sequence[Phantom | BreastFamily],
         *,
         grid: GridSpec,
         arms: Sequence[Arm],
@@ -123,9 +155,15 @@ class CaseRecipe:
                 lesion whose organ is missing from a family.
         """
         where = "medphys.pipelines.CaseRecipe.create"
-        fams = (families,) if isinstance(families, Phantom) else tuple(families)
-        if not fams or not all(isinstance(f, Phantom) for f in fams):
-            raise ValueError(f"{where}: `families` must be one or more Phantoms (got {families!r})")
+        fams = (families,) if isinstance(families, (Phantom, BreastFamily)) else tuple(families)
+        if not fams or not all(isinstance(f, (Phantom, BreastFamily)) for f in fams):
+            raise ValueError(
+                f"{where}: `families` must be one or more Phantoms, or one BreastFamily (got "
+                f"{families!r})"
+            )
+        breast = any(isinstance(f, BreastFamily) for f in fams)
+        if breast and len(fams) != 1:
+            raise ValueError(f"{where}: a BreastFamily must be the recipe's only family")
         arms = tuple(arms)
         if not arms:
             raise ValueError(f"{where}: `arms` must name at least one imaging arm (got none)")
@@ -136,7 +174,33 @@ class CaseRecipe:
                     f"{where}: arm name {arm.name!r} must be lower-case letters and digits, "
                     "starting with a letter (it names files and manifest keys)"
                 )
-            arm.modality  # noqa: B018 (validates the protocol)
+            modality = arm.modality  # validates the protocol
+            if (modality in ("dm", "dbt")) != breast:
+                raise ValueError(
+                    f"{where}: arm {arm.name!r} is {modality.upper()}: "
+                    + (
+                        "a BreastFamily is imaged by DM and DBT arms only"
+                        if breast
+                        else "DM and DBT arms image a BreastFamily (compressed breasts)"
+                    )
+                )
+            if modality in ("dm", "dbt"):
+                if (
+                    isinstance(arm.field_px, bool)
+                    or not isinstance(arm.field_px, int)
+                    or not (8 <= arm.field_px <= 1024)
+                ):
+                    raise ValueError(
+                        f"{where}: arm {arm.name!r}: `field_px` must be an integer in [8, 1024] "
+                        f"(got {arm.field_px!r})"
+                    )
+                if arm.pixel_mm is not None and not (
+                    np.isfinite(arm.pixel_mm) and arm.pixel_mm > 0
+                ):
+                    raise ValueError(
+                        f"{where}: arm {arm.name!r}: `pixel_mm` must be positive (got "
+                        f"{arm.pixel_mm!r})"
+                    )
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"{where}: arm names must be unique (repeated: {duplicates})")
@@ -161,23 +225,35 @@ class CaseRecipe:
         if lesion is not None:
             if not isinstance(lesion, LesionSpec):
                 raise ValueError(f"{where}: `lesion` must be a LesionSpec (got {lesion!r})")
-            need = lesion.radius_mm + lesion.margin_mm
+            need = lesion.reach_mm + lesion.margin_mm
+            # a breast case's grid is fitted around its lesion: nothing to check here
             for axis, (n, mm) in enumerate(zip(grid.shape, grid.spacing_mm, strict=True)):
                 deepest = ((int(n) + 1) // 2) * abs(float(mm))
-                if deepest < need:
+                if not breast and deepest < need:
                     raise ValueError(
                         f"{where}: the grid is too thin along axis {'xyz'[axis]} for the lesion: "
                         f"its deepest voxel lies {deepest:g} mm from the edge and the lesion needs "
                         f"{need:g} mm (radius_mm + margin_mm); add voxels along {'xyz'[axis]}"
                     )
-            lacking = [f.name for f in fams if lesion.organ not in f.structure_names]
+            lacking = [
+                f.name
+                for f in fams
+                if not set((lesion.organ, *lesion.region, *lesion.centres))
+                <= set(f.structure_names)
+            ]
             if lacking:
+                named = sorted({lesion.organ, *lesion.region, *lesion.centres})
                 raise ValueError(
-                    f"{where}: the lesion's organ {lesion.organ!r} is not a structure of {lacking}"
+                    f"{where}: the lesion's structures {named} are not all structures of {lacking}"
                 )
+        elif breast:
+            raise ValueError(
+                f"{where}: DM and DBT arms image the region around a lesion: a BreastFamily "
+                "recipe needs a `lesion`"
+            )
         return cls(families=fams, grid=grid, arms=arms, vary=bool(vary), lesion=lesion)
 
-    def family(self, index: int) -> Phantom:
+    def family(self, index: int) -> Phantom | BreastFamily:
         """The phantom family of case ``index`` (the families take turns)."""
         return self.families[index % len(self.families)]
 

@@ -41,6 +41,7 @@ from ..io import remove_partial_files, write_bytes_atomic, write_text_atomic
 from ._dataset import OutputError, write_failure
 from ._engine import AbstractEngine, LocalEngine
 from ._lesion import LesionSpec, extract_roi, iodine_for_contrast
+from ._mammo import BreastFamily, prepare_breast_family
 from ._provenance import (
     Definition,
     changed_inputs,
@@ -52,7 +53,7 @@ from ._provenance import (
     versions,
 )
 from ._recipe import Arm, CaseRecipe, GridSpec, recipe_of, remember_recipe
-from ._streams import case_key
+from ._streams import case_key, stream
 
 PositiveMM = Annotated[float, pydantic.Field(gt=0.0, allow_inf_nan=False)]
 
@@ -74,6 +75,30 @@ class _Phantom(Strict):
     supersample: Annotated[int, pydantic.Field(ge=1, le=8)] = 1
 
 
+class _Compression(Strict):
+    """The elasticity network that compresses each density class once (`compress_breast`)."""
+
+    spacing_mm: PositiveMM = 4.0
+    steps: Annotated[int, pydantic.Field(ge=10, le=100_000)] = 2000
+    width: Annotated[int, pydantic.Field(ge=4, le=512)] = 32
+    depth: Annotated[int, pydantic.Field(ge=1, le=16)] = 3
+    tolerance: Annotated[float, pydantic.Field(gt=0.0, lt=1.0)] = 1e-3
+    #: node spacing of the sampled deformation shared by a class's breasts
+    warp_mm: PositiveMM = 1.0
+
+
+class _Breast(Strict):
+    """A compressed-breast population imaged by DM and DBT arms (`BreastFamily`)."""
+
+    densities: Annotated[list[Literal["a", "b", "c", "d"]], pydantic.Field(min_length=1)]
+    #: voxel size (mm) of each case's box around its lesion
+    spacing_mm: PositiveMM = 0.2
+    supersample: Annotated[int, pydantic.Field(ge=1, le=8)] = 1
+    #: voxel size (mm) of the survey voxelisation the lesion is placed on
+    survey_mm: PositiveMM = 1.0
+    compression: _Compression = _Compression()
+
+
 class _Lesion(Strict):
     organ: str
     radius_mm: PositiveMM
@@ -82,6 +107,13 @@ class _Lesion(Strict):
     #: or the contrast to the host organ in HU at the first CT arm's energy (iodine in the host)
     contrast_hu: float | None = None
     margin_mm: Annotated[float, pydantic.Field(ge=0.0)] = 3.0
+    #: a spiculated mass: the number of spikes (0: a sphere) and their length beyond the core
+    spicules: Annotated[int, pydantic.Field(ge=0, le=64)] = 0
+    spike_mm: Annotated[float, pydantic.Field(ge=0.0, allow_inf_nan=False)] = 0.0
+    #: the structures whose union the lesion must lie inside (default: the organ)
+    inside: list[str] = pydantic.Field(default_factory=list)
+    #: the structures its centre is drawn among (default: `inside`)
+    centre_in: list[str] = pydantic.Field(default_factory=list)
 
     @pydantic.model_validator(mode="after")
     def _one_contrast(self) -> _Lesion:
@@ -95,6 +127,8 @@ class _Arm(Strict):
     protocol: str
     #: the arm whose noise realisation this arm shares (common random numbers)
     noise_stream: str | None = None
+    #: DM and DBT arms: the image's pixel (mm); default the protocol's detector pitch
+    pixel_mm: PositiveMM | None = None
 
 
 class _Observer(Strict):
@@ -123,7 +157,8 @@ class TrialConfig(Strict):
     description: str = ""
     pairs: Annotated[int, pydantic.Field(ge=2, le=1_000_000)]
     seed: Annotated[int, pydantic.Field(ge=0, lt=2**32)] = 0
-    phantom: _Phantom
+    phantom: _Phantom | None = None
+    breast: _Breast | None = None
     lesion: _Lesion
     arms: Annotated[list[_Arm], pydantic.Field(min_length=1)]
     observer: _Observer = _Observer()
@@ -131,6 +166,11 @@ class TrialConfig(Strict):
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> TrialConfig:
+        if (self.phantom is None) == (self.breast is None):
+            raise ValueError(
+                "give a [phantom] table (phantom families) or a [breast] table (a compressed-"
+                "breast population for DM and DBT arms), exactly one"
+            )
         names = [a.name for a in self.arms]
         for a, b in self.analysis.compare:
             for arm in (a, b):
@@ -176,26 +216,54 @@ class TrialJob:
     config: TrialConfig
     definitions: dict[str, Definition]
     digest: str
+    #: a breast trial's prepared `BreastFamily` (the compressions; `prepare_breast_family`)
+    family: Any = None
+
+    def arms(self) -> list[Arm]:
+        """The imaging arms (protocols loaded; DM and DBT images as large as the ROI)."""
+        c = self.config
+        return [
+            Arm(
+                a.name,
+                self.definitions[f"protocol/{a.name}"].load(),
+                noise_stream=a.noise_stream,
+                field_px=c.observer.roi_px,
+                pixel_mm=a.pixel_mm,
+            )
+            for a in c.arms
+        ]
 
     def recipe(self) -> CaseRecipe:
         c = self.config
-        families = load_families(self.definitions)
-        arms = [
-            Arm(a.name, self.definitions[f"protocol/{a.name}"].load(), noise_stream=a.noise_stream)
-            for a in c.arms
-        ]
-        p, lesion = c.phantom, c.lesion
+        arms = self.arms()
+        lesion = c.lesion
+        if c.breast is not None:
+            if self.family is None:
+                raise ValueError("medphys trial: a breast trial's family is not prepared")
+            families: Any = (self.family,)
+            b = c.breast
+            grid = GridSpec((1, 1, 1), (b.spacing_mm,) * 3, supersample=b.supersample)
+            vary = True
+        else:
+            families = load_families(self.definitions)
+            p = c.phantom
+            grid = GridSpec(p.shape, p.spacing_mm, p.center_mm, p.supersample)
+            vary = p.vary
         material = lesion.material or self.lesion_material(families, arms)[0]
         return CaseRecipe.create(
             families,
-            grid=GridSpec(p.shape, p.spacing_mm, p.center_mm, p.supersample),
+            grid=grid,
             arms=arms,
-            vary=p.vary,
+            vary=vary,
             lesion=LesionSpec.create(
                 lesion.organ,
                 radius_mm=lesion.radius_mm,
                 material=material,
                 margin_mm=lesion.margin_mm,
+                spicules=lesion.spicules,
+                spike_mm=lesion.spike_mm,
+                inside=tuple(lesion.inside),
+                centre_in=tuple(lesion.centre_in),
             ),
         )
 
@@ -231,9 +299,11 @@ def _run_item(job: TrialJob, item: tuple[int, bool]) -> dict[str, Any]:
         case_key(job.config.seed, index), recipe_of(job), index=index, present=present
     )
     obs = job.config.observer
-    centre = result.lesion["center_voxel"]
+    centres = result.lesion.get("voxel_by_arm", {})
     rois = {
-        arm: extract_roi(image, centre, obs.roi_px, plane=obs.plane)
+        arm: extract_roi(
+            image, centres.get(arm, result.lesion["center_voxel"]), obs.roi_px, plane=obs.plane
+        )
         for arm, image in result.images.items()
     }
     return {"rois": rois, "lesion": result.lesion, "family": result.family, "params": result.params}
@@ -289,12 +359,16 @@ def run_trial(
         ValueError: an observer that cannot be trained on this many cases (before any case).
     """
     out = Path(out)
-    defs = {f"phantom/{n}": definition("phantom", n) for n in config.phantom.name}
+    names = config.phantom.name if config.phantom is not None else []
+    defs = {f"phantom/{n}": definition("phantom", n) for n in names}
     defs.update({f"protocol/{a.name}": definition("protocol", a.protocol) for a in config.arms})
     inputs = job_inputs(config.digest(), defs)
     job = TrialJob(config, defs, job_digest(inputs))
-    recipe = job.recipe()  # validates every definition before any case
-    _check_design(config, recipe)
+    if config.breast is not None:
+        _check_breast_arms(config, job.arms())  # before the compressions
+    else:
+        recipe = job.recipe()  # validates every definition before any case
+        _check_design(config, recipe)
     out.mkdir(parents=True, exist_ok=True)
     record_file = out / "trial.json"
     if record_file.is_file() and not overwrite:
@@ -307,6 +381,10 @@ def run_trial(
             )
     remove_partial_files(out)
     (out / "rois").mkdir(exist_ok=True)
+    if config.breast is not None:
+        job = dataclasses.replace(job, family=_prepare_family(out, config, progress))
+        recipe = job.recipe()
+        _check_design(config, recipe)
     write_text_atomic(
         record_file,
         json.dumps(
@@ -315,6 +393,7 @@ def run_trial(
                 "digest": job.digest,
                 "inputs": inputs,
                 "definitions": {role: d.record() for role, d in defs.items()},
+                "compressions": list(job.family.summaries) if job.family is not None else [],
                 "versions": versions(),
             },
             indent=2,
@@ -382,6 +461,20 @@ def _check_design(config: TrialConfig, recipe: CaseRecipe) -> None:
         )
     g = recipe.grid
     for family in recipe.families:
+        if isinstance(family, BreastFamily):
+            for slot in range(len(family.densities)):
+                with jax.enable_x64(False):
+                    _, phantom = family.individual(jax.random.key(0), slot)
+                    labels = phantoms.voxelize(
+                        phantom, **family.survey(slot), fractions=phantoms.Fractions.NONE
+                    )
+                try:
+                    place_lesion(jax.random.key(0), labels, recipe.lesion)
+                except ValueError as exc:
+                    raise ValueError(
+                        f"medphys trial: breast class {family.densities[slot]!r}: {exc}"
+                    ) from None
+            continue
         with jax.enable_x64(False):
             labels = phantoms.voxelize(
                 family,
@@ -394,6 +487,46 @@ def _check_design(config: TrialConfig, recipe: CaseRecipe) -> None:
             place_lesion(jax.random.key(0), labels, recipe.lesion)
         except ValueError as exc:
             raise ValueError(f"medphys trial: phantom {family.name!r}: {exc}") from None
+
+
+def _check_breast_arms(config: TrialConfig, arms: list[Arm]) -> None:
+    """A breast trial images by DM and DBT arms only, with a 2-D observer on their images."""
+    for arm in arms:
+        if arm.modality not in ("dm", "dbt"):
+            raise ValueError(
+                f"medphys trial: arm {arm.name!r} ({arm.modality.upper()}): a [breast] trial is "
+                "imaged by mammography and tomosynthesis protocols (geometry kind 'mammography')"
+            )
+    if config.observer.plane != "axial":
+        raise ValueError(
+            "medphys trial: DM and DBT images are planes parallel to the detector: "
+            f"observer.plane must be 'axial' (got {config.observer.plane!r})"
+        )
+
+
+def _prepare_family(out: Path, config: TrialConfig, progress: Any) -> BreastFamily:
+    """Compress each density class once (resumable: ``out/compression/``)."""
+    import jax
+
+    b = config.breast
+    assert b is not None
+    c = b.compression
+    if progress:
+        progress(f"compressing the breasts of classes {', '.join(b.densities)}", 0, 1)
+    with jax.enable_x64(False):
+        return prepare_breast_family(
+            stream(jax.random.key(config.seed), "compression"),
+            tuple(b.densities),
+            spacing_mm=c.spacing_mm,
+            steps=c.steps,
+            width=c.width,
+            depth=c.depth,
+            tolerance=c.tolerance,
+            warp_mm=c.warp_mm,
+            survey_mm=b.survey_mm,
+            checkpoints=out / "compression",
+            progress=bool(progress),
+        )
 
 
 def analyse(config: TrialConfig, records: dict[tuple[int, bool], dict[str, Any]]) -> dict[str, Any]:

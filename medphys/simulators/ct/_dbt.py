@@ -130,6 +130,7 @@ def dbt_fbp(
     apodisation: float = 1.0,
     apodisation_v: float = 1.0,
     slice_thickness_mm: float | None = None,
+    projector: Any = None,
 ) -> Volume:
     """DBT filtered backprojection onto planes parallel to the detector (module docstring).
 
@@ -141,6 +142,10 @@ def dbt_fbp(
         apodisation_v: the same along v (perpendicular to the tube motion), in (0, 1].
         slice_thickness_mm: target slice thickness ``T`` (mm, > 0) of the slice-thickness
             filter; None: no such filter.
+        projector: a prepared `medphys.simulators.xray.Projector` on ``like``'s grid along
+            ``geometry`` to backproject with (default: prepared here). Many reconstructions of
+            one structure at different poses share one plan this way: prepare once, then pass
+            ``op.with_geometry(geometry)`` for each.
 
     Returns:
         `Volume` on the grid (relative, linear in the projections; see the module docstring).
@@ -190,7 +195,9 @@ def dbt_fbp(
     n = geometry.n_views
     d_theta = arc / (n - 1) if n > 1 else math.pi
     q = _filter(p, jnp.asarray(h_u, p.dtype), jnp.asarray(h_v, p.dtype), size, size_v) / tau
-    op = prepare(grid, geometry)
+    op = prepare(grid, geometry) if projector is None else projector
+    if op.grid != grid:
+        raise ValueError(f"{where}: `projector` must be prepared on the grid of `like`")
     num = op.backproject(q)
     den = op.backproject(jnp.ones_like(p))
     tiny = jnp.asarray(jnp.finfo(p.dtype).tiny, p.dtype)

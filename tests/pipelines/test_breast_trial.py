@@ -1,0 +1,196 @@
+"""Mammography trials: compressed breasts imaged by DM and DBT around a spiculated mass.
+
+The compression here is coarse (8 mm cells, 200 steps, tolerance 0.1) so the tests stay quick; the
+trial in ``trials/breast-dm-dbt-mass.toml`` trains each class for 2000 steps on 4 mm cells
+(`tests/neural/test_breast_compression.py` checks the compression itself).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from medphys import phantoms, simulators
+from medphys._catalog import resolve
+from medphys.pipelines import (
+    Arm,
+    BreastFamily,
+    CaseRecipe,
+    GridSpec,
+    LesionSpec,
+    case_key,
+    load_trial,
+    prepare_breast_family,
+    run_case,
+    run_trial,
+)
+
+INTERIOR = ("breast_fat", "fibroglandular", "cooper_ligaments", "ducts", "lobules")
+COARSE = dict(spacing_mm=8.0, steps=200, tolerance=0.1, warp_mm=2.0, progress=False)
+
+SMALL = """
+name = "breast-small"
+pairs = 4
+seed = 2
+[breast]
+densities = ["d"]
+spacing_mm = 0.5
+survey_mm = 2.0
+[breast.compression]
+spacing_mm = 8.0
+steps = 200
+tolerance = 0.1
+warp_mm = 2.0
+[lesion]
+organ = "breast_fat"
+inside = ["breast_fat", "fibroglandular", "cooper_ligaments", "ducts", "lobules"]
+centre_in = ["fibroglandular"]
+radius_mm = 2.5
+spicules = 8
+spike_mm = 1.5
+material = "breast_mass"
+margin_mm = 2.0
+[[arms]]
+name = "dm"
+protocol = "mammo-wrh-28kvp"
+pixel_mm = 0.5
+[[arms]]
+name = "dbt"
+protocol = "DBT_FILE"
+pixel_mm = 0.5
+[observer]
+kind = "npw"
+roi_px = 20
+split = 0.5
+[analysis]
+compare = [["dm", "dbt"]]
+"""
+
+
+@pytest.fixture(scope="module")
+def family():
+    with jax.enable_x64(False):
+        return prepare_breast_family(jax.random.key(0), ("d",), **COARSE)
+
+
+def _mass(**kw):
+    return LesionSpec.create(
+        "breast_fat",
+        radius_mm=2.5,
+        material="breast_mass",
+        spicules=8,
+        spike_mm=1.5,
+        margin_mm=2.0,
+        inside=INTERIOR,
+        centre_in=("fibroglandular",),
+        **kw,
+    )
+
+
+def _arms(pixel=0.5, field=20):
+    return [
+        Arm("dm", simulators.load("mammo-wrh-28kvp"), field_px=field, pixel_mm=pixel),
+        Arm("dbt", simulators.load("dbt-15views-15deg"), field_px=field, pixel_mm=pixel),
+    ]
+
+
+def _assert_mass(dm: np.ndarray, dbt: np.ndarray) -> None:
+    """The twins' difference is the mass. It is denser than the fat and the glandular tissue it
+    displaces (1.06 g/cm³ against 0.93 and 1.04), so in DM it only adds attenuation, the most
+    where it displaces fat; the DBT plane through it shows the same section (ramp-filtered)."""
+    assert dm.max() > 0 and dm.min() > -0.02 * dm.max()
+    # the mass lies within the ROI: its edge rows and columns hold little of it
+    edge = np.concatenate([dm[0], dm[-1], dm[:, 0], dm[:, -1]])
+    assert edge.mean() < 0.25 * dm.max()
+    assert np.corrcoef(dm.ravel(), dbt.ravel())[0, 1] > 0.3
+
+
+@pytest.mark.slow  # about 45 s: a compression and three cases
+def test_a_breast_case_shows_its_mass_in_both_images(family):
+    """Twins share the breast, the mass's place and the noise: their difference is the mass, in
+    the DM window (centred on its projection) and the DBT plane (through its centre)."""
+    recipe = CaseRecipe.create(
+        family, grid=GridSpec((1, 1, 1), (0.5, 0.5, 0.5)), arms=_arms(), lesion=_mass()
+    )
+    key = case_key(5, 0)
+    present = run_case(key, recipe, index=0, present=True)
+    absent = run_case(key, recipe, index=0, present=False)
+    assert present.family == "breast-d" and present.params["density"] == "d"
+    assert present.lesion["center_mm"] == absent.lesion["center_mm"]
+    assert present.lesion["voxel_by_arm"] == {"dm": [10, 10, 0], "dbt": [10, 10, 0]}
+    # the compressed breast lies between the paddles (35 mm for class d)
+    assert present.lesion["thickness_mm"] == 35.0
+    assert "lesion" in present.labels.names and "lesion" not in absent.labels.names
+    diff = {}
+    for arm in ("dm", "dbt"):
+        a = np.asarray(present.images[arm].data)[:, :, 0]
+        b = np.asarray(absent.images[arm].data)[:, :, 0]
+        assert a.shape == (20, 20) and a.dtype == np.float32
+        diff[arm] = a - b
+    _assert_mass(diff["dm"], diff["dbt"])
+    # the same key gives the same bytes
+    again = run_case(key, recipe, index=0, present=True)
+    for arm in ("dm", "dbt"):
+        np.testing.assert_array_equal(again.images[arm].data, present.images[arm].data)
+
+
+def test_dm_and_dbt_arms_image_breasts_only_and_need_a_lesion():
+    # the recipe checks its arms and lesion before any compression is used
+    family = BreastFamily(("d",), (None,), (35.0,), ((0.0,) * 3,), ((1.0,) * 3,))
+    with pytest.raises(ValueError, match="DM and DBT arms image a BreastFamily"):
+        CaseRecipe.create(
+            phantoms.load("torso-basic"), grid=GridSpec((8, 8, 8), (1.0, 1.0, 1.0)), arms=_arms()
+        )
+    with pytest.raises(ValueError, match="needs a `lesion`"):
+        CaseRecipe.create(family, grid=GridSpec((1, 1, 1), (0.5, 0.5, 0.5)), arms=_arms())
+    ct = Arm("ct", simulators.load("ct-chest-120kvp"))
+    with pytest.raises(ValueError, match="imaged by DM and DBT arms only"):
+        CaseRecipe.create(
+            family, grid=GridSpec((1, 1, 1), (0.5, 0.5, 0.5)), arms=[ct], lesion=_mass()
+        )
+    with pytest.raises(ValueError, match="field_px"):
+        CaseRecipe.create(
+            family, grid=GridSpec((1, 1, 1), (0.5,) * 3), arms=_arms(field=4), lesion=_mass()
+        )
+    with pytest.raises(ValueError, match="spike_mm"):
+        LesionSpec.create("breast_fat", radius_mm=2.0, material="breast_mass", spicules=4)
+
+
+def test_a_small_breast_trial_reports_and_resumes(tmp_path: Path):
+    # the catalog's DBT sweep with 5 views instead of 15 (the same arc): a quicker test
+    dbt = (
+        resolve("simulators", "dbt-15views-15deg")
+        .read_text()
+        .replace("n_views = 15", "n_views = 5")
+    )
+    assert "n_views = 5" in dbt
+    (tmp_path / "dbt-5views.toml").write_text(dbt)
+    config_file = tmp_path / "small.toml"
+    config_file.write_text(SMALL.replace("DBT_FILE", str(tmp_path / "dbt-5views.toml")))
+    config = load_trial(config_file)
+    out = tmp_path / "run"
+    first = run_trial(out, config)
+    assert first["generated"] == 8
+    for name in ("trial.json", "results.json", "results.csv", "roc.png", "rois.png", "report.html"):
+        assert (out / name).is_file(), name
+    assert (out / "compression" / "compression-d.npz").is_file()
+    record = json.loads((out / "trial.json").read_text())
+    assert record["compressions"] and "class d" in record["compressions"][0]
+    (comparison,) = first["comparisons"]
+    assert comparison["arms"] == ["dm", "dbt"]
+    assert -1.0 <= comparison["delta_auc"] <= 1.0
+    # a rerun finds every case and the compression on disk: the same numbers, nothing made
+    second = run_trial(out, config)
+    assert second["generated"] == 0
+    assert second["arms"] == first["arms"]
+    # every pair's ROIs differ by the mass
+    for i in range(4):
+        with (
+            np.load(out / "rois" / f"case-{i:04d}-present.npz") as a,
+            np.load(out / "rois" / f"case-{i:04d}-absent.npz") as b,
+        ):
+            _assert_mass(a["roi_dm"] - b["roi_dm"], a["roi_dbt"] - b["roi_dbt"])

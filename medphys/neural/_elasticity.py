@@ -158,6 +158,10 @@ class ElasticSolution:
             order of ``parameters``; pure: `medphys.neural.ElasticWarp` uses it).
         parameters: the problem's `Parameter` ranges (sorted by name; empty when none).
         lower_mm, upper_mm: the body's bounding box.
+        max_penetration_mm: the deepest any quadrature point lies beyond a `Plate` (0 without
+            plates; for a parametric plate, the largest over the range's ends and middle). A
+            penalty contact settles at about pressure / stiffness; a training that stalled with
+            the tissue through the plate shows here (`check`'s ``max_penetration_mm``).
 
     ``energy_mj``: kPa × mm³ = 10³ N/m² × 10⁻⁹ m³ = 10⁻⁶ J, so the value in mJ is 10⁻³ × the
     energy in kPa·mm³.
@@ -178,9 +182,11 @@ class ElasticSolution:
     lower_mm: np.ndarray
     upper_mm: np.ndarray
     parameters: tuple[Parameter, ...] = ()
+    max_penetration_mm: float = 0.0
 
-    def check(self) -> ElasticSolution:
-        """Raise `ValueError` when training did not converge or the deformation folds."""
+    def check(self, *, max_penetration_mm: float | None = None) -> ElasticSolution:
+        """Raise `ValueError` when training did not converge, the deformation folds, or (given
+        ``max_penetration_mm``) the body lies deeper than that beyond a plate."""
         if not self.converged:
             raise ValueError(
                 f"{_WHERE}: training did not converge to the relative energy tolerance "
@@ -190,6 +196,12 @@ class ElasticSolution:
             raise ValueError(
                 f"{_WHERE}: the deformation folds tissue (min det F = {self.min_det_f:.3g} ≤ 0 "
                 "at a quadrature point); the load is too large for this discretisation"
+            )
+        if max_penetration_mm is not None and self.max_penetration_mm > max_penetration_mm:
+            raise ValueError(
+                f"{_WHERE}: the body lies {self.max_penetration_mm:.3g} mm beyond a plate (allowed "
+                f"{max_penetration_mm:g} mm): the contact stalled; use ElasticConfig.contact_ramp "
+                "or more steps"
             )
         return self
 
@@ -527,6 +539,13 @@ def solve_elasticity(
         for t in np.asarray(anchors)
     ]
     det = np.concatenate(dets)
+    penetration = 0.0
+    for t in np.asarray(anchors):
+        values = _as_dict(parameters, t)
+        moved = points + jnp.asarray(u_fn(points, **values), dtype)
+        theta = {k: jnp.asarray(v, dtype) for k, v in values.items()}
+        for plate in plates:
+            penetration = max(penetration, float(jnp.max(plate.penetration(moved, theta))))
     table = np.asarray(evaluations, np.float64)
     converged, change = _converged(table, cfg)
     min_det = float(det.min())
@@ -538,7 +557,7 @@ def solve_elasticity(
         converged=converged,
         min_det_f=min_det,
         energy_mj=float(table[-1, 1]) * norm * 1e-3,
-        summary=_summary(table, change, cfg, converged, min_det),
+        summary=_summary(table, change, cfg, converged, min_det, penetration if plates else None),
         state=state,
         network=nnx.merge(graph, params),
         tolerance=cfg.tolerance,
@@ -546,6 +565,7 @@ def solve_elasticity(
         lower_mm=body.lower_mm,
         upper_mm=body.upper_mm,
         parameters=parameters,
+        max_penetration_mm=penetration,
     )
 
 
@@ -615,13 +635,19 @@ def _converged(table: np.ndarray, cfg: ElasticConfig) -> tuple[bool, float]:
 
 
 def _summary(
-    table: np.ndarray, change: float, cfg: ElasticConfig, converged: bool, min_det: float
+    table: np.ndarray,
+    change: float,
+    cfg: ElasticConfig,
+    converged: bool,
+    min_det: float,
+    penetration: float | None = None,
 ) -> str:
     state = "converged" if converged else "not converged"
+    contact = "" if penetration is None else f"; deepest beyond a plate {penetration:.3f} mm"
     return (
         f"energy {table[-1, 1]:.8g} (normalised, held-out points) after {int(table[-1, 0])} "
         f"steps; relative change over the last tenth {change:+.2e}; {state} (tolerance "
-        f"{cfg.tolerance:g}); min det F {min_det:.4f}"
+        f"{cfg.tolerance:g}); min det F {min_det:.4f}{contact}"
     )
 
 

@@ -28,6 +28,7 @@ import dataclasses
 import html
 import io
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -379,6 +380,10 @@ def run_trial(
                 f"medphys trial: {str(out)!r} holds a trial made from different inputs "
                 f"(changed: {', '.join(changed)}); choose a new --out folder or pass --overwrite"
             )
+    if record_file.is_file():
+        previous = json.loads(record_file.read_text(encoding="utf-8"))
+        if previous.get("digest") != job.digest:  # overwriting another trial: its compressions go
+            shutil.rmtree(out / "compression", ignore_errors=True)
     remove_partial_files(out)
     (out / "rois").mkdir(exist_ok=True)
     if config.breast is not None:

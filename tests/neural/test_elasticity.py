@@ -390,6 +390,13 @@ def test_a_rigid_plate_compresses_a_block_as_the_closed_form_says():
         lateral_exact,
         reached,
     )
+    # the quadrature points (cell centroids, half a cell inside the top face) stay below the plate
+    # (a stalled run, 0.7-1.4 mm through it, would show here); a bound below it is refused
+    assert 0.0 <= sol.max_penetration_mm <= 0.01
+    assert "deepest beyond a plate" in sol.summary
+    sol.check(max_penetration_mm=0.01)
+    with pytest.raises(ValueError, match="beyond a plate"):
+        sol.check(max_penetration_mm=-1.0)
 
 
 def test_one_parametric_training_serves_a_range_of_compressions():
@@ -418,39 +425,29 @@ def test_one_parametric_training_serves_a_range_of_compressions():
         sol.displacement(body.points)
 
 
+def test_compress_breast_refuses_bad_thickness_before_any_step():
+    from medphys import phantoms
+    from medphys._checks import FieldError
+
+    params = phantoms.sample_breast_params(jax.random.key(0), density="d")
+    for bad in (5.0, 250.0, 2 * params.semi_height_mm, float("nan"), True):
+        with pytest.raises(FieldError, match="thickness_mm"):
+            neural.compress_breast(jax.random.key(1), params, thickness_mm=bad)
+    with pytest.raises(TypeError, match="BreastParams"):
+        neural.compress_breast(jax.random.key(1), {"density": "d"})
+
+
 @pytest.mark.slow  # about 3 minutes: a 4 mm breast body, 2000 steps, and a warped voxelisation
 def test_a_breast_compressed_between_paddles_keeps_its_volume_and_every_structure():
-    """VICTRE's setting (fat 5 kPa, ν 0.49, rigid frictionless paddles): a class-b breast from
-    92 mm to its 55 mm compressed thickness. The paddles hold it, the nearly incompressible
+    """`neural.compress_breast` in VICTRE's setting (fat 5 kPa, ν 0.49, rigid frictionless
+    paddles): a class-b breast from 92 mm to its 55 mm compressed thickness. The paddles hold it, the nearly incompressible
     tissue keeps its volume and spreads (the nipple advances), det F stays positive, and the
     warped phantom voxelises with every structure."""
     from medphys import phantoms
 
     params = phantoms.sample_breast_params(jax.random.key(0), density="b")
-    chest = HalfSpace(_f(0, -1, 0), jnp.asarray(0.0))
-    shape = Intersection((params.outer_shape(), chest))
-    fat = neural.NeoHookean.create(neural.VICTRE_MODULI_KPA["fat"], 0.49)
-    body = neural.ElasticBody.create([(shape, fat)], spacing_mm=4.0)
-    half = params.compressed_thickness_mm / 2
-    stiffness = 20.0
-    constraints = [
-        neural.Fixed.create(1, 0.0, components=(1,)),  # chest wall: a roller
-        neural.Fixed.create(0, 0.0, components=(0,)),  # mid-sagittal symmetry
-        neural.Fixed.create(2, 0.0, components=(2,)),  # paddles symmetric about z = 0
-    ]
-    paddles = [
-        neural.Plate.create(2, half, keep="below", stiffness_kpa_per_mm=stiffness),
-        neural.Plate.create(2, -half, keep="above", stiffness_kpa_per_mm=stiffness),
-    ]
-    config = neural.ElasticConfig(width=32, depth=3, steps=2000)
-    sol = neural.solve_elasticity(
-        jax.random.key(1),
-        body,
-        constraints=constraints,
-        loads=paddles,
-        config=config,
-        progress=False,
-    ).check()
+    pressed = neural.compress_breast(jax.random.key(1), params, progress=False)
+    body, sol, half = pressed.body, pressed.solution, pressed.thickness_mm / 2
     x = np.asarray(body.points)
     moved = x + np.asarray(sol.displacement(body.points))
     # measured: z within ±27.78 mm for paddles at ±27.5 mm (0.28 mm of penalty penetration)
@@ -459,8 +456,7 @@ def test_a_breast_compressed_between_paddles_keeps_its_volume_and_every_structur
     change = float(np.sum(np.asarray(body.weights) * det) / body.volume_mm3 - 1)
     assert abs(change) <= 0.015, change  # measured −0.68 %
     assert moved[:, 1].max() > x[:, 1].max() + 4.0  # measured: the nipple advances 8.7 mm
-    warp = neural.ElasticWarp.create(sol, support=Intersection((chest,)))
-    breast = dataclasses.replace(phantoms.make_breast(params), warp=warp)
+    breast = pressed.apply(phantoms.make_breast(params))
     volume = phantoms.voxelize(breast, shape=(48, 48, 32), spacing_mm=2.0, center_mm=(0, 30, 0))
     present = set(np.unique(np.asarray(volume.labels)).tolist())
     assert present == set(range(len(breast.structure_names) + 1)), present  # all 7 measured

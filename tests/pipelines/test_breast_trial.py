@@ -28,6 +28,7 @@ from medphys.pipelines import (
     run_case,
     run_trial,
 )
+from medphys.pipelines._mammo import layout
 
 INTERIOR = ("breast_fat", "fibroglandular", "cooper_ligaments", "ducts", "lobules")
 COARSE = dict(spacing_mm=8.0, steps=200, tolerance=0.1, warp_mm=2.0, progress=False)
@@ -160,6 +161,47 @@ def test_dm_and_dbt_arms_image_breasts_only_and_need_a_lesion():
         LesionSpec.create("breast_fat", radius_mm=2.0, material="breast_mass", spicules=4)
 
 
+def test_the_arms_are_laid_out_around_the_lesion_with_shapes_that_do_not_move():
+    """DM: the window's centre is the lesion centre's projection from the focal spot; DBT: every
+    view's rays through the plane's corners land inside its window; the voxel box holds the
+    lesion, and its shape (so the compiled kernels) is the same wherever the lesion lies."""
+    arms = _arms(pixel=0.2, field=48)
+    thickness = 45.0
+    shapes = set()
+    for centre in ((0.0, 20.0, 0.0), (-30.0, 60.0, 12.0), (25.0, 5.0, -15.0)):
+        plans, grid = layout(arms, centre, thickness, 0.2)
+        dm, dbt = plans["dm"], plans["dbt"]
+        src, det, _, _ = dm.geometry.poses()
+        # the detector is the lower paddle
+        assert det[0][2] == pytest.approx(-thickness / 2)
+        t = (det[0][2] - src[0][2]) / (centre[2] - src[0][2])
+        foot = src[0][:2] + t * (np.asarray(centre[:2]) - src[0][:2])
+        np.testing.assert_allclose(det[0][:2], foot, atol=1e-9)
+        assert (dm.geometry.n_u, dm.geometry.n_v, float(dm.geometry.du_mm)) == (48, 48, 0.2)
+        # DBT: the plane through the lesion, 48² pixels of 0.2 mm
+        assert dbt.output.shape == (48, 48, 1)
+        np.testing.assert_allclose(dbt.output.center_mm, centre, atol=1e-9)
+        src, det, _, _ = dbt.geometry.poses()
+        half_u = dbt.geometry.n_u * float(dbt.geometry.du_mm) / 2
+        half_v = dbt.geometry.n_v * float(dbt.geometry.dv_mm) / 2
+        for s in src:
+            for a in (-4.8, 4.8):
+                for b in (-4.8, 4.8):
+                    p = np.asarray(centre) + np.array([a, b, 0.0])
+                    t = (det[0][2] - s[2]) / (p[2] - s[2])
+                    hit = s[:2] + t * (p[:2] - s[:2]) - det[0][:2]
+                    assert abs(hit[0]) <= half_u - 4.9 and abs(hit[1]) <= half_v - 4.9
+        # the box holds the lesion's neighbourhood between the paddles
+        lo = np.asarray(grid["center_mm"]) - np.asarray(grid["shape"]) * 0.1
+        hi = np.asarray(grid["center_mm"]) + np.asarray(grid["shape"]) * 0.1
+        assert np.all(lo[:2] <= np.asarray(centre[:2]) - 4.8)
+        assert np.all(hi[:2] >= np.asarray(centre[:2]) + 4.8)
+        assert lo[2] == pytest.approx(-thickness / 2) and hi[2] == pytest.approx(thickness / 2)
+        shapes.add((grid["shape"], dbt.geometry.n_u, dbt.geometry.n_v))
+    assert len(shapes) == 1, shapes
+
+
+@pytest.mark.slow  # about 60-100 s: a compression, eight cases through DM and a 5-view DBT
 def test_a_small_breast_trial_reports_and_resumes(tmp_path: Path):
     # the catalog's DBT sweep with 5 views instead of 15 (the same arc): a quicker test
     dbt = (

@@ -41,6 +41,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from .._types import PRNGKey
@@ -61,6 +62,7 @@ class BreastFamily:
         survey_mm: the voxel size of the survey voxelisation the lesion is placed on.
         summaries: per class, the compression's training summary and the sampled warp's
             interpolation error (provenance).
+        structure_names: the breasts' structures (`medphys.phantoms.make_breast`'s).
     """
 
     densities: tuple[str, ...]
@@ -70,13 +72,9 @@ class BreastFamily:
     upper_mm: tuple[tuple[float, float, float], ...]
     survey_mm: float = 1.0
     summaries: tuple[str, ...] = ()
+    structure_names: tuple[str, ...] = ()
 
     name = "breast"
-
-    @property
-    def structure_names(self) -> tuple[str, ...]:
-        return ("pectoralis", "skin", "breast_fat", "fibroglandular", "cooper_ligaments",
-                "ducts", "lobules")  # fmt: skip
 
     def slot(self, index: int) -> int:
         """The density class slot of case ``index``."""
@@ -180,6 +178,7 @@ def prepare_breast_family(
         tuple(upper),
         float(survey_mm),
         tuple(summaries),
+        phantoms.make_breast(params).structure_names,
     )
 
 
@@ -346,7 +345,9 @@ def _plane_operator(grid: Any, geometry: Any) -> Any:
     return _PLANES[key].with_geometry(geometry)
 
 
-def _acquire_impl(scanner: Any, geometry: Any, key: PRNGKey, fractions: Any) -> Any:
+@jax.jit
+def _acquire(scanner: Any, geometry: Any, key: PRNGKey, fractions: Any) -> Any:
+    """A scanner planned for one case, moved to another case's pose, simulating its fractions."""
     moved = dataclasses.replace(
         scanner,
         protocol=dataclasses.replace(scanner.protocol, geometry=geometry),
@@ -377,14 +378,10 @@ def image_arm(
     ``materials`` fixes the fraction rows (the same for every case of a trial, so the planned
     operators serve them all).
     """
-    import jax
 
     from ..simulators import ct
     from ..volume import Volume
 
-    global _acquire
-    if _acquire is None:
-        _acquire = jax.jit(_acquire_impl)
     box = np.asarray(labels.center_mm, np.float64)
     grid = _centred(labels.grid, box)
     forward = translated(plan.geometry, -box)
@@ -409,9 +406,6 @@ def image_arm(
     affine = np.diag([pixel, pixel, 1.0, 1.0])
     affine[:3, 3] = centre[0] - np.array([(g.n_u - 1) / 2 * pixel, (g.n_v - 1) / 2 * pixel, 0.0])
     return Volume(data=raw[0][:, :, None], affine=affine), raw
-
-
-_acquire: Any = None
 
 
 def layout(

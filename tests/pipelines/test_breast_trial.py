@@ -141,7 +141,14 @@ def test_a_breast_case_shows_its_mass_in_both_images(family):
 
 def test_dm_and_dbt_arms_image_breasts_only_and_need_a_lesion():
     # the recipe checks its arms and lesion before any compression is used
-    family = BreastFamily(("d",), (None,), (35.0,), ((0.0,) * 3,), ((1.0,) * 3,))
+    family = BreastFamily(
+        ("d",),
+        (None,),
+        (35.0,),
+        ((0.0,) * 3,),
+        ((1.0,) * 3,),
+        structure_names=("pectoralis", "skin", *INTERIOR),
+    )
     with pytest.raises(ValueError, match="DM and DBT arms image a BreastFamily"):
         CaseRecipe.create(
             phantoms.load("torso-basic"), grid=GridSpec((8, 8, 8), (1.0, 1.0, 1.0)), arms=_arms()

@@ -476,17 +476,39 @@ class SparseFractions:
         Returns:
             ``(n, x, y, z)`` sums of the fractions of each group's structures.
         """
-        group = jnp.asarray(np.asarray(index, dtype=np.int32))
-        shape = tuple(self.base.shape)
-        size = int(np.prod(shape))
-        base = group[jnp.asarray(self.base).reshape(-1).astype(jnp.int32)]
-        out = jnp.zeros((n, size), dtype=dtype)
-        out = out.at[base, jnp.arange(size)].set(1)
+        one_hot = np.zeros((self.n_structures, n), np.float64)
+        one_hot[np.arange(self.n_structures), np.asarray(index, dtype=np.int64)] = 1.0
+        return self.mixed(one_hot, dtype)
+
+    def mixed(
+        self, weights: Any, dtype: Any = jnp.float32, z: tuple[int, int] | None = None
+    ) -> Float[Array, "k x y z"]:
+        """Weighted sums of the structures' occupancy: ``out[k] = Σ_s weights[s, k] f_s``.
+
+        Args:
+            weights: ``(n_structures, k)``.
+            dtype: output dtype.
+            z: optional ``(first, stop)`` slices along z (a slab; the whole volume by default).
+
+        Returns:
+            ``(k, x, y, stop − first)``, built without the dense ``(structures, x, y, z)`` array.
+        """
+        w = jnp.asarray(weights, dtype=dtype)
+        nx, ny, nz = (int(n) for n in self.base.shape)
+        z0, z1 = (0, nz) if z is None else (int(z[0]), int(z[1]))
+        depth = z1 - z0
+        size = nx * ny * depth
+        base = jnp.asarray(self.base)[:, :, z0:z1].reshape(-1).astype(jnp.int32)
+        out = w.T[:, base]  # (k, size): each voxel's filling structure
         voxels = jnp.asarray(self.voxels)
-        out = out.at[:, voxels].set(0, mode="drop")
+        zv = voxels % nz
+        local = (voxels // nz) * depth + (zv - z0)  # flat index within the slab
+        local = jnp.where((zv >= z0) & (zv < z1), local, size)  # others are dropped
+        out = out.at[:, local].set(0, mode="drop")
         frac = jnp.asarray(self.fraction, dtype=dtype)
-        out = out.at[group[jnp.asarray(self.structure)], voxels].add(frac, mode="drop")
-        return out.reshape(n, *shape)
+        share = frac[:, None] * w[jnp.asarray(self.structure)]  # (n, k)
+        out = out.at[:, local].add(share.T, mode="drop")
+        return out.reshape(w.shape[1], nx, ny, depth)
 
     def dense(self, dtype: Any = None) -> Float[Array, "s x y z"]:
         """The dense ``(structures, x, y, z)`` fractions (``dtype`` default: the entries')."""
@@ -719,22 +741,55 @@ class LabeledVolume(_Grid):
         Uses ``fractions`` when present (partial volume), else one-hot labels. This is what the
         simulators consume: CT projects each material map once, MR mixes tissue properties.
         """
+        n = len(self.material_names)
+        return self.material_mix(np.eye(n), dtype)
+
+    def material_mix(
+        self, weights: Any, dtype: Any = jnp.float32, z: tuple[int, int] | None = None
+    ) -> Float[Array, "k x y z"]:
+        """Weighted sums of the material fractions: ``out[k] = Σ_m weights[m, k] f_m``.
+
+        Equal to ``einsum("mk,mxyz->kxyz", weights, material_fractions())`` without building the
+        ``(materials, x, y, z)`` array: from the labels, or the boundary entries of sparse
+        fractions, one output map at a time in memory (the simulators project attenuation-basis
+        maps this way, and stream large grids slab by slab).
+
+        Args:
+            weights: ``(len(material_names), k)``.
+            dtype: output dtype.
+            z: optional ``(first, stop)`` slices along z (default: all).
+
+        Returns:
+            ``(k, x, y, stop − first)`` in ``dtype``.
+
+        Raises:
+            ValueError: ``weights`` is not ``(materials, k)`` or ``z`` is not within the grid.
+        """
+        where = "medphys.LabeledVolume.material_mix"
         mats = self.material_names
+        w = jnp.asarray(weights, dtype=dtype)
+        if w.ndim != 2 or w.shape[0] != len(mats):
+            raise ValueError(
+                f"{where}: `weights` must be (materials, k) with one row per material of "
+                f"{list(mats)} (got shape {tuple(w.shape)})"
+            )
+        nz = self.shape[2]
+        z0, z1 = (0, nz) if z is None else (int(z[0]), int(z[1]))
+        if not 0 <= z0 < z1 <= nz:
+            raise ValueError(f"{where}: `z` must satisfy 0 <= first < stop <= {nz} (got {z!r})")
         index = np.asarray([mats.index(s.material) for s in self.structures])
+        per_structure = w[jnp.asarray(index)]  # (structures, k)
         if isinstance(self.fractions, SparseFractions):
-            return self.fractions.grouped(tuple(int(i) for i in index), len(mats), dtype)
+            return self.fractions.mixed(per_structure, dtype, (z0, z1))
         if self.fractions is not None:
-            out = jnp.zeros((len(mats), *self.shape), dtype=dtype)
-            return out.at[index].add(jnp.asarray(self.fractions, dtype=dtype))
-        labels = jnp.asarray(self.labels)
-        rows = []
-        for m in range(len(mats)):
-            members = [s.label for s, i in zip(self.structures, index, strict=True) if i == m]
-            hit = labels == members[0]
-            for label in members[1:]:
-                hit = hit | (labels == label)
-            rows.append(hit.astype(dtype))
-        return jnp.stack(rows)
+            f = jnp.asarray(self.fractions)[..., z0:z1].astype(dtype)
+            return jnp.einsum("sk,sxyz->kxyz", per_structure, f)
+        labels = np.asarray([s.label for s in self.structures])
+        low = int(labels.min())
+        lut = jnp.zeros((int(labels.max()) - low + 1, w.shape[1]), dtype)
+        lut = lut.at[jnp.asarray(labels - low)].set(per_structure)
+        slab = jnp.asarray(self.labels)[..., z0:z1].astype(jnp.int32) - low
+        return lut.T[:, slab]
 
 
 register_static_affine(Volume, ("data",), ())

@@ -15,6 +15,7 @@ from ._labels import label_table as label_table
 from ._labels import remap_labels as remap_labels
 from ._nifti import load_nifti as load_nifti
 from ._nifti import save_nifti as save_nifti
+from ._nifti import structure_row as structure_row
 from ._nnunet import export_nnunet as export_nnunet
 from ._nnunet import write_nnunet as write_nnunet
 from ._real_images import RealImage as RealImage

@@ -5,7 +5,8 @@
   ``mr_relaxation.toml``), plus contrast mixtures named ``"<tissue>+<agent>_<c>mg_ml"``.
 - `Material`: ``mass_attenuation(energy_kev)`` (cm²/g, coherent included), ``mu(energy_kev)``
   (1/cm) and ``mr(field_t)`` → `MRProperties` at 1.5 or 3.0 T.
-- `contrast_mixture(agent, concentration_mg_ml, base=...)`: iodine or gadolinium in a tissue.
+- `contrast_mixture(agent, concentration_mg_ml, base=...)`: iodine or gadolinium in a tissue;
+  `mixture_name(base, agent, mg_ml)` its catalog name.
 - `attenuation_table(materials, energy_kev)`: μ of many materials on one grid, cached.
 
 Units: keV, g/cm³, cm²/g, 1/cm, tesla, seconds (see `medphys._types`).
@@ -14,6 +15,7 @@ Units: keV, g/cm³, cm²/g, 1/cm, tesla, seconds (see `medphys._types`).
 from ._contrast import GADOLINIUM as GADOLINIUM
 from ._contrast import IODINE as IODINE
 from ._contrast import ContrastAgent as ContrastAgent
+from ._contrast import mixture_name as mixture_name
 from ._library import attenuation_table as attenuation_table
 from ._library import contrast_mixture as contrast_mixture
 from ._library import get as get

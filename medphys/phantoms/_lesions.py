@@ -22,7 +22,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._checks import FieldError, number, positive
-from ..materials._contrast import mixture_name
+from ..materials import mixture_name
 from ._anatomy import Phantom, PhantomStructure, check_material
 from ._shapes import Ellipsoid
 

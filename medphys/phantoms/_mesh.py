@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ..io._atomic import atomic_path
+from ..io import atomic_path
 from ._anatomy import Phantom, PhantomStructure
 
 _FORMATS = (".stl", ".ply", ".obj")

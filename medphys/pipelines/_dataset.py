@@ -35,9 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from ..io import remap_labels, remove_partial_files, save_nifti, write_text_atomic
-from ..io._atomic import atomic_path
-from ..io._nifti import structure_row
+from ..io import (
+    atomic_path,
+    remap_labels,
+    remove_partial_files,
+    save_nifti,
+    structure_row,
+    write_text_atomic,
+)
 from ._case import CaseResult
 from ._provenance import changed_inputs
 

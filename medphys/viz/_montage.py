@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io._atomic import atomic_path
+from ..io import atomic_path
 from ..volume import LabeledVolume, Volume
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io._atomic import atomic_path
+from ..io import atomic_path
 from ..volume import LabeledVolume
 
 _SKIN = (0.93, 0.78, 0.66)

@@ -112,6 +112,31 @@ def _expected(geometry: Callable[[], Any]) -> Callable[[], tuple]:
     return build
 
 
+BASIS_MATERIALS = ("air", "water", "cortical_bone", "adipose", "muscle", "lung")
+
+
+def _basis_scanner() -> xray.Scanner:
+    protocol = xray.CTProtocol.create(
+        geometry=_fan(), spectrum=xray.Spectrum.create(kvp=80.0, bin_kev=10.0), mas_per_view=1.0
+    )
+    op = xray.prepare(GRID, protocol, materials=BASIS_MATERIALS, basis_tolerance=1e-3)
+    assert op.basis is not None and op.n_maps < 5
+    return op
+
+
+def _expected_basis() -> tuple:
+    op = _basis_scanner()
+    f = np.random.default_rng(4).uniform(0.0, 1.0, (len(BASIS_MATERIALS), *GRID.shape))
+    return (lambda f: op.expected(f).projections), (f / f.sum(axis=0, keepdims=True),)
+
+
+def _expected_of_maps() -> tuple:
+    op = _basis_scanner()
+    f = np.random.default_rng(5).uniform(0.0, 1.0, (len(BASIS_MATERIALS), *GRID.shape))
+    maps = np.einsum("mk,mxyz->kxyz", np.asarray(op.mixing(jnp.float64)), f)
+    return (lambda m: op.expected_of_maps(m).projections), (maps,)
+
+
 def _simulate(geometry: Callable[[], Any]) -> Callable[[], tuple]:
     def build() -> tuple:
         op = _scanner(geometry)
@@ -203,6 +228,8 @@ REGISTRY: tuple[Entry, ...] = (
     ),
     Entry("xray.Scanner.expected (fan)", _expected(_fan)),
     Entry("xray.Scanner.expected (cone)", _expected(_cone), slow=True),
+    Entry("xray.Scanner.expected (fan, attenuation basis)", _expected_basis),
+    Entry("xray.Scanner.expected_of_maps (fan, attenuation basis)", _expected_of_maps),
     Entry("xray.Scanner.simulate (fan)", _simulate(_fan), grads=False, keyed=True),
     Entry("ct.fbp (fan)", _fbp),
     Entry("mr.MRScanner.acquire (spin echo, fixed key)", _mr_acquire),
@@ -316,7 +343,7 @@ def test_registry_covers_every_prepared_operator_method() -> None:
     names = " ".join(IDS)
     for cls, methods in (
         (xray.Projector, ("project",)),
-        (xray.Scanner, ("expected", "simulate")),
+        (xray.Scanner, ("expected", "expected_of_maps", "simulate")),
         (mr.MRScanner, ("acquire", "reconstruct")),
     ):
         for m in methods:

@@ -209,10 +209,11 @@ def test_poisson_sampler_low_counts_are_exact():
 def test_same_key_same_bytes_dtype_kept_and_no_retrace(phantom, spectrum_120):
     prot = _protocol(spectrum_120, noise=3.0)
     a = xray.simulate(jax.random.key(11), phantom, prot)
-    sizes = (_simulate._expected._cache_size(), _simulate._noisy._cache_size())
+    jitted = (_simulate._planar_readings, _simulate._planar_finish, _simulate._noisy)
+    sizes = tuple(f._cache_size() for f in jitted)
     b = xray.simulate(jax.random.key(11), phantom, prot)
     c = xray.simulate(jax.random.key(12), _cylinder(), prot.with_mas(80.0))  # new phantom and dose
-    assert (_simulate._expected._cache_size(), _simulate._noisy._cache_size()) == sizes
+    assert tuple(f._cache_size() for f in jitted) == sizes
     np.testing.assert_array_equal(np.asarray(a.projections), np.asarray(b.projections))
     np.testing.assert_array_equal(np.asarray(a.counts), np.asarray(b.counts))
     assert not np.array_equal(np.asarray(a.counts), np.asarray(c.counts))

@@ -13,7 +13,10 @@
   e.g. direct-conversion a-Se; `PhotonCountingDetector`; both with blur); `KernelScatter` and
   its correction `ScatterCorrection` (`correct_scatter`: primary from readings); `CTProtocol`.
 - `simulate(key, labeled_volume, protocol)` = `expected_scan` (deterministic) + `add_noise`
-  (random): a polychromatic, noisy scan of a `LabeledVolume` → `XrayScan`;
+  (random): a polychromatic, noisy scan of a `LabeledVolume` → `XrayScan`; memory stays near
+  one projected map plus the projections (maps built from labels or sparse fractions one at a
+  time, or slab by slab of slices); ``basis_tolerance=1e-5`` projects the few maps of an
+  `AttenuationBasis` instead of one per material (6 instead of 20 at 120 kVp);
   `detector_pitch_mm(geometry, dtype)` the pixel pitch on the detector (scatter kernels use it);
 - `with_views(protocol, n_views)`: the same protocol with n views over its arc at the same total
   mAs (sparse-view scans at equal dose).
@@ -30,6 +33,7 @@ from ..geometry import ConeBeam as ConeBeam
 from ..geometry import FanBeam as FanBeam
 from ..geometry import ParallelBeam as ParallelBeam
 from ..geometry import ProjectionGeometry as ProjectionGeometry
+from ._basis import AttenuationBasis as AttenuationBasis
 from ._bowtie import Bowtie as Bowtie
 from ._detector import CONVERTERS as CONVERTERS
 from ._detector import EnergyIntegratingDetector as EnergyIntegratingDetector

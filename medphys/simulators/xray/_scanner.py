@@ -28,13 +28,15 @@ from ... import materials
 from ..._types import PRNGKey
 from ...volume import Grid, LabeledVolume
 from ..geometry import AbstractGeometry, _Planar
+from ._basis import AttenuationBasis, check_tolerance, fit_basis
 from ._operator import Projector, _check_grid, prepare_projector
 from ._projector import Joseph, Trilinear, _Plan, planar_plan
 from ._protocol import CTProtocol
 from ._simulate import (
     XrayScan,
-    _expected,
     _expected_projective,
+    _planar_finish,
+    _planar_readings,
     _scan,
     add_noise,
 )
@@ -61,6 +63,8 @@ class Scanner:
             `backproject` of one map).
         mu_mm: ``(projected materials, energies)`` attenuation minus air's (1/mm).
         mu_bowtie_mm: the bowtie's attenuation on the energy grid (1/mm), or None.
+        basis: the `AttenuationBasis` whose maps are projected instead of one map per material
+            (``prepare(..., basis_tolerance=...)``), or None.
         grid: the voxel grid (static).
         materials: the material of each row of ``fractions`` (static).
         projected: the rows that are projected (all but air, the flat-field medium; static).
@@ -71,6 +75,7 @@ class Scanner:
     projector: Projector
     mu_mm: Float[Array, "m energies"]
     mu_bowtie_mm: Float[Array, " energies"] | None
+    basis: AttenuationBasis | None
     grid: Grid = dataclasses.field(metadata={"static": True})
     materials: tuple[str, ...] = dataclasses.field(metadata={"static": True})
     projected: tuple[int, ...] = dataclasses.field(metadata={"static": True})
@@ -114,44 +119,66 @@ class Scanner:
         f = jnp.asarray(fractions)
         if not jnp.issubdtype(f.dtype, jnp.floating):
             f = f.astype(jnp.float32)
-        p = self.protocol
-        spectrum, geometry = p.spectrum, p.geometry
-        if self.plan is not None:
-            mean, var, flat = _expected(
-                self.plan,
-                self.projected,
-                f,
-                jnp.asarray(self.grid.affine, f.dtype),
-                geometry,
-                self.mu_mm,
-                spectrum.energies_kev,
-                spectrum.photons,
-                p.mas_per_view,
-                p.detector,
-                p.bowtie,
-                self.mu_bowtie_mm,
-                p.scatter,
-            )
-            return _scan(mean, var, flat, geometry, p)
-        if self.projected:
-            maps = f[jnp.asarray(self.projected)]
-        else:  # nothing but air: a zero map keeps the shapes static
+        if not self.projected:  # nothing but air: a zero map keeps the shapes static
             maps = jnp.zeros((1, *self.grid.shape), f.dtype)
-        # one material at a time: memory of one map's projections per step
+        elif self.basis is None:
+            maps = f[jnp.asarray(self.projected)]
+        else:
+            c = self.basis.coefficients.astype(f.dtype)
+            maps = jnp.einsum("mk,mxyz->kxyz", c, f[jnp.asarray(self.projected)])
+        return self.expected_of_maps(maps)
+
+    @property
+    def n_maps(self) -> int:
+        """How many maps are projected: one per projected material, or per basis function."""
+        if not self.projected:
+            return 1
+        return len(self.projected) if self.basis is None else self.basis.size
+
+    def mixing(self, dtype: Any = jnp.float32) -> Float[Array, "materials maps"]:
+        """``(materials, n_maps)``: map ``k`` is ``Σ_m mixing[m, k] × fraction_m`` (for
+        `medphys.LabeledVolume.material_mix`, which builds the maps without every material's)."""
+        out = jnp.zeros((len(self.materials), self.n_maps), dtype)
+        if not self.projected:
+            return out
+        rows = jnp.asarray(self.projected)
+        if self.basis is None:
+            return out.at[rows, jnp.arange(len(self.projected))].set(1)
+        return out.at[rows].set(self.basis.coefficients.astype(dtype))
+
+    def expected_of_maps(self, maps: Float[Array, "k x y z"]) -> XrayScan:
+        """`expected` given the projected maps themselves, ``(n_maps, x, y, z)`` (see `mixing`)."""
+        shape = tuple(getattr(maps, "shape", ()))
+        if shape != (self.n_maps, *self.grid.shape):
+            raise ValueError(
+                "medphys.simulators.xray.Scanner.expected_of_maps: `maps` must have shape "
+                f"{(self.n_maps, *self.grid.shape)} (got {shape})"
+            )
+        if self.plan is not None:
+            return self._finish_planar(*self._readings(self.plan, maps))
+        # one map at a time: memory of one map's projections per step
         lengths = jnp.moveaxis(jax.lax.map(self.projector.project, maps), 0, -1)
-        mean, var, flat = _expected_projective(
-            lengths,
-            geometry,
-            self.mu_mm,
-            spectrum.energies_kev,
-            spectrum.photons,
-            p.mas_per_view,
-            p.detector,
-            p.scatter,
-            p.bowtie,
-            self.mu_bowtie_mm,
-        )
-        return _scan(mean, var, flat, geometry, p)
+        return self._finish_projective(lengths)
+
+    @property
+    def table(self) -> Float[Array, "k energies"]:
+        """Attenuation of each projected map's unit (1/mm): the materials' or the basis'."""
+        return self.mu_mm if self.basis is None else self.basis.mu_mm
+
+    def _readings(self, plan: _Plan, maps: Array) -> tuple[Array, Array]:
+        """Readings and variance ``(views, u, rows, c)`` of maps on ``plan``'s grid or slab."""
+        affine = jnp.asarray(self.grid.affine, maps.dtype)
+        return _planar_readings(plan, maps, affine, self.protocol, self.table, self.mu_bowtie_mm)
+
+    def _finish_planar(self, mean: Array, var: Array) -> XrayScan:
+        p = self.protocol
+        mean, var, flat = _planar_finish(mean, var, p, self.mu_bowtie_mm)
+        return _scan(mean, var, flat, p.geometry, p)
+
+    def _finish_projective(self, lengths: Array) -> XrayScan:
+        p = self.protocol
+        mean, var, flat = _expected_projective(lengths, p, self.table, self.mu_bowtie_mm)
+        return _scan(mean, var, flat, p.geometry, p)
 
     def simulate(self, key: PRNGKey, fractions: Float[Array, "m x y z"]) -> XrayScan:
         """A noisy acquisition: `expected`, then quantum and electronic noise from ``key``
@@ -167,6 +194,7 @@ def prepare(
     materials: None = None,
     sampling: Joseph | Trilinear | None = None,
     views_per_batch: int | None = None,
+    basis_tolerance: None = None,
 ) -> Projector: ...
 
 
@@ -178,6 +206,7 @@ def prepare(
     materials: Sequence[str],
     sampling: Joseph | Trilinear | None = None,
     views_per_batch: int | None = None,
+    basis_tolerance: float | None = None,
 ) -> Scanner: ...
 
 
@@ -188,6 +217,7 @@ def prepare(
     materials: Sequence[str] | None = None,
     sampling: Joseph | Trilinear | None = None,
     views_per_batch: int | None = None,
+    basis_tolerance: float | None = None,
 ) -> Projector | Scanner:
     """Plan an X-ray operator once on the host; apply it purely inside jit, vmap and grad.
 
@@ -199,6 +229,10 @@ def prepare(
             take (``labeled_volume.material_names``); names from `medphys.materials`.
         sampling: `Joseph()` (default) or `Trilinear()` (projector only).
         views_per_batch: views computed together (memory ∝ this); default from a ~64 MB budget.
+        basis_tolerance: None (default) projects one map per material; a relative error such as
+            ``1e-5`` projects the few maps of the smallest `AttenuationBasis` whose attenuation
+            is within that error of every material's at every energy of the spectrum (6 maps
+            for 20 body materials at 120 kVp and 1e-5: 3.3x less projection time and memory).
 
     Returns:
         `Projector` (``project``, ``backproject``, ``with_geometry``) or `Scanner` (``expected``,
@@ -217,8 +251,10 @@ def prepare(
     where = "medphys.simulators.xray.prepare"
     grid = _check_grid(where, grid)
     if isinstance(geometry_or_protocol, AbstractGeometry):
-        if materials is not None:
-            raise TypeError(f"{where}: `materials` is for a CTProtocol, not a geometry")
+        if materials is not None or basis_tolerance is not None:
+            raise TypeError(
+                f"{where}: `materials` and `basis_tolerance` are for a CTProtocol, not a geometry"
+            )
         return prepare_projector(
             grid, geometry_or_protocol, sampling=sampling, views_per_batch=views_per_batch
         )
@@ -234,7 +270,10 @@ def prepare(
         )
     if isinstance(materials, str) or not all(isinstance(m, str) for m in materials):
         raise TypeError(f"{where}: `materials` must be a sequence of names (got {materials!r})")
-    return _prepare_scanner(where, grid, geometry_or_protocol, tuple(materials), views_per_batch)
+    tolerance = check_tolerance(where, basis_tolerance)
+    return _prepare_scanner(
+        where, grid, geometry_or_protocol, tuple(materials), views_per_batch, tolerance
+    )
 
 
 def _prepare_scanner(
@@ -243,6 +282,7 @@ def _prepare_scanner(
     protocol: CTProtocol,
     names: tuple[str, ...],
     views_per_batch: int | None,
+    basis_tolerance: float | None = None,
 ) -> Scanner:
     if not names:
         raise ValueError(f"{where}: `materials` must name at least one material")
@@ -257,18 +297,20 @@ def _prepare_scanner(
         mu = materials.attenuation_table([names[i] for i in keep], energies) - mu_air[None, :]
     else:
         mu = np.zeros((1, energies.size))
+    mu_mm = mu / 10.0  # 1/cm → 1/mm
+    basis = fit_basis(mu_mm, basis_tolerance) if basis_tolerance is not None and keep else None
+    n_maps = 1 if not keep else (len(keep) if basis is None else basis.size)
     plan = None
     if isinstance(geometry, _Planar):
         # the plan follows the protocol's geometry: n_rows=None → the rows are the slices
-        plan = planar_plan(
-            grid.shape, grid.affine, protocol.geometry, batch=max(len(keep), 1), where=where
-        )
+        plan = planar_plan(grid.shape, grid.affine, protocol.geometry, batch=n_maps, where=where)
     bowtie = protocol.bowtie
     return Scanner(
         protocol=_arrays(dataclasses.replace(protocol, geometry=geometry)),
         projector=projector,
-        mu_mm=jnp.asarray(mu / 10.0),  # 1/cm → 1/mm
+        mu_mm=jnp.asarray(mu_mm),
         mu_bowtie_mm=None if bowtie is None else jnp.asarray(bowtie.mu_per_mm(energies)),
+        basis=basis,
         grid=grid,
         materials=names,
         projected=keep,
@@ -276,15 +318,13 @@ def _prepare_scanner(
     )
 
 
-def _check_object_covered(where: str, grid: Grid, fractions: np.ndarray, geometry: _Planar) -> None:
-    """The detector must see the whole object (every non-air voxel) in every view."""
-    if fractions.size == 0:
-        return
-    support = np.any(fractions > 1e-6, axis=0)
+def _check_object_covered(where: str, grid: Grid, support: np.ndarray, geometry: _Planar) -> None:
+    """The detector must see the whole object in every view; ``support`` is ``(x, y)``: True
+    where some slice holds more than a trace of a projected material."""
     if not support.any():
         return
     a = grid.affine
-    idx = np.argwhere(support.any(axis=2)).astype(np.float64)
+    idx = np.argwhere(support).astype(np.float64)
     xy = idx @ a[:2, :2].T + a[:2, 3] - np.asarray(geometry.isocenter_mm, np.float64)
     half_diag = 0.5 * float(np.linalg.norm(a[:2, :2].sum(axis=1)))
     reach = float(np.max(np.hypot(xy[:, 0], xy[:, 1]))) + half_diag
@@ -298,8 +338,16 @@ def _check_object_covered(where: str, grid: Grid, fractions: np.ndarray, geometr
         )
 
 
+#: Bytes of projected maps built at once when a planar scan streams its slices.
+_SLAB_BYTES = 256 * 2**20
+
+
 def expected_scan(
-    labeled_volume: LabeledVolume, protocol: CTProtocol, *, dtype: Any = None
+    labeled_volume: LabeledVolume,
+    protocol: CTProtocol,
+    *,
+    dtype: Any = None,
+    basis_tolerance: float | None = None,
 ) -> XrayScan:
     """The noise-free acquisition of a phantom (the deterministic part of `simulate`).
 
@@ -308,6 +356,8 @@ def expected_scan(
             times its ``density_scale`` when it has one (texture).
         protocol: the `CTProtocol`.
         dtype: computation dtype; default the fractions' floating dtype, else float32.
+        basis_tolerance: None (default) projects one map per material; a relative error such as
+            ``1e-5`` projects an `AttenuationBasis` instead (see `prepare`).
 
     Returns:
         `XrayScan` with ``counts == expected_counts``.
@@ -315,12 +365,17 @@ def expected_scan(
     Raises:
         TypeError: wrong argument types.
         ValueError: the source passes through the phantom, the detector does not cover the
-            object, or (fan/parallel beam) the phantom's third axis is not the world z axis.
+            object, (fan/parallel beam) the phantom's third axis is not the world z axis, or a
+            ``basis_tolerance`` outside (0, 0.1].
 
-    Fan- and parallel-beam geometries use the planar projector (all materials in one pass);
-    `ConeBeam` and `ProjectionGeometry` (radiographs, C-arms, tomosynthesis) project each
-    material's map with the 3-D projector, and their flat field is per view. Equivalent to
-    ``prepare(lv.grid, protocol, materials=lv.material_names).expected(fractions)``.
+    Fan- and parallel-beam geometries use the planar projector (all maps in one pass);
+    `ConeBeam` and `ProjectionGeometry` (radiographs, C-arms, tomosynthesis) project each map
+    with the 3-D projector, and their flat field is per view. Equivalent to
+    ``prepare(lv.grid, protocol, materials=lv.material_names).expected(fractions)``, but memory
+    stays near one map (plus the projections) however many materials the phantom has: the maps
+    are built from the labels or sparse fractions one at a time (cone beams and radiographs) or
+    slab by slab of slices (fan and parallel beams with one detector row per slice). A phantom
+    traced by the caller's ``jax.jit`` is computed in one piece instead (the same values).
     """
     where = "medphys.simulators.xray.simulate"
     if not isinstance(labeled_volume, LabeledVolume):
@@ -329,28 +384,100 @@ def expected_scan(
         )
     if not isinstance(protocol, CTProtocol):
         raise TypeError(f"{where}: `protocol` must be a CTProtocol (got {type(protocol).__name__})")
+    tolerance = check_tolerance(where, basis_tolerance)
     if dtype is None:
         f = labeled_volume.fractions
         dtype = f.dtype if f is not None and jnp.issubdtype(f.dtype, jnp.floating) else jnp.float32
     names = labeled_volume.material_names
-    scanner = _prepare_scanner(where, labeled_volume.grid, protocol, names, None)
-    fractions = labeled_volume.material_fractions(dtype)
-    if labeled_volume.density_scale is not None:
-        # statistical texture: each voxel's attenuation is mu_m × scale, i.e. the material maps
-        # are scaled before projection (linear: the projector pair stays matched)
-        fractions = fractions * jnp.asarray(labeled_volume.density_scale, dtype)[None]
+    scanner = _prepare_scanner(where, labeled_volume.grid, protocol, names, None, tolerance)
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(labeled_volume))
+    if traced:  # the caller's jit holds the phantom: no host checks, no streaming
+        return scanner.expected_of_maps(_maps(labeled_volume, scanner.mixing(dtype), dtype))
     geometry = scanner.protocol.geometry
     if isinstance(geometry, _Planar):
-        try:
-            host = np.asarray(fractions)
-        except jax.errors.TracerArrayConversionError:
-            host = None  # the caller traces the phantom: its values are not on the host
-        if host is not None:
-            _check_object_covered(where, scanner.grid, host[list(scanner.projected)], geometry)
-    return scanner.expected(fractions)
+        _check_object_covered(where, scanner.grid, _support(labeled_volume, scanner), geometry)
+        if scanner.plan.rows_are_slices:
+            return _streamed_planar(where, scanner, labeled_volume, dtype)
+        return scanner.expected_of_maps(_maps(labeled_volume, scanner.mixing(dtype), dtype))
+    # cone beams and radiographs: one map built, projected and dropped at a time
+    mixing = scanner.mixing(dtype)
+    lengths = [
+        scanner.projector.project(_maps(labeled_volume, mixing[:, k : k + 1], dtype)[0])
+        for k in range(scanner.n_maps)
+    ]
+    return scanner._finish_projective(jnp.stack(lengths, axis=-1))
 
 
-def simulate(key: PRNGKey, labeled_volume: LabeledVolume, protocol: CTProtocol) -> XrayScan:
+def _maps(lv: LabeledVolume, mixing: Array, dtype: Any, z: tuple[int, int] | None = None) -> Array:
+    """The projected maps (``mixing``'s columns) of ``lv`` or of a slab, times the density
+    scale (texture: ``sum_m mu_m f_m × scale`` stays linear in the maps)."""
+    maps = lv.material_mix(mixing, dtype, z)
+    if lv.density_scale is not None:
+        scale = jnp.asarray(lv.density_scale, dtype)
+        maps = maps * (scale if z is None else scale[..., z[0] : z[1]])[None]
+    return maps
+
+
+def _slabs(n: int, most: int) -> tuple[int, list[tuple[int, int]]]:
+    """Equal slabs of at most ``most`` slices covering ``n`` (the last one may be shorter)."""
+    count = -(-n // max(1, most))
+    depth = -(-n // count)
+    return depth, [(z, min(n, z + depth)) for z in range(0, n, depth)]
+
+
+def _support(lv: LabeledVolume, scanner: Scanner) -> np.ndarray:
+    """``(x, y)``: columns where some slice holds more than 1e-6 of a projected material."""
+    weights = np.zeros((len(scanner.materials), 1), np.float32)
+    weights[list(scanner.projected)] = 1.0
+    nx, ny, nz = scanner.grid.shape
+    out = np.zeros((nx, ny), bool)
+    _, slabs = _slabs(nz, _SLAB_BYTES // (4 * nx * ny))
+    for z in slabs:
+        out |= np.asarray(jnp.any(_maps(lv, weights, jnp.float32, z)[0] > 1e-6, axis=-1))
+    return out
+
+
+def _streamed_planar(where: str, scanner: Scanner, lv: LabeledVolume, dtype: Any) -> XrayScan:
+    """A planar scan whose rows are the slices, computed slab by slab of slices."""
+    nx, ny, nz = scanner.grid.shape
+    itemsize = jnp.dtype(dtype).itemsize
+    depth, slabs = _slabs(nz, _SLAB_BYTES // (scanner.n_maps * nx * ny * itemsize))
+    if len(slabs) == 1:
+        return scanner.expected_of_maps(_maps(lv, scanner.mixing(dtype), dtype))
+    plan = planar_plan(
+        (nx, ny, depth),
+        scanner.grid.affine,
+        _one_row_per_slice(scanner),
+        batch=scanner.n_maps,
+        where=where,
+    )
+    mixing = scanner.mixing(dtype)
+    mean = var = None
+    for z0, z1 in slabs:
+        maps = _maps(lv, mixing, dtype, (z0, z1))
+        if z1 - z0 < depth:  # the last slab: zero slices up to the planned depth
+            maps = jnp.pad(maps, ((0, 0), (0, 0), (0, 0), (0, depth - (z1 - z0))))
+        m, v = scanner._readings(plan, maps)
+        if mean is None:
+            mean = np.empty((m.shape[0], m.shape[1], nz, m.shape[3]), m.dtype)
+            var = np.empty_like(mean)
+        mean[:, :, z0:z1] = np.asarray(m)[:, :, : z1 - z0]
+        var[:, :, z0:z1] = np.asarray(v)[:, :, : z1 - z0]
+    return scanner._finish_planar(jnp.asarray(mean), jnp.asarray(var))
+
+
+def _one_row_per_slice(scanner: Scanner) -> _Planar:
+    """The protocol's geometry with its rows unresolved (one row per slice of any slab)."""
+    return dataclasses.replace(scanner.protocol.geometry, n_rows=None)
+
+
+def simulate(
+    key: PRNGKey,
+    labeled_volume: LabeledVolume,
+    protocol: CTProtocol,
+    *,
+    basis_tolerance: float | None = None,
+) -> XrayScan:
     """A noisy polychromatic CT scan or radiograph of a labelled phantom.
 
     Args:
@@ -359,6 +486,8 @@ def simulate(key: PRNGKey, labeled_volume: LabeledVolume, protocol: CTProtocol) 
             and density scale).
         protocol: geometry, spectrum, dose, detector, optional bowtie and scatter (`CTProtocol`,
             e.g. ``medphys.simulators.load("ct-chest-120kvp")`` or ``load("xray-chest-pa")``).
+        basis_tolerance: None (one map per material) or the relative error of an
+            `AttenuationBasis` (see `prepare`): fewer maps projected, same physics within it.
 
     Returns:
         `XrayScan`: post-log projections ``(views, u, v)``, noisy and expected counts, flat field
@@ -375,4 +504,6 @@ def simulate(key: PRNGKey, labeled_volume: LabeledVolume, protocol: CTProtocol) 
         >>> scan = simulate(jax.random.key(0), phantom, protocol)
         >>> image = medphys.simulators.ct.reconstruct(scan, protocol, like=phantom)
     """
-    return add_noise(key, expected_scan(labeled_volume, protocol), protocol)
+    return add_noise(
+        key, expected_scan(labeled_volume, protocol, basis_tolerance=basis_tolerance), protocol
+    )

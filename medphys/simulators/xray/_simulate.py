@@ -177,31 +177,13 @@ def detector_pitch_mm(geometry: _Planar, dtype: Any) -> tuple[Array, Array]:
     return jnp.asarray(geometry.du_mm, dtype), dv
 
 
-@partial(jax.jit, static_argnames=("plan", "keep"))
-def _expected(
-    plan,
-    keep,
-    fractions,
-    affine,
-    geometry,
-    mu_mm,
-    energies,
-    photons,
-    mas_per_view,
-    detector=None,
-    bowtie=None,
-    mu_bowtie_mm=None,
-    scatter=None,
-):
-    """Expected readings and variance per channel ``(views, u, v, c)``, flat field ``(u, v, c)``."""
-    dtype = fractions.dtype
-    if keep:
-        maps = jnp.moveaxis(fractions[jnp.asarray(keep)], 0, -1)
-    else:  # nothing but air: a zero map keeps the shapes static
-        maps = jnp.zeros((*fractions.shape[1:], 1), dtype)
-    w1, w2 = detector_weights(
-        energies, photons, mas_per_view, geometry, dtype, detector, bowtie, mu_bowtie_mm
-    )
+@partial(jax.jit, static_argnames=("plan",))
+def _planar_readings(plan, maps, affine, protocol, mu_mm, mu_bowtie_mm):
+    """Readings and their variance per channel ``(views, u, rows, c)`` of ``maps``
+    ``(rows of mu_mm, x, y, z)``, before detector blur and scatter (a function of each row's own
+    slices when rows are slices: large volumes go through it slab by slab)."""
+    dtype = maps.dtype
+    w1, w2 = _planar_weights(protocol, mu_bowtie_mm, dtype)
     mu_mm = mu_mm.astype(dtype)
 
     def epilogue(view: Array, lengths: Array) -> tuple[Array, Array]:
@@ -209,14 +191,36 @@ def _expected(
         t = jnp.exp(-line)
         return jnp.einsum("uve,uec->uvc", t, w1), jnp.einsum("uve,uec->uvc", t, w2)
 
-    mean, var = _planar_forward(plan, maps, affine, geometry, epilogue)
+    return _planar_forward(plan, jnp.moveaxis(maps, 0, -1), affine, protocol.geometry, epilogue)
+
+
+def _planar_weights(protocol, mu_bowtie_mm, dtype):
+    p = protocol
+    return detector_weights(
+        p.spectrum.energies_kev,
+        p.spectrum.photons,
+        p.mas_per_view,
+        p.geometry,
+        dtype,
+        p.detector,
+        p.bowtie,
+        mu_bowtie_mm,
+    )
+
+
+@jax.jit
+def _planar_finish(mean, var, protocol, mu_bowtie_mm):
+    """Readings ``(views, u, rows, c)`` → with the flat field, detector blur and scatter."""
+    dtype = mean.dtype
+    geometry = protocol.geometry
+    w1, w2 = _planar_weights(protocol, mu_bowtie_mm, dtype)
     n_rows = mean.shape[2]
     flat = jnp.broadcast_to(jnp.sum(w1, axis=1)[:, None, :], (geometry.n_u, n_rows, w1.shape[2]))
     flat_var = jnp.broadcast_to(
         jnp.sum(w2, axis=1)[:, None, :], (geometry.n_u, n_rows, w2.shape[2])
     )
     du, dv = detector_pitch_mm(geometry, dtype)
-    return _blur_and_scatter(mean, var, flat, flat_var, du, dv, detector, scatter)
+    return _blur_and_scatter(mean, var, flat, flat_var, du, dv, protocol.detector, protocol.scatter)
 
 
 def _blur_and_scatter(mean, var, flat, flat_var, du, dv, detector, scatter):
@@ -263,20 +267,17 @@ def _projective_weights(
 
 
 @jax.jit
-def _expected_projective(
-    lengths,
-    geometry,
-    mu_mm,
-    energies,
-    photons,
-    mas_per_view,
-    detector,
-    scatter=None,
-    bowtie=None,
-    mu_bowtie=None,
-):
+def _expected_projective(lengths, protocol, mu_mm, mu_bowtie):
     """Per-material path lengths ``(views, u, v, m)`` → readings, variance and flat field per
     channel, each ``(views, u, v, c)``."""
+    p = protocol
+    geometry, energies, photons, mas_per_view = (
+        p.geometry,
+        p.spectrum.energies_kev,
+        p.spectrum.photons,
+        p.mas_per_view,
+    )
+    detector, scatter, bowtie = p.detector, p.scatter, p.bowtie
     dtype = lengths.dtype
 
     def one(args):

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import phantoms
 from .._types import PRNGKey
+from ..simulators import Modality
 from ..volume import LabeledVolume, Volume
 from ._lesion import place_lesion
 from ._mammo import BreastFamily, image_arm, layout
@@ -202,7 +203,7 @@ def _run_breast_case(
 
 def _image(key: PRNGKey, arm: Arm, labels: LabeledVolume) -> tuple[Volume, np.ndarray]:
     """One arm's acquisition and reconstruction: (image, raw data as NumPy)."""
-    if arm.modality == "ct":
+    if arm.modality == Modality.CT:
         from ..simulators import ct, xray
 
         scan = xray.simulate(key, labels, arm.protocol)

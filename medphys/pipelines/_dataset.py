@@ -43,6 +43,7 @@ from ..io import (
     structure_row,
     write_text_atomic,
 )
+from ..simulators import Modality
 from ._case import CaseResult
 from ._provenance import changed_inputs
 
@@ -285,7 +286,7 @@ class DatasetSink:
             ]
             for arm, modality in arms:
                 image = load_nifti(case_dir / self.files[arm])
-                if modality == "ct":
+                if modality == Modality.CT:
                     hu = (-1000.0, 400.0)
                     row.append(Panel(image, f"{arm.upper()} (HU) axial", window=hu))
                     row.append(Panel(image, f"{arm.upper()} coronal", plane="coronal", window=hu))

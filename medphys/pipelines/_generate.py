@@ -20,6 +20,7 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..io import label_table
+from ..simulators import Modality
 from ._case import CaseResult, run_case
 from ._config import GenerateConfig
 from ._dataset import DatasetSink, OutputError
@@ -197,7 +198,7 @@ def _check_refiner(config: GenerateConfig, recipe: CaseRecipe) -> Path | None:
     if config.refine.refiner is None:
         return None
     path = Path(config.refine.refiner)
-    if not any(a.modality == "ct" for a in recipe.arms):
+    if not any(a.modality == Modality.CT for a in recipe.arms):
         raise ConfigError("refine.refiner: the job has no CT arm to refine")
     if not path.is_file():
         raise ConfigError(
@@ -216,7 +217,7 @@ def _files(recipe: CaseRecipe) -> dict[str, str]:
     files = {"label": "label.nii.gz"}
     for arm in recipe.arms:
         files[arm.name] = f"{arm.name}.nii.gz"
-        if arm.keep_raw and arm.modality == "ct":
+        if arm.keep_raw and arm.modality == Modality.CT:
             files[f"projections-{arm.name}"] = f"projections-{arm.name}.npy"
     return files
 

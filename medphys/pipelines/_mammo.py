@@ -45,6 +45,7 @@ import jax
 import numpy as np
 
 from .._types import PRNGKey
+from ..simulators import Modality
 
 #: the margin (mm) of a DBT detector window around the rays of the reconstructed plane
 PAD_MM = 5.0
@@ -241,9 +242,14 @@ class ArmPlan:
 
 
 def plan_arm(
-    protocol: Any, kind: str, centre_mm: Any, thickness_mm: float, field_px: int, pixel_mm: float
+    protocol: Any,
+    kind: Modality,
+    centre_mm: Any,
+    thickness_mm: float,
+    field_px: int,
+    pixel_mm: float,
 ) -> ArmPlan:
-    """Lay out a DM (``kind="dm"``) or DBT arm around the lesion centre (module docstring).
+    """Lay out a DM (``kind=Modality.DM``) or DBT arm around the lesion centre (module docstring).
 
     Every size is the same wherever the lesion lies (a central projection scales a plane
     parallel to the detector uniformly, whatever its position): the DBT window is sized for a
@@ -257,7 +263,7 @@ def plan_arm(
     z_d = float(centre[0][2])
     c = np.asarray(centre_mm, np.float64)
     half_t = thickness_mm / 2.0
-    if kind == "dm":
+    if kind == Modality.DM:
         xy = project_point(src[0], z_d, c)
         win = window(g, xy, field_px, field_px, pixel_mm)
         lo, hi = rays_box(win, -half_t, half_t)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..phantoms import Phantom
+from ..simulators import Modality
 from ._lesion import LesionSpec
 from ._mammo import BreastFamily
 
@@ -77,9 +78,9 @@ class Arm:
         return f"arm/{self.noise_stream or self.name}"
 
     @property
-    def modality(self) -> str:
-        """``"ct"``, ``"mr"``, ``"dm"`` (mammography) or ``"dbt"`` (tomosynthesis), from the
-        protocol."""
+    def modality(self) -> Modality:
+        """`Modality.CT`, `MR`, `DM` (mammography) or `DBT` (tomosynthesis), from the protocol
+        (members equal their names: ``arm.modality == Modality.CT``)."""
         return _modality(self.protocol)
 
     @property
@@ -88,18 +89,18 @@ class Arm:
         return float(self.pixel_mm or self.protocol.geometry.du_mm)
 
 
-def _modality(protocol: Any) -> str:
+def _modality(protocol: Any) -> Modality:
     from ..simulators.geometry import ProjectionGeometry
     from ..simulators.mr import MRProtocol
     from ..simulators.xray import CTProtocol
 
     if isinstance(protocol, MRProtocol):
-        return "mr"
-    if isinstance(protocol, CTProtocol) and protocol.modality == "ct":
-        return "ct"
+        return Modality.MR
+    if isinstance(protocol, CTProtocol) and protocol.modality == Modality.CT:
+        return Modality.CT
     if (
         isinstance(protocol, CTProtocol)
-        and protocol.modality == "radiograph"
+        and protocol.modality == Modality.RADIOGRAPH
         and isinstance(protocol.geometry, ProjectionGeometry)
     ):
         _, centre, e_u, e_v = protocol.geometry.poses()
@@ -108,7 +109,7 @@ def _modality(protocol: Any) -> str:
             and np.allclose(e_u, [1.0, 0.0, 0.0], atol=1e-9)
             and np.allclose(e_v, [0.0, 1.0, 0.0], atol=1e-9)
         ):
-            return "dm" if protocol.geometry.n_views == 1 else "dbt"
+            return Modality.DM if protocol.geometry.n_views == 1 else Modality.DBT
     kind = getattr(protocol, "modality", type(protocol).__name__)
     raise ValueError(
         f"medphys.pipelines.Arm: `protocol` must be a CT protocol (modality 'ct'), an MR "
@@ -175,7 +176,7 @@ class CaseRecipe:
                     "starting with a letter (it names files and manifest keys)"
                 )
             modality = arm.modality  # validates the protocol
-            if (modality in ("dm", "dbt")) != breast:
+            if (modality in (Modality.DM, Modality.DBT)) != breast:
                 raise ValueError(
                     f"{where}: arm {arm.name!r} is {modality.upper()}: "
                     + (
@@ -184,7 +185,7 @@ class CaseRecipe:
                         else "DM and DBT arms image a BreastFamily (compressed breasts)"
                     )
                 )
-            if modality in ("dm", "dbt"):
+            if modality in (Modality.DM, Modality.DBT):
                 if (
                     isinstance(arm.field_px, bool)
                     or not isinstance(arm.field_px, int)

@@ -39,6 +39,7 @@ import pydantic
 from .._config import Strict, read_toml, validate
 from .._errors import ConfigError
 from ..io import remove_partial_files, write_bytes_atomic, write_text_atomic
+from ..simulators import Modality
 from ._dataset import OutputError, write_failure
 from ._engine import AbstractEngine, LocalEngine
 from ._lesion import LesionSpec, extract_roi, iodine_for_contrast
@@ -272,7 +273,7 @@ class TrialJob:
         """The material of a lesion given by ``contrast_hu``: iodine in the host organ's
         material, at the first CT arm's energy; and the contrast it reaches (HU)."""
         lesion = self.config.lesion
-        ct_arms = [a for a in arms if a.modality == "ct"]
+        ct_arms = [a for a in arms if a.modality == Modality.CT]
         if not ct_arms:
             raise ValueError(
                 "medphys trial: lesion.contrast_hu is in HU and needs a CT arm; give "
@@ -497,7 +498,7 @@ def _check_design(config: TrialConfig, recipe: CaseRecipe) -> None:
 def _check_breast_arms(config: TrialConfig, arms: list[Arm]) -> None:
     """A breast trial images by DM and DBT arms only, with a 2-D observer on their images."""
     for arm in arms:
-        if arm.modality not in ("dm", "dbt"):
+        if arm.modality not in (Modality.DM, Modality.DBT):
             raise ValueError(
                 f"medphys trial: arm {arm.name!r} ({arm.modality.upper()}): a [breast] trial is "
                 "imaged by mammography and tomosynthesis protocols (geometry kind 'mammography')"

@@ -172,7 +172,7 @@ def test_float32_events_agree_with_float64_reference():
     assert float(jnp.max(jnp.abs(fast - ref))) < 2e-5 * float(jnp.max(jnp.abs(ref)))
 
 
-def test_stale_pattern_gives_nan_and_traced_hand_built_sequence_is_time_stepped():
+def test_stale_pattern_gives_nan_and_traced_sequence_without_pattern_is_refused():
     seq = mr.lower(CRUSHED_SE)
     spins = _spins(16)
     ref = mr.bloch(seq, spins, time_stepped=True)
@@ -180,11 +180,14 @@ def test_stale_pattern_gives_nan_and_traced_hand_built_sequence_is_time_stepped(
     stale = dataclasses.replace(seq, rf_hz=seq.rf_hz.at[5, 0].set(100.0))
     assert bool(jnp.all(jnp.isnan(mr.bloch(stale, spins))))
 
-    @jax.jit
-    def traced(rf):  # no pattern and traced leaves: the time-stepped path
-        return mr.bloch(dataclasses.replace(seq, rf_hz=rf, pattern=None), spins)
+    def traced(rf, time_stepped):  # no pattern and traced leaves
+        hand_built = dataclasses.replace(seq, rf_hz=rf, pattern=None)
+        return mr.bloch(hand_built, spins, time_stepped=time_stepped)
 
-    np.testing.assert_allclose(traced(seq.rf_hz), ref, atol=1e-12)
+    with pytest.raises(ValueError, match=r"bloch: `sequence.pattern` is None and the sequence's"):
+        jax.jit(lambda rf: traced(rf, False))(seq.rf_hz)
+    stepped = jax.jit(lambda rf: traced(rf, True))(seq.rf_hz)
+    np.testing.assert_allclose(stepped, ref, atol=1e-12)
     with pytest.raises(ValueError, match=r"bloch: `sequence.pattern` describes"):
         mr.bloch(
             dataclasses.replace(seq, pattern=mr.lower(SEQUENCES["TSE 150 deg"]).pattern), spins

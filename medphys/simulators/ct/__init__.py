@@ -5,7 +5,8 @@ calibration and Hounsfield units.
   (redundancy weights, calibration, beam-hardening fit); ``attenuation(projections)`` and
   ``hounsfield(scan)`` are pure inside ``jax.jit``, ``jax.vmap`` and ``jax.grad``;
 
-- `fbp(projections, geometry, *, like, filter=...)` → `Volume` (1/mm for post-log data);
+- `fbp(projections, geometry, *, like, filter=...)` → `Volume` (1/mm for post-log data); the
+  windows are `Filter` members (``Filter.HANN``, or the name ``"hann"``), all in `FILTERS`;
   `fdk(...)` for circular cone beam; both take full turns or short scans (Parker weights,
   `parker_weights(geometry)`), and full turns with an offset detector (Wang's weights,
   `offset_detector_weights(geometry)`);
@@ -21,10 +22,10 @@ calibration and Hounsfield units.
   iterative solvers run on the same grid.
 """
 
+from .._kinds import Filter as Filter
 from ._dbt import dbt_fbp as dbt_fbp
 from ._dbt import dbt_grid as dbt_grid
 from ._fbp import FILTERS as FILTERS
-from ._fbp import FilterName as FilterName
 from ._fbp import ramp_response as ramp_response
 from ._hu import correct_beam_hardening as correct_beam_hardening
 from ._hu import ct_number as ct_number

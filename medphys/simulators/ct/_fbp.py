@@ -45,45 +45,41 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any, Literal, get_args
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
+from .._kinds import Filter, as_member
 from ..geometry import FanBeam, _Planar
 
-__all__ = ["FILTERS", "FilterName", "ramp_response"]
+__all__ = ["FILTERS", "ramp_response"]
 
-#: Names of the reconstruction filters (windows applied to the ramp).
-FilterName = Literal["ram-lak", "shepp-logan", "cosine", "hann"]
-FILTERS: tuple[str, ...] = get_args(FilterName)
+#: The reconstruction filters (windows applied to the ramp), as `Filter` members.
+FILTERS: tuple[Filter, ...] = tuple(Filter)
 
 _VIEWS_PER_STEP = 1  # batched gathers are much slower than a plain scan on CPU
 
 
-def check_filter(where: str, name: Any) -> str:
-    """Validate a filter name at the boundary."""
-    if name not in FILTERS:
-        raise ValueError(
-            f"{where}: `filter` must be one of {', '.join(repr(f) for f in FILTERS)} (got {name!r})"
-        )
-    return str(name)
+def check_filter(where: str, name: Any) -> Filter:
+    """A `Filter` (or its name) as the member, checked at the boundary."""
+    return as_member(where, "filter", name, Filter)
 
 
-def ramp_response(n_u: int, filter: FilterName = "ram-lak") -> tuple[int, np.ndarray]:
+def ramp_response(n_u: int, filter: Filter | str = Filter.RAM_LAK) -> tuple[int, np.ndarray]:
     """The padded length and the real frequency response of the (windowed) spatial ramp.
 
     Args:
         n_u: detector pixels along the filtered axis.
-        filter: the window.
+        filter: the window (a `Filter` or its name).
 
     Returns:
         ``(P, H)``: the FFT length (power of two ≥ 2·n_u) and ``H`` of shape ``(P // 2 + 1,)``,
         the response for a unit pixel pitch (divide the filtered result by the pitch).
     """
-    return _response(n_u, filter, None)
+    return _response(n_u, check_filter("medphys.simulators.ct.ramp_response", filter), None)
 
 
 def _response(n_u: int, filter: str, alpha: float | None) -> tuple[int, np.ndarray]:
@@ -108,7 +104,7 @@ def _response(n_u: int, filter: str, alpha: float | None) -> tuple[int, np.ndarr
     return size, response
 
 
-def _filter_rows(proj: Array, tau: Array, filter: FilterName, alpha: float | None = None) -> Array:
+def _filter_rows(proj: Array, tau: Array, filter: Filter, alpha: float | None = None) -> Array:
     """Ramp-filter ``(views, u, v)`` along u; ``tau`` is the sample pitch in the filter's plane;
     ``alpha`` (rad per pixel) selects the equiangular fan kernel."""
     n_u = proj.shape[1]
@@ -175,7 +171,7 @@ def _fbp_kernel(
     geometry: _Planar,
     affine: Array,
     *,
-    filter: FilterName,
+    filter: Filter,
     shape: tuple[int, int, int],
     rows_are_slices: bool,
     aligned: bool,

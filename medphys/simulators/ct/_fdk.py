@@ -39,8 +39,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
+from .._kinds import Filter
 from ..geometry import ConeBeam
-from ._fbp import FilterName, _filter_rows
+from ._fbp import _filter_rows
 
 __all__: list[str] = []
 
@@ -74,7 +75,7 @@ def _fdk_kernel(
     geometry: ConeBeam,
     affine: Array,
     *,
-    filter: FilterName,
+    filter: Filter,
     shape: tuple[int, int, int],
     block: int,
 ) -> Array:

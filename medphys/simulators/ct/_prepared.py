@@ -24,9 +24,10 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ...volume import Grid, Volume
+from .._kinds import Filter
 from ..geometry import ConeBeam, FanBeam, ParallelBeam, z_aligned
 from ..xray import CTProtocol, ScatterCorrection, XrayScan
-from ._fbp import FilterName, _fbp_kernel, check_filter
+from ._fbp import _fbp_kernel, check_filter
 from ._fdk import _BLOCK, _fdk_kernel
 from ._hu import bhc_fit, bhc_polynomial, remove_scatter, water_mu
 from ._parker import (
@@ -67,7 +68,7 @@ class Reconstructor:
     bhc: tuple[Array, Array] | None
     scatter_correction: ScatterCorrection | None
     grid: Grid = dataclasses.field(metadata={"static": True})
-    filter: str = dataclasses.field(metadata={"static": True})
+    filter: Filter = dataclasses.field(metadata={"static": True})
     cone: bool = dataclasses.field(metadata={"static": True})
     pad: tuple[int, int] = dataclasses.field(metadata={"static": True})
     rows_are_slices: bool = dataclasses.field(metadata={"static": True})
@@ -171,7 +172,7 @@ def prepare(
     grid: Grid,
     geometry_or_protocol: ParallelBeam | FanBeam | ConeBeam | CTProtocol,
     *,
-    filter: str | None = None,
+    filter: Filter | str | None = None,
     redundancy: Float[Array, "views u"] | None = None,
 ) -> Reconstructor:
     """Plan FBP (parallel, fan) or FDK (circular cone) once on the host.
@@ -181,8 +182,8 @@ def prepare(
         geometry_or_protocol: the scan geometry, or a `CTProtocol` (its geometry, rows resolved
             against the grid, its filter, water calibration, beam-hardening and scatter
             corrections).
-        filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"`` or ``"hann"``; default the
-            protocol's, or ``"ram-lak"`` for a geometry.
+        filter: a `Filter` (or its name: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``,
+            ``"hann"``); default the protocol's, or ``Filter.RAM_LAK`` for a geometry.
         redundancy: optional ``(views, u)`` weights instead of the automatic ones (see `fbp`).
 
     Returns:
@@ -215,14 +216,14 @@ def prepare(
         filter = protocol.filter if filter is None else filter
     else:
         geometry = geometry_or_protocol
-    return _prepare(where, grid, geometry, filter or "ram-lak", redundancy, protocol)
+    return _prepare(where, grid, geometry, filter or Filter.RAM_LAK, redundancy, protocol)
 
 
 def _prepare(
     where: str,
     grid: Grid,
     geometry: Any,
-    filter: str,
+    filter: Filter | str,
     redundancy: Any,
     protocol: CTProtocol | None,
 ) -> Reconstructor:
@@ -347,7 +348,7 @@ def fbp(
     geometry: ParallelBeam | FanBeam,
     *,
     like: Any,
-    filter: FilterName = "ram-lak",
+    filter: Filter | str = Filter.RAM_LAK,
     redundancy: Float[Array, "views u"] | None = None,
 ) -> Volume:
     """Filtered backprojection onto the grid of ``like``.
@@ -357,7 +358,8 @@ def fbp(
         geometry: the `ParallelBeam` or `FanBeam` that produced them (``n_rows=None``: one row per
             slice of ``like``).
         like: a `Volume` or `LabeledVolume` whose shape and affine define the output grid.
-        filter: ``"ram-lak"`` (plain ramp), ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
+        filter: a `Filter`, or its name: ``"ram-lak"`` (plain ramp), ``"shepp-logan"``,
+            ``"cosine"`` or ``"hann"``.
         redundancy: optional ``(views, u)`` redundancy weights (the measurements of each line
             adding up to 1); the image is then ``|dtheta| sum_views w Q``. Default: none for a
             full turn (or a parallel-beam half turn), `offset_detector_weights` for a full
@@ -390,7 +392,7 @@ def fdk(
     geometry: ConeBeam,
     *,
     like: Any,
-    filter: FilterName = "ram-lak",
+    filter: Filter | str = Filter.RAM_LAK,
     redundancy: Float[Array, "views u"] | None = None,
 ) -> Volume:
     """FDK reconstruction of circular cone-beam projections onto the grid of ``like``.
@@ -402,7 +404,8 @@ def fdk(
             C-arm: Parker weights are applied automatically).
         like: a `Volume` or `LabeledVolume` giving the output grid (shape and affine, any
             orientation).
-        filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
+        filter: a `Filter`, or its name (``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``,
+            ``"hann"``).
         redundancy: optional ``(views, u)`` redundancy weights shared by all rows (see `fbp`);
             default none for a full turn, `offset_detector_weights` for a full turn with a
             displaced detector, `parker_weights` for a short scan.

@@ -295,14 +295,22 @@ def _padded_spins(spins: Spins, weights: Array | None, multiple: int = 16):
     return spins, weights
 
 
-def _pattern(where: str, seq: StepSequence) -> StepPattern | None:
-    """The sequence's pattern; derived from concrete leaves; ``None`` when they are traced."""
+def _pattern(where: str, seq: StepSequence) -> StepPattern:
+    """The sequence's pattern, or one derived from its leaves (which must then be on the host)."""
     pattern = seq.pattern
     if pattern is None:
         leaves = (seq.dt_s, seq.rf_hz, seq.grad_hz_per_mm, seq.adc_slot, seq.spoil)
-        if not chk.is_concrete(*leaves):
-            return None
-        return StepPattern.from_arrays(*leaves)
+        try:
+            return StepPattern.from_arrays(*leaves)
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+            raise chk.FieldError(
+                where,
+                "sequence",
+                "`sequence.pattern` is None and the sequence's values are traced, so the "
+                "event-based integrator cannot be planned: keep the pattern of `lower` (e.g. "
+                "dataclasses.replace(seq, rf_hz=...) leaves it), build one outside the trace "
+                "with StepPattern.from_arrays, or pass time_stepped=True",
+            ) from None
     if pattern.rf_on.shape != (seq.n_steps,):
         raise chk.FieldError(
             where,
@@ -403,9 +411,9 @@ def bloch(
             backward pass vs recompute).
         return_magnetization: also return the final ``(spins, 3)`` magnetisation.
         time_stepped: integrate every step (the reference path) instead of the event-based
-            exact integration of free intervals (`medphys.simulators.mr._bloch_events`). The
-            time-stepped path is also taken when the sequence has no `StepPattern` and its
-            leaves are traced.
+            exact integration of free intervals (`medphys.simulators.mr._bloch_events`), which
+            plans on the sequence's `StepPattern` (from `lower`, or derived from values on the
+            host).
 
     Returns:
         ``(adc,)`` complex samples (``(coils, adc)`` with ``receive``), in units of PD, ordered as
@@ -414,7 +422,8 @@ def bloch(
     Raises:
         TypeError: wrong argument types.
         ValueError: ``block_steps < 1``, ``receive`` not ``(coils, spins)``, a `StepPattern`
-            whose length is not the number of steps.
+            whose length is not the number of steps, or a traced sequence without a pattern
+            (unless ``time_stepped``).
 
     Example:
         >>> from medphys.simulators import mr
@@ -444,11 +453,11 @@ def bloch(
                 f"`receive` must have shape (coils, {spins.n_spins}) (got {weights.shape})",
             )
     n_adc, n_spins = sequence.n_adc, spins.n_spins
-    pattern = None if time_stepped else _pattern(where, sequence)
-    if pattern is None:
+    if time_stepped:
         seq, spins, weights = _bucketed(sequence, spins, weights, block_steps)
         out, m = _run(seq, spins, weights, block_steps)
     else:
+        pattern = _pattern(where, sequence)
         plan = _ev.make_plan(pattern, n_adc)
         n_coils = 1 if weights is None else weights.shape[0]
         n_chunks = _ev.spin_chunks(plan, n_spins, n_coils)

@@ -36,7 +36,7 @@ References:
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +79,81 @@ def _take(flat: Array, index: Array) -> Array:
     )
 
 
+class _Frame(NamedTuple):
+    """Rays in index space, split along each ray's dominant axis ``a`` and the two others."""
+
+    drive: Array  # the dominant index axis of each ray
+    axis_b: Array
+    axis_c: Array
+    qa0: Array  # the origin's index coordinates along a, b, c
+    qb0: Array
+    qc0: Array
+    dqa: Array  # the direction's, likewise (|dqa| is the largest: never zero)
+    dqb: Array
+    dqc: Array
+    na: Array  # the grid's size along a, b, c
+    nb: Array
+    nc: Array
+    sa: Array  # strides of the zero-padded (x+2, y+2, z+2) array along a, b, c
+    sb: Array
+    sc: Array
+
+
+def _frame(
+    shape: tuple[int, int, int], ainv: Array, offset: Array, origins: Array, directions: Array
+) -> _Frame:
+    q0 = (origins - offset[None, :]) @ ainv.T
+    dq = directions @ ainv.T
+    drive = jnp.argmax(jnp.abs(dq), axis=-1)
+    axis_b = (drive + 1) % 3
+    axis_c = (drive + 2) % 3
+
+    def pick(x: Array, axis: Array) -> Array:
+        return jnp.take_along_axis(x, axis[:, None], axis=-1)[:, 0]
+
+    n = jnp.asarray(shape, jnp.int32)
+    strides = jnp.asarray([(shape[1] + 2) * (shape[2] + 2), shape[2] + 2, 1], jnp.int32)
+    return _Frame(
+        drive,
+        axis_b,
+        axis_c,
+        *(pick(q0, k) for k in (drive, axis_b, axis_c)),
+        *(pick(dq, k) for k in (drive, axis_b, axis_c)),
+        n[drive],
+        n[axis_b],
+        n[axis_c],
+        strides[drive],
+        strides[axis_b],
+        strides[axis_c],
+    )
+
+
+def _samples(
+    padded: Array, shape: tuple[int, int, int], f: _Frame, t_min: Array, t_max: Array
+) -> tuple[Array, ...]:
+    """Each ray's samples at every slice ``m`` along its dominant axis: the four corners
+    ``v00, v01, v10, v11`` of the bilinear cell it crosses, the weights ``wb, wc`` and whether the
+    sample lies within the grid and the ray's span, each ``(rays, slices)``."""
+    steps = joseph3d_samples(shape)
+    m = jnp.arange(steps, dtype=padded.dtype)
+    t = (m[None, :] - f.qa0[:, None]) * (1.0 / f.dqa)[:, None]
+    b = f.qb0[:, None] + t * f.dqb[:, None]
+    c = f.qc0[:, None] + t * f.dqc[:, None]
+    bf, cf = jnp.floor(b), jnp.floor(c)
+    # padded index of the lower corner, clipped into the zero border when outside
+    bi, bi1 = _corners(bf, f.nb)
+    ci, ci1 = _corners(cf, f.nc)
+    mi = jnp.arange(steps, dtype=jnp.int32)[None, :]
+    ok = (mi < f.na[:, None]) & (t >= t_min[:, None]) & (t <= t_max[:, None])
+    base = (jnp.minimum(mi, f.na[:, None] - 1) + 1) * f.sa[:, None]
+    sb_, sc_ = f.sb[:, None], f.sc[:, None]
+    v00 = padded[base + bi * sb_ + ci * sc_]
+    v01 = padded[base + bi * sb_ + ci1 * sc_]
+    v10 = padded[base + bi1 * sb_ + ci * sc_]
+    v11 = padded[base + bi1 * sb_ + ci1 * sc_]
+    return v00, v01, v10, v11, b - bf, c - cf, ok
+
+
 def joseph3d_rays(
     padded: Float[Array, " n"],
     shape: tuple[int, int, int],
@@ -90,48 +165,11 @@ def joseph3d_rays(
     t_max: Float[Array, " rays"],
 ) -> Float[Array, " rays"]:
     """Line integrals along a bundle of rays of a zero-padded, flattened volume (`pad_volume`)."""
-    dtype = padded.dtype
-    q0 = (origins - offset[None, :]) @ ainv.T
-    dq = directions @ ainv.T
-    mag = jnp.abs(dq)
-    drive = jnp.argmax(mag, axis=-1)
-    axis_b = (drive + 1) % 3
-    axis_c = (drive + 2) % 3
-
-    def pick(x: Array, axis: Array) -> Array:
-        return jnp.take_along_axis(x, axis[:, None], axis=-1)[:, 0]
-
-    n = jnp.asarray(shape, jnp.int32)
-    # strides of the padded (x+2, y+2, z+2) array
-    strides = jnp.asarray([(shape[1] + 2) * (shape[2] + 2), shape[2] + 2, 1], jnp.int32)
-    qa0, qb0, qc0 = pick(q0, drive), pick(q0, axis_b), pick(q0, axis_c)
-    dqa, dqb, dqc = pick(dq, drive), pick(dq, axis_b), pick(dq, axis_c)
-    na, nb, nc = n[drive], n[axis_b], n[axis_c]
-    sa, sb, sc = strides[drive], strides[axis_b], strides[axis_c]
-
-    steps = joseph3d_samples(shape)
-    m = jnp.arange(steps, dtype=dtype)
-    # dqa is the largest component of a unit direction mapped by ainv: never zero
-    inv = 1.0 / dqa
-    t = (m[None, :] - qa0[:, None]) * inv[:, None]
-    b = qb0[:, None] + t * dqb[:, None]
-    c = qc0[:, None] + t * dqc[:, None]
-    bf, cf = jnp.floor(b), jnp.floor(c)
-    wb, wc = b - bf, c - cf
-    # padded index of the lower corner, clipped into the zero border when outside
-    bi, bi1 = _corners(bf, nb)
-    ci, ci1 = _corners(cf, nc)
-    mi = jnp.arange(steps, dtype=jnp.int32)[None, :]
-    ok = (mi < na[:, None]) & (t >= t_min[:, None]) & (t <= t_max[:, None])
-    base = (jnp.minimum(mi, na[:, None] - 1) + 1) * sa[:, None]
-    sb_, sc_ = sb[:, None], sc[:, None]
-    v00 = padded[base + bi * sb_ + ci * sc_]
-    v01 = padded[base + bi * sb_ + ci1 * sc_]
-    v10 = padded[base + bi1 * sb_ + ci * sc_]
-    v11 = padded[base + bi1 * sb_ + ci1 * sc_]
+    f = _frame(shape, ainv, offset, origins, directions)
+    v00, v01, v10, v11, wb, wc, ok = _samples(padded, shape, f, t_min, t_max)
     val = (1.0 - wb) * ((1.0 - wc) * v00 + wc * v01) + wb * ((1.0 - wc) * v10 + wc * v11)
-    val = jnp.where(ok, val, jnp.zeros((), dtype))
-    return jnp.sum(val, axis=-1) * jnp.abs(inv)
+    val = jnp.where(ok, val, jnp.zeros((), padded.dtype))
+    return jnp.sum(val, axis=-1) * jnp.abs(1.0 / f.dqa)
 
 
 # slices per scan step of `joseph3d_sweep`: one fused loop computes this many samples per ray
@@ -338,6 +376,40 @@ def joseph3d_sweep(
     return total
 
 
+def _pose_chain(
+    f: _Frame,
+    ainv: Array,
+    cotangent: Array,
+    line: Array,
+    g_b: Array,
+    g_c: Array,
+    m_b: Array,
+    m_c: Array,
+) -> tuple[Array, Array]:
+    """The rays' origin and direction cotangents from the four sums (`joseph3d_ray_grads`)."""
+    zero = jnp.zeros((), line.dtype)
+    inv = 1.0 / f.dqa
+    s = line * jnp.abs(f.dqa)
+    t_b = (m_b - f.qa0 * g_b) * inv
+    t_c = (m_c - f.qa0 * g_c) * inv
+    w = cotangent * jnp.abs(inv)
+    d_qb0, d_qc0 = w * g_b, w * g_c
+    d_dqb, d_dqc = w * t_b, w * t_c
+    d_qa0 = -w * inv * (f.dqb * g_b + f.dqc * g_c)
+    d_dqa = -w * inv * (f.dqb * t_b + f.dqc * t_c + s)
+    # back from (a, b, c) to the index axes, then to world coordinates
+    axes = jnp.arange(3)[None, :]
+
+    def unpermute(da: Array, db: Array, dc: Array) -> Array:
+        return (
+            jnp.where(axes == f.drive[:, None], da[:, None], zero)
+            + jnp.where(axes == f.axis_b[:, None], db[:, None], zero)
+            + jnp.where(axes == f.axis_c[:, None], dc[:, None], zero)
+        )
+
+    return unpermute(d_qa0, d_qb0, d_qc0) @ ainv, unpermute(d_dqa, d_dqb, d_dqc) @ ainv
+
+
 def joseph3d_ray_grads(
     padded: Float[Array, " n"],
     shape: tuple[int, int, int],
@@ -366,42 +438,12 @@ def joseph3d_ray_grads(
     to 30 forward projections (see ``benchmarks/bench_prepared.py``).
     """
     dtype = padded.dtype
-    q0 = (origins - offset[None, :]) @ ainv.T
-    dq = directions @ ainv.T
-    drive = jnp.argmax(jnp.abs(dq), axis=-1)
-    axis_b = (drive + 1) % 3
-    axis_c = (drive + 2) % 3
-
-    def pick(x: Array, axis: Array) -> Array:
-        return jnp.take_along_axis(x, axis[:, None], axis=-1)[:, 0]
-
-    n = jnp.asarray(shape, jnp.int32)
-    strides = jnp.asarray([(shape[1] + 2) * (shape[2] + 2), shape[2] + 2, 1], jnp.int32)
-    qa0, qb0, qc0 = pick(q0, drive), pick(q0, axis_b), pick(q0, axis_c)
-    dqa, dqb, dqc = pick(dq, drive), pick(dq, axis_b), pick(dq, axis_c)
-    na, nb, nc = n[drive], n[axis_b], n[axis_c]
-    sa, sb, sc = strides[drive], strides[axis_b], strides[axis_c]
-    steps = joseph3d_samples(shape)
-    m = jnp.arange(steps, dtype=dtype)
-    inv = 1.0 / dqa
+    f = _frame(shape, ainv, offset, origins, directions)
+    m = jnp.arange(joseph3d_samples(shape), dtype=dtype)
     zero = jnp.zeros((), dtype)
 
     def samples() -> tuple[Array, ...]:
-        t = (m[None, :] - qa0[:, None]) * inv[:, None]
-        b = qb0[:, None] + t * dqb[:, None]
-        c = qc0[:, None] + t * dqc[:, None]
-        bf, cf = jnp.floor(b), jnp.floor(c)
-        bi, bi1 = _corners(bf, nb)
-        ci, ci1 = _corners(cf, nc)
-        mi = jnp.arange(steps, dtype=jnp.int32)[None, :]
-        ok = (mi < na[:, None]) & (t >= t_min[:, None]) & (t <= t_max[:, None])
-        base = (jnp.minimum(mi, na[:, None] - 1) + 1) * sa[:, None]
-        sb_, sc_ = sb[:, None], sc[:, None]
-        v00 = padded[base + bi * sb_ + ci * sc_]
-        v01 = padded[base + bi * sb_ + ci1 * sc_]
-        v10 = padded[base + bi1 * sb_ + ci * sc_]
-        v11 = padded[base + bi1 * sb_ + ci1 * sc_]
-        return v00, v01, v10, v11, b - bf, c - cf, ok
+        return _samples(padded, shape, f, t_min, t_max)
 
     def d_b(v00, v01, v10, v11, wb, wc):
         return (1.0 - wc) * (v10 - v00) + wc * (v11 - v01)
@@ -409,32 +451,14 @@ def joseph3d_ray_grads(
     def d_c(v00, v01, v10, v11, wb, wc):
         return (1.0 - wb) * (v01 - v00) + wb * (v11 - v10)
 
-    def term(f: Any, weight: Array | None) -> Any:
+    def term(fn: Any, weight: Array | None) -> Any:
         def one() -> Array:
             *v, ok = samples()
-            x = f(*v) if weight is None else f(*v) * weight[None, :]
+            x = fn(*v) if weight is None else fn(*v) * weight[None, :]
             return jnp.sum(jnp.where(ok, x, zero), axis=1)
 
         return one
 
     branches = [term(d_b, None), term(d_c, None), term(d_b, m), term(d_c, m)]
     g_b, g_c, m_b, m_c = jax.lax.map(lambda k: jax.lax.switch(k, branches), jnp.arange(4))
-    s = line * jnp.abs(dqa)
-    t_b = (m_b - qa0 * g_b) * inv
-    t_c = (m_c - qa0 * g_c) * inv
-    w = cotangent * jnp.abs(inv)
-    d_qb0, d_qc0 = w * g_b, w * g_c
-    d_dqb, d_dqc = w * t_b, w * t_c
-    d_qa0 = -w * inv * (dqb * g_b + dqc * g_c)
-    d_dqa = -w * inv * (dqb * t_b + dqc * t_c + s)
-    # back from (a, b, c) to the index axes, then to world coordinates
-    axes = jnp.arange(3)[None, :]
-
-    def unpermute(da: Array, db: Array, dc: Array) -> Array:
-        return (
-            jnp.where(axes == drive[:, None], da[:, None], zero)
-            + jnp.where(axes == axis_b[:, None], db[:, None], zero)
-            + jnp.where(axes == axis_c[:, None], dc[:, None], zero)
-        )
-
-    return unpermute(d_qa0, d_qb0, d_qc0) @ ainv, unpermute(d_dqa, d_dqb, d_dqc) @ ainv
+    return _pose_chain(f, ainv, cotangent, line, g_b, g_c, m_b, m_c)

@@ -31,6 +31,7 @@ from ..._checks import number as _number
 from ..._config import Strict, validate
 from ..._errors import ConfigError
 from ...materials import ENERGY_RANGE_KEV
+from .._kinds import Filter, Modality, as_member
 from ..geometry import ConeBeam, FanBeam, ParallelBeam, ProjectionGeometry
 from ._bowtie import Bowtie
 from ._detector import EnergyIntegratingDetector, PhotonCountingDetector
@@ -40,8 +41,6 @@ from ._scatter_correction import ScatterCorrection
 from ._spectrum import ANODE_KVP_RANGE, KVP_RANGE, Spectrum
 
 __all__ = ["CTProtocol", "protocol_from_config", "with_views"]
-
-_FILTERS = ("ram-lak", "shepp-logan", "cosine", "hann")
 
 
 @jax.tree_util.register_dataclass
@@ -61,12 +60,12 @@ class CTProtocol:
         scatter: an optional `KernelScatter` estimate added to the signal.
         scatter_correction: an optional `ScatterCorrection` applied by
             `medphys.simulators.ct.reconstruct` before the log (kernel-based primary estimate).
-        filter: FBP filter name (static).
+        filter: the FBP window, a `medphys.simulators.ct.Filter` (static).
         beam_hardening_correction: linearise the projections to water before reconstruction
             (`medphys.simulators.ct.correct_beam_hardening`) (static).
         water_diameter_mm: diameter of the water cylinder that defines 0 HU (static).
         name, description: from the catalog file (static).
-        modality: ``"ct"`` or ``"radiograph"`` (static).
+        modality: `Modality.CT` or `Modality.RADIOGRAPH` (static).
     """
 
     geometry: ParallelBeam | FanBeam | ConeBeam | ProjectionGeometry
@@ -76,12 +75,12 @@ class CTProtocol:
     bowtie: Bowtie | None = None
     scatter: KernelScatter | None = None
     scatter_correction: ScatterCorrection | None = None
-    filter: str = dataclasses.field(default="hann", metadata={"static": True})
+    filter: Filter = dataclasses.field(default=Filter.HANN, metadata={"static": True})
     beam_hardening_correction: bool = dataclasses.field(default=False, metadata={"static": True})
     water_diameter_mm: float = dataclasses.field(default=200.0, metadata={"static": True})
     name: str = dataclasses.field(default="", metadata={"static": True})
     description: str = dataclasses.field(default="", metadata={"static": True})
-    modality: str = dataclasses.field(default="ct", metadata={"static": True})
+    modality: Modality = dataclasses.field(default=Modality.CT, metadata={"static": True})
 
     @classmethod
     def create(
@@ -95,12 +94,12 @@ class CTProtocol:
         bowtie: Bowtie | None = None,
         scatter: KernelScatter | None = None,
         scatter_correction: ScatterCorrection | None = None,
-        filter: str = "hann",
+        filter: Filter | str = Filter.HANN,
         beam_hardening_correction: bool = False,
         water_diameter_mm: float = 200.0,
         name: str = "",
         description: str = "",
-        modality: Literal["ct", "radiograph"] = "ct",
+        modality: Modality | str = Modality.CT,
     ) -> CTProtocol:
         """Validated constructor.
 
@@ -113,10 +112,12 @@ class CTProtocol:
             bowtie: optional `Bowtie` filter (not with a `ProjectionGeometry`).
             scatter: optional `KernelScatter`.
             scatter_correction: optional `ScatterCorrection` applied in reconstruction.
-            filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"`` or ``"hann"``.
+            filter: the FBP window, a `medphys.simulators.ct.Filter` (or its name:
+                ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``, ``"hann"``).
             beam_hardening_correction: water linearisation before reconstruction.
             water_diameter_mm: reference water cylinder for the HU calibration (mm).
-            modality: ``"ct"`` (reconstructed) or ``"radiograph"`` (projections only).
+            modality: `Modality.CT` (reconstructed) or `Modality.RADIOGRAPH` (projections
+                only), or their names ``"ct"``, ``"radiograph"``.
 
         Raises:
             ValueError, TypeError: wrong types, non-positive mAs, unknown filter, a photon-counting
@@ -128,8 +129,9 @@ class CTProtocol:
                 f"{where}: `geometry` must be a ParallelBeam, FanBeam, ConeBeam or "
                 f"ProjectionGeometry (got {type(geometry).__name__})"
             )
-        if modality not in ("ct", "radiograph"):
-            raise ValueError(f"{where}: `modality` must be 'ct' or 'radiograph' (got {modality!r})")
+        modality = as_member(
+            where, "modality", modality, Modality, (Modality.CT, Modality.RADIOGRAPH)
+        )
         if bowtie is not None and not isinstance(geometry, (ParallelBeam, FanBeam, ConeBeam)):
             raise ValueError(
                 f"{where}: a `bowtie` needs a ParallelBeam, FanBeam or ConeBeam geometry (a "
@@ -152,10 +154,7 @@ class CTProtocol:
             per_view = _number(where, "mas_per_view", mas_per_view)
             if per_view <= 0:
                 raise ValueError(f"{where}: `mas_per_view` must be > 0 (got {mas_per_view!r})")
-        if filter not in _FILTERS:
-            raise ValueError(
-                f"{where}: `filter` must be one of {', '.join(map(repr, _FILTERS))} (got {filter!r})"
-            )
+        filter = as_member(where, "filter", filter, Filter)
         diameter = _number(where, "water_diameter_mm", water_diameter_mm)
         if diameter <= 0:
             raise ValueError(
@@ -435,7 +434,7 @@ class _ScatterCorrectionConfig(Strict):
 
 
 class _ReconConfig(Strict):
-    filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "hann"
+    filter: Filter = Filter.HANN
     water_diameter_mm: Positive = 200.0
     beam_hardening_correction: bool = False
     scatter_correction: _ScatterCorrectionConfig | None = None

@@ -6,7 +6,11 @@ key: the same patient, lesion location and noise, only the lesion differs. Aroun
 known location each arm's image gives a region of interest (ROI). A model observer (`medphys.
 observers`) is trained on the first ``split`` of the pairs and tested on the rest (or on all of
 them, ``resubstitution = true``); each arm gets an AUC with its DeLong interval and d′, and each
-pair of arms named in ``compare`` a paired ΔAUC (same test cases, DeLong covariance).
+pair of arms named in ``compare`` a paired ΔAUC (same test cases, DeLong covariance). With
+``[observer] readers = R`` (R ≥ 2), R observer readers, each trained on its own random
+``reader_fraction`` of the training pairs (and with its own internal noise), score the same test
+pairs in every arm, and ΔAUC is the reader-averaged difference by Obuchowski–Rockette–Hillis
+with random readers.
 
 Output folder (`run_trial`)::
 
@@ -145,6 +149,20 @@ class _Observer(Strict):
     resubstitution: bool = False
     #: channel-domain internal noise (variance as a multiple of each channel's variance)
     internal_noise: Annotated[float, pydantic.Field(ge=0.0)] = 0.0
+    #: observer "readers" for an Obuchowski-Rockette-Hillis analysis: reader r trains on its own
+    #: random `reader_fraction` of the training pairs (and draws its own internal noise); all
+    #: readers score the same test cases
+    readers: Annotated[int, pydantic.Field(ge=1, le=64)] = 1
+    reader_fraction: Annotated[float, pydantic.Field(gt=0.0, le=1.0)] = 0.8
+
+    @pydantic.model_validator(mode="after")
+    def _readers_need_a_split(self) -> _Observer:
+        if self.readers > 1 and self.resubstitution:
+            raise ValueError(
+                f"readers = {self.readers} needs `split` (each reader trains on its own subset "
+                "of the training cases and all score the held-out ones), not resubstitution"
+            )
+        return self
 
 
 class _Analysis(Strict):
@@ -186,8 +204,12 @@ class TrialConfig(Strict):
         return self
 
     def digest(self) -> str:
-        """A short hash of everything in the config except the number of pairs."""
-        return digest_of(self.model_dump(mode="json", exclude={"pairs"}))
+        """A short hash of everything in the config except the number of pairs (and the
+        reader settings of a one-reader observer, which change nothing)."""
+        exclude: dict[str, Any] = {"pairs": True}
+        if self.observer.readers == 1:
+            exclude["observer"] = {"readers": True, "reader_fraction": True}
+        return digest_of(self.model_dump(mode="json", exclude=exclude))
 
 
 def load_trial(path: str | Path, *, overrides: dict[str, Any] | None = None) -> TrialConfig:
@@ -449,6 +471,8 @@ def _check_design(config: TrialConfig, recipe: CaseRecipe) -> None:
         config.pairs if obs.resubstitution else int(np.floor((obs.split or 0.5) * config.pairs))
     )
     n_test = config.pairs if obs.resubstitution else config.pairs - n_train
+    if obs.readers > 1:  # each reader trains on its share of the training pairs
+        n_train = _reader_pairs(obs, n_train)
     features = obs.n_channels if obs.kind == "cho" else None
     if obs.kind == "hotelling":
         features = obs.roi_px**2
@@ -458,7 +482,9 @@ def _check_design(config: TrialConfig, recipe: CaseRecipe) -> None:
         raise ValueError(
             f"medphys trial: observer {obs.kind!r} with {features} features needs at least "
             f"{features + 2} training pairs (present and absent twins share one background); "
-            f"{config.pairs} pairs give {n_train}: add pairs or use fewer channels"
+            f"{config.pairs} pairs give {n_train}"
+            + (" per reader" if obs.readers > 1 else "")
+            + ": add pairs or use fewer channels"
         )
     if n_test < 2 or n_train < 2:
         raise ValueError(
@@ -549,11 +575,67 @@ def analyse(config: TrialConfig, records: dict[tuple[int, bool], dict[str, Any]]
     if obs.internal_noise > 0:
         options["internal_noise"] = obs.internal_noise
     design = {"resubstitution": True} if obs.resubstitution else {"split": obs.split}
+    if obs.readers > 1:
+        arms, comparisons = _analyse_readers(config, records, options)
+    else:
+        arms, comparisons = _analyse_one_reader(config, records, options, design)
+    lesion_record = records[(0, True)].get("lesion") or {}
+    return {
+        "trial": config.name,
+        "pairs": config.pairs,
+        "lesion": {
+            "organ": config.lesion.organ,
+            "radius_mm": config.lesion.radius_mm,
+            "material": lesion_record.get("material", config.lesion.material),
+            "contrast_hu": config.lesion.contrast_hu,
+        },
+        "observer": {
+            "kind": obs.kind,
+            "channels": obs.channels if obs.kind == "cho" else None,
+            "n_channels": obs.n_channels if obs.kind == "cho" else None,
+            "roi_px": obs.roi_px,
+            "plane": obs.plane,
+            "mode": "resubstitution" if obs.resubstitution else "split",
+            "split": None if obs.resubstitution else obs.split,
+            "internal_noise": obs.internal_noise,
+            "readers": obs.readers,
+            "reader_fraction": obs.reader_fraction if obs.readers > 1 else None,
+        },
+        "level": config.analysis.level,
+        "arms": arms,
+        "comparisons": comparisons,
+        "metric": (
+            "AUC: empirical area under the ROC curve of the observer's test scores (Mann-Whitney, "
+            "ties count 1/2), interval by DeLong et al. 1988; d': (mean1 - mean0) / "
+            "sqrt((var1 + var0) / 2) of the test scores"
+            + (
+                "; several readers: an arm's AUC and d' are the readers' means, its interval "
+                "treats the readers as fixed (DeLong covariance of their AUCs); dAUC between "
+                "arms by Obuchowski-Rockette-Hillis with random readers (Hillis 2007 df)"
+                if obs.readers > 1
+                else ""
+            )
+        ),
+    }
+
+
+def _rois(config: TrialConfig, records: dict, arm: str) -> tuple[np.ndarray, np.ndarray]:
+    present = np.stack([records[(i, True)]["rois"][arm] for i in range(config.pairs)])
+    absent = np.stack([records[(i, False)]["rois"][arm] for i in range(config.pairs)])
+    return present, absent
+
+
+def _analyse_one_reader(
+    config: TrialConfig, records: dict, options: dict[str, Any], design: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One observer per arm (`observers.evaluate`); paired dAUC by DeLong."""
+    from .. import observers
+
+    obs = config.observer
     arms: dict[str, Any] = {}
     evaluations = {}
     for arm in [a.name for a in config.arms]:
-        present = np.stack([records[(i, True)]["rois"][arm] for i in range(config.pairs)])
-        absent = np.stack([records[(i, False)]["rois"][arm] for i in range(config.pairs)])
+        present, absent = _rois(config, records, arm)
         key = None
         if obs.internal_noise > 0:
             import jax
@@ -590,35 +672,102 @@ def analyse(config: TrialConfig, records: dict[tuple[int, bool], dict[str, Any]]
                 "definition": f"AUC({b}) - AUC({a}) on the same test cases (DeLong covariance)",
             }
         )
-    lesion_record = records[(0, True)].get("lesion") or {}
-    return {
-        "trial": config.name,
-        "pairs": config.pairs,
-        "lesion": {
-            "organ": config.lesion.organ,
-            "radius_mm": config.lesion.radius_mm,
-            "material": lesion_record.get("material", config.lesion.material),
-            "contrast_hu": config.lesion.contrast_hu,
-        },
-        "observer": {
-            "kind": obs.kind,
-            "channels": obs.channels if obs.kind == "cho" else None,
-            "n_channels": obs.n_channels if obs.kind == "cho" else None,
-            "roi_px": obs.roi_px,
-            "plane": obs.plane,
-            "mode": "resubstitution" if obs.resubstitution else "split",
-            "split": None if obs.resubstitution else obs.split,
-            "internal_noise": obs.internal_noise,
-        },
-        "level": config.analysis.level,
-        "arms": arms,
-        "comparisons": comparisons,
-        "metric": (
-            "AUC: empirical area under the ROC curve of the observer's test scores (Mann-Whitney, "
-            "ties count 1/2), interval by DeLong et al. 1988; d': (mean1 - mean0) / "
-            "sqrt((var1 + var0) / 2) of the test scores"
-        ),
-    }
+    return arms, comparisons
+
+
+def _reader_pairs(obs: _Observer, n_train: int) -> int:
+    """Training pairs of each reader: its share of the ``n_train`` training pairs."""
+    return max(2, round(obs.reader_fraction * n_train))
+
+
+#: named random stream of the readers' training subsets and internal noise
+_READER_STREAM = 0x5EAD
+
+
+def _analyse_readers(
+    config: TrialConfig, records: dict, options: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Several observer readers per arm, each trained on its own random subset of the training
+    pairs (the same subsets, and the same internal-noise streams, in every arm: a reader is one
+    observer applied to both modalities), all scoring the held-out pairs; dAUC by ORH."""
+    import jax
+    import scipy.stats
+
+    from .. import observers
+
+    obs = config.observer
+    n = config.pairs
+    k = int(np.floor(obs.split * n))
+    m = _reader_pairs(obs, k)
+    if k < 2 or n - k < 2:
+        raise ValueError(
+            f"observer.split = {obs.split} leaves {k} training and {n - k} test pairs; each "
+            "needs >= 2"
+        )
+    base = jax.random.fold_in(jax.random.key(config.seed), _READER_STREAM)
+    subsets = [
+        np.sort(np.asarray(jax.random.choice(jax.random.fold_in(base, r), k, (m,), replace=False)))
+        for r in range(obs.readers)
+    ]
+    truth = np.concatenate([np.ones(n - k, bool), np.zeros(n - k, bool)])
+    z = float(scipy.stats.norm.ppf(0.5 + config.analysis.level / 2))
+    scores: dict[str, np.ndarray] = {}
+    arms: dict[str, Any] = {}
+    for arm in [a.name for a in config.arms]:
+        present, absent = _rois(config, records, arm)
+        test = np.concatenate([present[k:], absent[k:]])
+        per_reader = []
+        for r, idx in enumerate(subsets):
+            reader = observers.train(obs.kind, present[idx], absent[idx], **options)
+            noise = None
+            if obs.internal_noise > 0:
+                key = jax.random.fold_in(jax.random.fold_in(base, r), 1)
+                noise = observers.sample_internal_noise(key, reader, (test.shape[0],))
+            per_reader.append(np.asarray(observers.score(reader, test, internal_noise=noise)))
+        s = np.stack(per_reader)
+        if not np.all(np.isfinite(s)):
+            raise ValueError(
+                f"arm {arm!r}: a reader's {obs.kind!r} template is not finite on its "
+                f"{m} + {m} training images; raise observer.reader_fraction, use fewer "
+                "channels, or add pairs"
+            )
+        scores[arm] = s
+        aucs, cov = observers.delong_covariance(s, truth)
+        mean_auc = float(np.mean(np.asarray(aucs)))
+        se = float(np.sqrt(max(float(np.mean(np.asarray(cov))), 0.0)))
+        dprimes = [float(observers.dprime(row, truth)) for row in s]
+        arms[arm] = {
+            "auc": mean_auc,
+            "auc_se": se,
+            "auc_ci": [mean_auc - z * se, mean_auc + z * se],
+            "dprime": float(np.mean(dprimes)),
+            "dprime_se": float(np.std(dprimes, ddof=1)),
+            "reader_auc": [float(v) for v in np.asarray(aucs)],
+            "reader_dprime": dprimes,
+            "n_train": [m, m],
+            "n_test": [n - k, n - k],
+            "scores": [float(v) for v in s[0]],
+            "truth": [bool(v) for v in truth],
+        }
+    comparisons = []
+    for a, b in config.analysis.compare:
+        res = observers.orh(np.stack([scores[a], scores[b]]), truth, level=config.analysis.level)
+        comparisons.append(
+            {
+                "arms": [a, b],
+                "delta_auc": float(res.delta[0]),
+                "se": float(res.se),
+                "ci": [float(res.lower[0]), float(res.upper[0])],
+                "p": float(res.p_value),
+                "df": float(res.df),
+                "readers": obs.readers,
+                "definition": (
+                    f"reader-averaged AUC({b}) - AUC({a}) on the same test cases, "
+                    f"{obs.readers} random readers (Obuchowski-Rockette-Hillis, DeLong covariance)"
+                ),
+            }
+        )
+    return arms, comparisons
 
 
 def _channel_options(obs: _Observer) -> dict[str, Any]:
@@ -724,6 +873,12 @@ def _html(config: TrialConfig, results: dict[str, Any]) -> str:
     )
     obs = results["observer"]
     level = round(100 * results["level"])
+    readers = ""
+    if obs.get("readers", 1) > 1:
+        readers = (
+            f"; {obs['readers']} readers, each trained on a random {obs['reader_fraction']:g} of "
+            "the training pairs, ΔAUC by Obuchowski–Rockette–Hillis (random readers)"
+        )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{e(config.name)}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
@@ -732,8 +887,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em}
 <p>{config.pairs} signal-present / signal-absent pairs (seed {config.seed}); lesion: {e(results["lesion"]["material"])},
 radius {config.lesion.radius_mm:g} mm in {e(config.lesion.organ)}; observer: {e(obs["kind"].upper())}
 ({e(str(obs["channels"]))}, {obs["n_channels"]} channels), {obs["roi_px"]}² {e(obs["plane"])} ROI,
-{e(obs["mode"])}{"" if obs["split"] is None else f" (training fraction {obs['split']})"}.</p>
-<h2>Detectability per arm</h2><table><tr><th>arm</th><th>AUC</th><th>{level}% CI (DeLong)</th>
+{e(obs["mode"])}{"" if obs["split"] is None else f" (training fraction {obs['split']})"}{readers}.</p>
+<h2>Detectability per arm</h2><table><tr><th>arm</th><th>AUC</th><th>{level}% CI (DeLong{", readers fixed" if readers else ""})</th>
 <th>d′</th><th>test cases (present + absent)</th></tr>{arm_rows}</table>
 <h2>Paired comparisons</h2><table><tr><th>ΔAUC</th><th>value</th><th>{level}% CI</th><th>p</th></tr>{cmp_rows}</table>
 <p><img src="roc.png" alt="ROC curves"> <img src="rois.png" alt="example ROIs" style="max-width:100%"></p>

@@ -6,7 +6,9 @@
 - `Material`: ``mass_attenuation(energy_kev)`` (cm²/g, coherent included), ``mu(energy_kev)``
   (1/cm) and ``mr(field_t)`` → `MRProperties` at 1.5 or 3.0 T.
 - `contrast_mixture(agent, concentration_mg_ml, base=...)`: iodine or gadolinium in a tissue;
-  `mixture_name(base, agent, mg_ml)` its catalog name.
+  `mixture_name(base, agent, mg_ml)` its catalog name;
+- `density_scaled(tissue, factor)`: a tissue at a fraction of its density (hypodense lesions),
+  named ``"<tissue>@<factor>"``.
 - `attenuation_table(materials, energy_kev)`: μ of many materials on one grid, cached.
 
 Units: keV, g/cm³, cm²/g, 1/cm, tesla, seconds (see `medphys._types`).
@@ -18,6 +20,7 @@ from ._contrast import ContrastAgent as ContrastAgent
 from ._contrast import mixture_name as mixture_name
 from ._library import attenuation_table as attenuation_table
 from ._library import contrast_mixture as contrast_mixture
+from ._library import density_scaled as density_scaled
 from ._library import get as get
 from ._library import names as names
 from ._material import ENERGY_RANGE_KEV as ENERGY_RANGE_KEV

@@ -19,6 +19,7 @@ from ._contrast import (
 )
 from ._data import base_materials
 from ._material import Material, check_energy, mixture_mass_attenuation
+from ._scaled import make_scaled, parse_scaled_name
 
 
 @functools.cache
@@ -44,7 +45,8 @@ def get(name: str) -> Material:
     Args:
         name: a name of `names`, or a contrast-mixture name
             ``"<tissue>+<agent>_<c>mg_ml"`` (agent ``iodine`` or ``gadolinium``, ``c`` in mg of
-            the element per mL, e.g. ``"liver+iodine_7.5mg_ml"``).
+            the element per mL, e.g. ``"liver+iodine_7.5mg_ml"``), or a density-scaled tissue
+            ``"<tissue>@<factor>"`` (`density_scaled`, e.g. ``"liver@0.97"``).
 
     Raises:
         UnknownNameError: no such material; the message lists the catalog names.
@@ -67,7 +69,34 @@ def _get(name: str) -> Material:
     if parsed is not None and parsed[0] in tissues:
         base, agent, concentration = parsed
         return make_mixture(f"medphys.materials.get({name!r})", agent, concentration, tissues[base])
+    scaled = parse_scaled_name(name)
+    if scaled is not None and scaled[0] in tissues:
+        return make_scaled(f"medphys.materials.get({name!r})", tissues[scaled[0]], scaled[1])
     raise unknown_name("material", name, names())
+
+
+def density_scaled(base: str | Material, factor: float) -> Material:
+    """A tissue's composition at ``factor`` times its density (a hypodense or hyperdense region).
+
+    Its μ is ``factor × μ_base`` at every energy; its MR properties are the base's. The name
+    ``"<tissue>@<factor>"`` (factor to 4 decimals) resolves through `get` anywhere a material
+    name is taken (phantom TOMLs, lesions, trials).
+
+    Args:
+        base: a catalog tissue name or a `Material` (not a mixture).
+        factor: in [0.5, 1.5].
+
+    Raises:
+        ValueError: a factor out of range or a base that is a mixture.
+        UnknownNameError: an unknown base name.
+
+    Example:
+        >>> import medphys.materials as mm
+        >>> round(mm.density_scaled("liver", 0.97).density_g_cm3, 4)
+        1.0311
+    """
+    material = get(base) if isinstance(base, str) else base
+    return make_scaled("medphys.materials.density_scaled", material, factor)
 
 
 def contrast_mixture(

@@ -37,6 +37,7 @@ from ._generate import generate as generate
 from ._lesion import LesionSpec as LesionSpec
 from ._lesion import extract_roi as extract_roi
 from ._lesion import iodine_for_contrast as iodine_for_contrast
+from ._lesion import material_for_contrast as material_for_contrast
 from ._lesion import place_lesion as place_lesion
 from ._mammo import BreastFamily as BreastFamily
 from ._mammo import prepare_breast_family as prepare_breast_family

@@ -138,8 +138,8 @@ def iodine_for_contrast(host: str, contrast_hu: float, protocol: Any) -> tuple[s
         ``(material name, achieved contrast in HU)``.
 
     Raises:
-        ValueError: a contrast that iodine cannot reach (zero or negative: give a hypodense
-            ``material`` instead; above what 100 mg/mL gives).
+        ValueError: a contrast that iodine cannot reach (zero or negative: `material_for_contrast`
+            gives a hypodense host instead; above what 100 mg/mL gives).
     """
     from .. import materials
     from ..simulators import ct
@@ -148,8 +148,8 @@ def iodine_for_contrast(host: str, contrast_hu: float, protocol: Any) -> tuple[s
     if not (np.isfinite(contrast_hu) and contrast_hu > 0):
         raise ValueError(
             f"{where}: a contrast of {contrast_hu!r} HU cannot be reached with iodine at this "
-            f"protocol's energy (iodine only adds attenuation); give a lesion `material` that "
-            "reads darker than the host instead"
+            f"protocol's energy (iodine only adds attenuation); material_for_contrast gives a "
+            "darker lesion as the host at a lower density"
         )
     base = ct.ct_number(host, protocol)
     per_mg = (
@@ -163,6 +163,51 @@ def iodine_for_contrast(host: str, contrast_hu: float, protocol: Any) -> tuple[s
             "0.01 to 100 mg/mL"
         )
     name = materials.contrast_mixture("iodine", concentration, base=host).name
+    return name, ct.ct_number(name, protocol) - base
+
+
+def material_for_contrast(host: str, contrast_hu: float, protocol: Any) -> tuple[str, float]:
+    """The lesion material that reads ``contrast_hu`` against ``host`` under ``protocol``.
+
+    Brighter than the host (> 0): iodine in the host (`iodine_for_contrast`). Darker (< 0): the
+    host's composition at a lower density (`medphys.materials.density_scaled`, factor to 1e-4),
+    found by a secant step on `medphys.simulators.ct.ct_number` (the water-hardened spectrum
+    makes CT numbers slightly non-linear in density).
+
+    Returns:
+        ``(material name, achieved contrast in HU)``.
+
+    Raises:
+        ValueError: a zero or non-finite contrast, or a darker contrast than half the host's
+            density gives; iodine's limits for a brighter one.
+    """
+    from .. import materials
+    from ..simulators import ct
+
+    where = "medphys.pipelines.material_for_contrast"
+    if not np.isfinite(contrast_hu) or contrast_hu == 0:
+        raise ValueError(
+            f"{where}: `contrast_hu` must be a finite, non-zero difference from the host "
+            f"(got {contrast_hu!r})"
+        )
+    if contrast_hu > 0:
+        return iodine_for_contrast(host, contrast_hu, protocol)
+    base = ct.ct_number(host, protocol)
+    low = 0.5  # `medphys.materials.density_scaled` takes factors from 0.5
+
+    def reads(factor: float) -> float:
+        return ct.ct_number(materials.density_scaled(host, factor).name, protocol) - base
+
+    # HU + 1000 is proportional to mu: a first guess, then one secant step
+    f0 = 1.0 + contrast_hu / (base + 1000.0)
+    if f0 < low:
+        raise ValueError(
+            f"{where}: a contrast of {contrast_hu:g} HU below {host!r} ({base:.1f} HU) needs "
+            f"{f0:.3f} times its density; allowed: down to {low:g}"
+        )
+    r0 = reads(f0)
+    f1 = f0 - (r0 - contrast_hu) * (f0 - 1.0) / r0 if r0 != 0 else f0
+    name = materials.density_scaled(host, min(max(f1, low), 1.0)).name
     return name, ct.ct_number(name, protocol) - base
 
 

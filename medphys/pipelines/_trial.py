@@ -46,7 +46,7 @@ from ..io import remove_partial_files, write_bytes_atomic, write_text_atomic
 from ..simulators import Modality
 from ._dataset import OutputError, write_failure
 from ._engine import AbstractEngine, LocalEngine
-from ._lesion import LesionSpec, extract_roi, iodine_for_contrast
+from ._lesion import LesionSpec, extract_roi, material_for_contrast
 from ._mammo import BreastFamily, prepare_breast_family
 from ._provenance import (
     Definition,
@@ -110,7 +110,8 @@ class _Lesion(Strict):
     radius_mm: PositiveMM
     #: a `medphys.materials` name: a tissue, or a contrast mixture such as "liver+iodine_1mg_ml"
     material: str | None = None
-    #: or the contrast to the host organ in HU at the first CT arm's energy (iodine in the host)
+    #: or the contrast to the host organ in HU at the first CT arm's energy (brighter: iodine in
+    #: the host; darker: the host at a lower density)
     contrast_hu: float | None = None
     margin_mm: Annotated[float, pydantic.Field(ge=0.0)] = 3.0
     #: a spiculated mass: the number of spikes (0: a sphere) and their length beyond the core
@@ -292,8 +293,9 @@ class TrialJob:
         )
 
     def lesion_material(self, families: Any, arms: Any) -> tuple[str, float]:
-        """The material of a lesion given by ``contrast_hu``: iodine in the host organ's
-        material, at the first CT arm's energy; and the contrast it reaches (HU)."""
+        """The material of a lesion given by ``contrast_hu`` at the first CT arm's energy: iodine
+        in the host organ's material (brighter) or the host at a lower density (darker); and the
+        contrast it reaches (HU)."""
         lesion = self.config.lesion
         ct_arms = [a for a in arms if a.modality == Modality.CT]
         if not ct_arms:
@@ -311,7 +313,7 @@ class TrialJob:
                 f"medphys trial: lesion.contrast_hu needs one host material; {lesion.organ!r} is "
                 f"made of {sorted(hosts)} in this trial's phantoms: give lesion.material"
             )
-        return iodine_for_contrast(hosts.pop(), lesion.contrast_hu, ct_arms[0].protocol)
+        return material_for_contrast(hosts.pop(), lesion.contrast_hu, ct_arms[0].protocol)
 
 
 def _run_item(job: TrialJob, item: tuple[int, bool]) -> dict[str, Any]:

@@ -216,3 +216,24 @@ def test_traced_energies_get_a_clear_message():
 
     with pytest.raises(TypeError, match="concrete values, not traced ones"):
         jax.jit(lambda e: mm.get("water").mu(e))(60.0)
+
+
+def test_density_scaled_tissue_attenuates_in_proportion_and_keeps_its_mr():
+    """`density_scaled`: the same elements at factor × ρ, so μ = factor × μ_tissue at every
+    energy (xraylib's mixture rule is linear in density); the name resolves through `get`."""
+    import medphys.materials as mm
+
+    energies = np.linspace(15.0, 150.0, 28)
+    liver = mm.get("liver")
+    dark = mm.density_scaled("liver", 0.9717)
+    assert dark.name == "liver@0.9717" and mm.get("liver@0.9717") == dark
+    np.testing.assert_allclose(dark.mu(energies), 0.9717 * liver.mu(energies), rtol=1e-12)
+    assert dark.composition == liver.composition and dark.mr_properties == liver.mr_properties
+    table = mm.attenuation_table(["liver", "liver@0.9717"], energies)
+    np.testing.assert_allclose(table[1], 0.9717 * table[0], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"density factor must be in \[0.5, 1.5\] \(got 0.2\)"):
+        mm.get("liver@0.2")
+    with pytest.raises(ValueError, match=r"`base` must be a tissue, not a mixture"):
+        mm.density_scaled("liver+iodine_3mg_ml", 0.9)
+    with pytest.raises(Exception, match=r"unknown material 'unobtainium@0.9'"):
+        mm.get("unobtainium@0.9")

@@ -220,6 +220,16 @@ def test_contrast_in_hu_becomes_iodine_in_the_host(small, tmp_path):
     assert ct.ct_number(name, chest) - ct.ct_number("liver", chest) == pytest.approx(reached)
     with pytest.raises(ValueError, match=r"-10.0 HU cannot be reached with iodine"):
         iodine_for_contrast("liver", -10.0, chest)
+    # darker than the host: the host at a lower density (factor to 1e-4: within 0.05 HU)
+    from medphys.pipelines import material_for_contrast
+
+    name, reached = material_for_contrast("liver", -30.0, chest)
+    assert name.startswith("liver@0.97") and reached == pytest.approx(-30.0, abs=0.06)
+    assert material_for_contrast("liver", 15.0, chest)[0].startswith("liver+iodine_")
+    with pytest.raises(ValueError, match=r"-700 HU below 'liver' .* needs 0.338 times"):
+        material_for_contrast("liver", -700.0, chest)
+    with pytest.raises(ValueError, match=r"`contrast_hu` must be a finite, non-zero"):
+        material_for_contrast("liver", 0.0, chest)
     text = Path(small).read_text().replace('material = "liver+iodine_3mg_ml"', "contrast_hu = 40.0")
     path = tmp_path / "hu.toml"
     path.write_text(text)

@@ -144,7 +144,8 @@ def _insert_phantom(tissues, *, n=144, spacing=2.5, radius=150.0, ring=100.0, r_
 
 @pytest.fixture(scope="module")
 def tissue_images():
-    lv, centres, spacing = _insert_phantom(tuple(TISSUE_RANGES_HU))
+    # and a hypodense liver lesion: the liver at 0.9717 of its density (-30 HU by ct_number)
+    lv, centres, spacing = _insert_phantom((*TISSUE_RANGES_HU, "liver@0.9717"))
     chest = load("ct-chest-120kvp")
     out = {}
     for bhc in (True, False):
@@ -182,6 +183,11 @@ def test_ct_number_predicts_the_simulated_inserts(tissue_images):
         assert ct.ct_number(tissue, chest) == pytest.approx(hu[tissue], abs=1.5), tissue
     assert ct.ct_number("adipose", chest) == pytest.approx(hu["adipose"], abs=6.0)
     assert ct.ct_number("water", chest) == pytest.approx(0.0, abs=1e-9)
+    # a density-scaled liver (what a trial's negative contrast_hu becomes): the reconstructed
+    # difference from the liver insert matches ct_number's
+    predicted = ct.ct_number("liver@0.9717", chest) - ct.ct_number("liver", chest)
+    assert predicted == pytest.approx(-30.0, abs=0.1)
+    assert hu["liver@0.9717"] - hu["liver"] == pytest.approx(predicted, abs=1.0)
     # iodine: about 29 HU per mg/mL at 120 kVp, linear in the concentration
     step = ct.ct_number("liver+iodine_1mg_ml", chest) - ct.ct_number("liver", chest)
     assert 20.0 < step < 40.0

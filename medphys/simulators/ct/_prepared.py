@@ -209,7 +209,7 @@ def prepare(
         protocol = geometry_or_protocol
         if protocol.modality != "ct":
             raise ValueError(
-                f"{where}: protocol {protocol.name or '(unnamed)'} is a {protocol.modality!r} "
+                f"{where}: protocol {protocol.name or '(unnamed)'} is a '{protocol.modality}' "
                 "protocol; only 'ct' protocols are reconstructed (use the projections as they are)"
             )
         geometry = protocol.geometry.with_rows_for(grid)
@@ -456,7 +456,7 @@ def reconstruct(scan: XrayScan, protocol: CTProtocol, *, like: Any) -> Volume:
         raise TypeError(f"{where}: `protocol` must be a CTProtocol (got {type(protocol).__name__})")
     if protocol.modality != "ct":
         raise ValueError(
-            f"{where}: protocol {protocol.name or '(unnamed)'} is a {protocol.modality!r} protocol; "
+            f"{where}: protocol {protocol.name or '(unnamed)'} is a '{protocol.modality}' protocol; "
             "only 'ct' protocols are reconstructed (use the projections as they are)"
         )
     grid = _grid_of(like)

@@ -10,8 +10,10 @@ from ._breast import sample_breast_params as sample_breast_params
 from ._labelmap import load_labelmap as load_labelmap
 from ._lesions import ARTERIAL as ARTERIAL
 from ._lesions import PORTAL_VENOUS as PORTAL_VENOUS
+from ._lesions import CalcificationCluster as CalcificationCluster
 from ._lesions import ContrastPhase as ContrastPhase
 from ._lesions import EllipsoidalLesion as EllipsoidalLesion
+from ._lesions import SphereUnion as SphereUnion
 from ._lesions import SphericalLesion as SphericalLesion
 from ._lesions import Spiculated as Spiculated
 from ._lesions import SpiculatedLesion as SpiculatedLesion

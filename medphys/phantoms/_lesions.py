@@ -3,7 +3,8 @@
 `insert_lesion` adds a lesion to a phantom as a structure of its own (own label, own mask, own
 material), painted last so it overrides the organ that holds it. Lesion shapes are typed values:
 `SphericalLesion`, `EllipsoidalLesion`, `SpiculatedLesion` (a sphere whose radius grows into
-smooth spikes along fixed directions).
+smooth spikes along fixed directions), `CalcificationCluster` (small spheres scattered in a ball:
+a `SphereUnion`).
 
 `enhance` swaps organ and blood materials for `medphys.materials` contrast mixtures
 (``"liver+iodine_2mg_ml"``) following a `ContrastPhase` (presets `ARTERIAL`, `PORTAL_VENOUS`).
@@ -90,6 +91,100 @@ def _fibonacci(n: int) -> np.ndarray:
     return np.stack([s * np.cos(phi), s * np.sin(phi), z], axis=-1)
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SphereUnion:
+    """A union of spheres (a microcalcification cluster): ``min_i |p − c_i| − r_i``, the exact
+    signed distance outside and a lower bound of it inside.
+
+    Attributes:
+        centers_mm: (n, 3) centres.
+        radii_mm: (n,) radii.
+    """
+
+    centers_mm: Float[Array, "n 3"]
+    radii_mm: Float[Array, " n"]
+
+    def level(self, points: Float[Array, "*batch 3"]) -> Float[Array, "*batch"]:
+        lead = (1,) * (points.ndim - 1)
+        c = jnp.reshape(self.centers_mm, (*lead, *self.centers_mm.shape))
+        r = jnp.reshape(self.radii_mm, (*lead, self.radii_mm.shape[0]))
+        q = points[..., None, :] - c
+        return jnp.min(jnp.sqrt(jnp.sum(q * q, axis=-1)) - r, axis=-1)
+
+    def scaled(self, factor: Float[Array, "3"], about: Float[Array, "3"]) -> SphereUnion:
+        return SphereUnion(
+            about[None, :] + (self.centers_mm - about[None, :]) * factor[None, :],
+            self.radii_mm * jnp.mean(factor),
+        )
+
+    def volume_mm3(self) -> float:
+        """The spheres' total volume (they do not overlap: `CalcificationCluster` keeps them
+        apart)."""
+        return float(4.0 / 3.0 * jnp.pi * jnp.sum(self.radii_mm**3))
+
+
+@dataclasses.dataclass(frozen=True)
+class CalcificationCluster:
+    """A cluster of microcalcifications: spheres of ``diameter_mm`` at ``offsets_mm`` from the
+    lesion centre (`draw` scatters them in a ball).
+
+    Attributes:
+        offsets_mm: ``((dx, dy, dz), ...)`` each calcification's centre relative to the cluster's.
+        diameter_mm: each calcification's diameter.
+    """
+
+    offsets_mm: tuple[tuple[float, float, float], ...]
+    diameter_mm: float = 0.3
+
+    @classmethod
+    def draw(
+        cls,
+        key: Array,
+        *,
+        count: int = 5,
+        diameter_mm: float = 0.3,
+        radius_mm: float = 2.5,
+    ) -> CalcificationCluster:
+        """``count`` calcifications uniformly in a ball of ``radius_mm`` (their whole extent
+        inside it), no two closer than two diameters centre to centre; the same key gives the
+        same cluster.
+
+        Raises:
+            ValueError: a count outside 1-64, a non-positive diameter, a ball too small to hold
+                the calcifications that far apart.
+        """
+        where = "medphys.phantoms.CalcificationCluster.draw"
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 64:
+            raise ValueError(f"{where}: `count` must be an integer in [1, 64] (got {count!r})")
+        d = positive(where, "diameter_mm", diameter_mm)
+        r = positive(where, "radius_mm", radius_mm)
+        room = r - d / 2
+        if room <= 0:
+            raise ValueError(
+                f"{where}: `radius_mm` {r:g} must exceed half the diameter ({d / 2:g} mm)"
+            )
+        k_dir, k_rad = jax.random.split(key)
+        n = 64 * count
+        u = np.asarray(jax.random.normal(k_dir, (n, 3), jnp.float32), np.float64)
+        u /= np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+        t = np.asarray(jax.random.uniform(k_rad, (n,), jnp.float32), np.float64) ** (1.0 / 3.0)
+        candidates = u * (room * t)[:, None]
+        chosen: list[np.ndarray] = []
+        for p in candidates:  # the first candidates far enough from those already kept
+            if all(np.linalg.norm(p - q) >= 2.0 * d for q in chosen):
+                chosen.append(p)
+                if len(chosen) == count:
+                    break
+        if len(chosen) < count:
+            raise ValueError(
+                f"{where}: {count} calcifications of {d:g} mm, two diameters apart, do not fit in "
+                f"a ball of {r:g} mm (placed {len(chosen)}); enlarge `radius_mm` or lower `count`"
+            )
+        offsets = tuple(tuple(float(v) for v in p) for p in chosen)
+        return cls(offsets, float(d))
+
+
 @dataclasses.dataclass(frozen=True)
 class SphericalLesion:
     """A sphere of radius ``radius_mm``."""
@@ -124,7 +219,7 @@ class SpiculatedLesion:
     twist_deg: float = 0.0
 
 
-LesionShape = SphericalLesion | EllipsoidalLesion | SpiculatedLesion
+LesionShape = SphericalLesion | EllipsoidalLesion | SpiculatedLesion | CalcificationCluster
 
 
 def _build(where: str, lesion: LesionShape, center: np.ndarray):
@@ -161,9 +256,22 @@ def _build(where: str, lesion: LesionShape, center: np.ndarray):
             jnp.float32(math.radians(width)),
         )
         return shape, r + spike * 1.05
+    if isinstance(lesion, CalcificationCluster):
+        d = positive(where, "lesion.diameter_mm", lesion.diameter_mm)
+        offsets = np.asarray(lesion.offsets_mm, np.float64)
+        if offsets.ndim != 2 or offsets.shape[1] != 3 or not 1 <= offsets.shape[0] <= 64:
+            raise ValueError(
+                f"{where}: `lesion.offsets_mm` must hold 1 to 64 (dx, dy, dz) triples "
+                f"(got shape {offsets.shape})"
+            )
+        shape = SphereUnion(
+            jnp.asarray(offsets + np.asarray(center)[None, :], jnp.float32),
+            jnp.full((offsets.shape[0],), d / 2, jnp.float32),
+        )
+        return shape, float(np.max(np.linalg.norm(offsets, axis=1))) + d / 2
     raise TypeError(
-        f"{where}: `shape` must be a SphericalLesion, EllipsoidalLesion or SpiculatedLesion "
-        f"(got {type(lesion).__name__})"
+        f"{where}: `shape` must be a SphericalLesion, EllipsoidalLesion, SpiculatedLesion or "
+        f"CalcificationCluster (got {type(lesion).__name__})"
     )
 
 
@@ -190,7 +298,8 @@ def insert_lesion(
     Args:
         phantom: the phantom (the reference anatomy, an individual, or an instant of either).
         organ: structure that must contain the whole lesion.
-        shape: `SphericalLesion`, `EllipsoidalLesion` or `SpiculatedLesion`.
+        shape: `SphericalLesion`, `EllipsoidalLesion`, `SpiculatedLesion` or
+            `CalcificationCluster`.
         material: a `medphys.materials` name, e.g. ``"soft_tissue"`` or a contrast mixture
             ``"liver+iodine_1mg_ml"`` (a hypo-enhancing lesion in the portal-venous phase).
         center_mm: lesion centre (RAS+ mm) in ``phantom``'s coordinates: for a phantom at an
@@ -235,8 +344,14 @@ def insert_lesion(
         raise ValueError(f"{where}: structure {name!r} already exists; pass another `name`")
 
     # fit (in the reference anatomy): every sample point of the lesion lies inside the organ
-    g = np.linspace(-reach, reach, 33)
-    pts = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3) + reference[None, :]
+    if isinstance(lesion, SphereUnion):  # small spheres: their centres and surfaces
+        sphere = np.concatenate([np.zeros((1, 3)), 0.999 * _fibonacci(64)])
+        c, r = np.asarray(lesion.centers_mm), np.asarray(lesion.radii_mm)
+        pts = (c[:, None, :] + r[:, None, None] * sphere[None]).reshape(-1, 3)
+    else:
+        g = np.linspace(-reach, reach, 33)
+        pts = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+        pts = pts + reference[None, :]
     pts_j = jnp.asarray(pts, jnp.float32)
     inside = np.asarray(lesion.level(pts_j) <= 0.0)
     in_organ = np.asarray(host.shape.level(pts_j) <= 0.0)

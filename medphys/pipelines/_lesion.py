@@ -27,7 +27,8 @@ from ..volume import LabeledVolume, Volume
 
 @dataclasses.dataclass(frozen=True)
 class LesionSpec:
-    """A lesion to insert in an organ: a sphere, or a spiculated mass.
+    """A lesion to insert in an organ: a sphere, a spiculated mass, or a cluster of
+    microcalcifications.
 
     Attributes:
         organ: the host structure's name (``"liver"``): it must hold the whole lesion.
@@ -43,6 +44,10 @@ class LesionSpec:
             organ alone). A breast: its interior, fat and glandular tissue together.
         centre_in: the structures the centre is drawn among (default: ``inside``). A breast:
             the glandular tissue.
+        calcifications: a cluster of this many microcalcifications (0: a solid lesion), each
+            a sphere of ``calcification_mm`` scattered in the ball of ``radius_mm``
+            (`medphys.phantoms.CalcificationCluster`, drawn from the lesion's stream).
+        calcification_mm: each calcification's diameter.
     """
 
     organ: str
@@ -53,6 +58,8 @@ class LesionSpec:
     spike_mm: float = 0.0
     inside: tuple[str, ...] = ()
     centre_in: tuple[str, ...] = ()
+    calcifications: int = 0
+    calcification_mm: float = 0.3
 
     @classmethod
     def create(
@@ -66,12 +73,15 @@ class LesionSpec:
         spike_mm: float = 0.0,
         inside: tuple[str, ...] = (),
         centre_in: tuple[str, ...] = (),
+        calcifications: int = 0,
+        calcification_mm: float = 0.3,
     ) -> LesionSpec:
         """Validated constructor.
 
         Raises:
             ValueError: a non-positive radius, a negative margin, a spike count outside 0-64,
-                spikes without a positive length.
+                spikes without a positive length, a calcification count outside 0-64, spikes
+                and calcifications together, calcifications not smaller than the cluster.
             UnknownNameError: an unknown material.
         """
         from .. import materials
@@ -89,6 +99,26 @@ class LesionSpec:
             raise ValueError(
                 f"{where}: `spike_mm` must be positive when `spicules` > 0 (got {spike_mm!r})"
             )
+        if (
+            isinstance(calcifications, bool)
+            or not isinstance(calcifications, int)
+            or not 0 <= calcifications <= 64
+        ):
+            raise ValueError(
+                f"{where}: `calcifications` must be an integer in [0, 64] (got {calcifications!r})"
+            )
+        if calcifications and spicules:
+            raise ValueError(
+                f"{where}: a lesion is a spiculated mass or a calcification cluster, not both "
+                f"(got spicules={spicules}, calcifications={calcifications})"
+            )
+        if calcifications and not (
+            np.isfinite(calcification_mm) and 0 < calcification_mm < 2 * radius_mm
+        ):
+            raise ValueError(
+                f"{where}: `calcification_mm` must be positive and below the cluster's diameter "
+                f"{2 * radius_mm:g} mm (got {calcification_mm!r})"
+            )
         materials.get(material)  # raises UnknownNameError listing the catalog
         return cls(
             str(organ),
@@ -99,11 +129,13 @@ class LesionSpec:
             float(spike_mm) if spicules else 0.0,
             tuple(str(s) for s in inside),
             tuple(str(s) for s in centre_in),
+            int(calcifications),
+            float(calcification_mm),
         )
 
     @property
     def reach_mm(self) -> float:
-        """The lesion's largest radius: the core plus its spikes."""
+        """The lesion's largest radius: the core plus its spikes (a cluster: its ball)."""
         return self.radius_mm + self.spike_mm
 
     @property
@@ -117,9 +149,17 @@ class LesionSpec:
         return self.centre_in or self.region
 
     def shape(self, key: PRNGKey) -> Any:
-        """The lesion's `medphys.phantoms` shape (spiculated: the twist drawn from ``key``)."""
+        """The lesion's `medphys.phantoms` shape (spiculated: the twist drawn from ``key``; a
+        cluster: the calcifications' places)."""
         from .. import phantoms
 
+        if self.calcifications:
+            return phantoms.CalcificationCluster.draw(
+                key,
+                count=self.calcifications,
+                diameter_mm=self.calcification_mm,
+                radius_mm=self.radius_mm,
+            )
         if not self.spicules:
             return phantoms.SphericalLesion(self.radius_mm)
         twist = float(jax.random.uniform(key, (), jnp.float32, 0.0, 360.0))

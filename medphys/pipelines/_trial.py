@@ -117,6 +117,10 @@ class _Lesion(Strict):
     #: a spiculated mass: the number of spikes (0: a sphere) and their length beyond the core
     spicules: Annotated[int, pydantic.Field(ge=0, le=64)] = 0
     spike_mm: Annotated[float, pydantic.Field(ge=0.0, allow_inf_nan=False)] = 0.0
+    #: a microcalcification cluster: this many calcifications (0: a solid lesion) of
+    #: `calcification_mm` in the ball of `radius_mm`
+    calcifications: Annotated[int, pydantic.Field(ge=0, le=64)] = 0
+    calcification_mm: PositiveMM = 0.3
     #: the structures whose union the lesion must lie inside (default: the organ)
     inside: list[str] = pydantic.Field(default_factory=list)
     #: the structures its centre is drawn among (default: `inside`)
@@ -205,11 +209,14 @@ class TrialConfig(Strict):
         return self
 
     def digest(self) -> str:
-        """A short hash of everything in the config except the number of pairs (and the
-        reader settings of a one-reader observer, which change nothing)."""
+        """A short hash of everything in the config except the number of pairs (and settings
+        that change nothing where they are unused: the reader settings of a one-reader observer,
+        the calcification size of a solid lesion)."""
         exclude: dict[str, Any] = {"pairs": True}
         if self.observer.readers == 1:
             exclude["observer"] = {"readers": True, "reader_fraction": True}
+        if self.lesion.calcifications == 0:
+            exclude["lesion"] = {"calcifications": True, "calcification_mm": True}
         return digest_of(self.model_dump(mode="json", exclude=exclude))
 
 
@@ -289,6 +296,8 @@ class TrialJob:
                 spike_mm=lesion.spike_mm,
                 inside=tuple(lesion.inside),
                 centre_in=tuple(lesion.centre_in),
+                calcifications=lesion.calcifications,
+                calcification_mm=lesion.calcification_mm,
             ),
         )
 

@@ -8,9 +8,9 @@ Run:
 Steps (CPU, about 5 minutes):
 
 1. `phantoms.sample_breast_params(key(0), density="b")` and `make_breast`: a class-b breast.
-2. `neural.solve_elasticity`: VICTRE's fat (neo-Hookean, 5 kPa, ν 0.49) pressed by two rigid
+2. `neural.compress_breast`: VICTRE's fat (neo-Hookean, 5 kPa, ν 0.49) pressed by two rigid
    frictionless paddles to the class's compressed thickness (penalty 20 kPa/mm; chest wall a
-   roller), 4 mm quadrature, 2000 steps; `neural.ElasticWarp` deforms the phantom.
+   roller), 4 mm quadrature, its default training; the compression's warp deforms the phantom.
 3. Voxelisation at 0.5 mm; the breast is moved onto the detector (z from 0 up).
 4. DM: the W/Rh spectrum, a-Se panel and dose of the catalog's `mammo-wrh-28kvp`, on a 0.2 mm
    panel; DBT: the same beam over 15 views and ±7.5° (`dbt-15views-15deg`'s sweep), 0.4 mm panel,
@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -45,35 +44,15 @@ def main() -> None:
 
     from medphys import neural, phantoms
     from medphys import simulators as sims
-    from medphys.phantoms import HalfSpace, Intersection
     from medphys.simulators import ct, xray
 
     t0 = time.perf_counter()
     params = phantoms.sample_breast_params(jax.random.key(0), density="b")
     breast = phantoms.make_breast(params)
-    chest = HalfSpace(jnp.asarray([0.0, -1.0, 0.0], jnp.float32), jnp.asarray(0.0))
-    shape = Intersection((params.outer_shape(), chest))
-    fat = neural.NeoHookean.create(neural.VICTRE_MODULI_KPA["fat"], 0.49)
-    body = neural.ElasticBody.create([(shape, fat)], spacing_mm=4.0)
-    half = params.compressed_thickness_mm / 2
-    constraints = [
-        neural.Fixed.create(1, 0.0, components=(1,)),
-        neural.Fixed.create(0, 0.0, components=(0,)),
-        neural.Fixed.create(2, 0.0, components=(2,)),
-    ]
-    paddles = [
-        neural.Plate.create(2, half, keep="below", stiffness_kpa_per_mm=20.0),
-        neural.Plate.create(2, -half, keep="above", stiffness_kpa_per_mm=20.0),
-    ]
-    sol = neural.solve_elasticity(
-        jax.random.key(1),
-        body,
-        constraints=constraints,
-        loads=paddles,
-        config=neural.ElasticConfig(width=32, depth=3, steps=2000),
-    ).check()
-    print(sol.summary, flush=True)
-    pressed = dataclasses.replace(breast, warp=neural.ElasticWarp.create(sol, support=chest))
+    compression = neural.compress_breast(jax.random.key(1), params)
+    print(compression.solution.summary, flush=True)
+    pressed = compression.apply(breast)
+    half = compression.thickness_mm / 2
 
     lo, hi = (np.asarray(b, float) for b in params.bounds_mm())
     h = args.spacing

@@ -25,6 +25,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ... import materials
+from ..._checks import is_concrete
 from ..._types import PRNGKey
 from ...volume import Grid, LabeledVolume
 from ..geometry import AbstractGeometry, _Planar
@@ -390,8 +391,8 @@ def expected_scan(
         dtype = f.dtype if f is not None and jnp.issubdtype(f.dtype, jnp.floating) else jnp.float32
     names = labeled_volume.material_names
     scanner = _prepare_scanner(where, labeled_volume.grid, protocol, names, None, tolerance)
-    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(labeled_volume))
-    if traced:  # the caller's jit holds the phantom: no host checks, no streaming
+    if not is_concrete(*jax.tree_util.tree_leaves(labeled_volume)):
+        # the caller's jit holds the phantom: no host checks, no streaming (the same values)
         return scanner.expected_of_maps(_maps(labeled_volume, scanner.mixing(dtype), dtype))
     geometry = scanner.protocol.geometry
     if isinstance(geometry, _Planar):

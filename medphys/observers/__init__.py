@@ -22,6 +22,8 @@ ROC statistics (``scores`` (n,), ``truth`` (n,) True = signal present):
 - `auc`, `delong` → `AUCResult`, `bootstrap_auc(key, ...)`, `delta_auc` → `DeltaAUCResult`,
   `delong_covariance`, `jackknife_covariance`;
 - `dprime`, `dprime_se`, `auc_from_dprime`, `dprime_from_auc`;
+- `orh_single(scores (readers, cases), truth)` → `ReaderMeanResult`: one test's reader-averaged
+  AUC with its random-reader interval;
 - `orh(scores (tests, readers, cases), truth, *, covariance, readers)` → `MRMCResult`
   (Obuchowski–Rockette–Hillis);
 - `plan_cases(pilot, *, target_se= | power=, effect, alpha, ratio, n_readers)` → `CasePlan`.
@@ -35,7 +37,9 @@ from ._channels import make_channels as make_channels
 from ._channels import slice_channels as slice_channels
 from ._mrmc import CasePlan as CasePlan
 from ._mrmc import MRMCResult as MRMCResult
+from ._mrmc import ReaderMeanResult as ReaderMeanResult
 from ._mrmc import orh as orh
+from ._mrmc import orh_single as orh_single
 from ._mrmc import plan_cases as plan_cases
 from ._observers import MAX_HOTELLING_PIXELS as MAX_HOTELLING_PIXELS
 from ._observers import OBSERVERS as OBSERVERS

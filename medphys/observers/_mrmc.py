@@ -21,7 +21,8 @@ test-by-reader mean squares of the θᵢⱼ,
 F ~ F(t − 1, ddf_H) under H₀, and the interval for θᵢ. − θ₀. is
 ±t_{1−α/2, ddf_H} · sqrt(2/r · [MS(T×R) + r·max(cov2 − cov3, 0)]).
 Fixed readers: χ² test with denominator var − cov1 + (r − 1)·max(cov2 − cov3, 0) and normal
-intervals (df = ∞).
+intervals (df = ∞). One test's reader-averaged AUC (`orh_single`): variance
+(MS(R) + r·max(cov2, 0)) / r, df = (r − 1)·[(MS(R) + r·max(cov2, 0)) / MS(R)]².
 
 Planning (`plan_cases`): for a fixed ratio of signal-absent to signal-present cases, every
 case-sampling variance and covariance scales as 1/N (N = total cases): DeLong's
@@ -276,6 +277,94 @@ def _orh_finish(
         level=level,
         readers=readers,
         covariance=covariance,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderMeanResult:
+    """The reader-averaged AUC of one test with random readers and random cases.
+
+    Attributes:
+        auc: (r,) each reader's empirical AUC.
+        auc_mean: their mean.
+        se: its standard error, sqrt((MS(R) + r·max(cov2, 0)) / r).
+        lower, upper: its confidence limits at ``level`` (t with ``df``).
+        df: Hillis' single-test degrees of freedom, (r − 1)·[(MS(R) + r·max(cov2, 0)) / MS(R)]²
+            (``inf`` when the readers agree exactly).
+        ms_r: the reader mean square Σ (θⱼ − θ̄)² / (r − 1).
+        var, cov2: the case-sampling variance of one reader's AUC and the covariance of two
+            readers' (DeLong), averaged.
+        level: confidence level.
+    """
+
+    auc: np.ndarray
+    auc_mean: float
+    se: float
+    lower: float
+    upper: float
+    df: float
+    ms_r: float
+    var: float
+    cov2: float
+    level: float
+
+
+def orh_single(
+    scores: Float[Array, "readers cases"],
+    truth: Bool[Array, " cases"],
+    *,
+    level: float = 0.95,
+) -> ReaderMeanResult:
+    """The reader-averaged AUC of one test and its interval, readers and cases random.
+
+    Obuchowski & Rockette's variance of the reader mean (their eq. 2.3 for one test) with
+    Hillis' estimate of the reader variance: Var(θ̄) = (MS(R) + r·max(cov2, 0)) / r, and a t
+    interval with df = (r − 1)·[(MS(R) + r·max(cov2, 0)) / MS(R)]² (Hillis 2007). With readers
+    that agree exactly (MS(R) = 0) it is the DeLong interval of their common AUC.
+
+    Args:
+        scores: (r, n) scores of r ≥ 2 readers on the same n cases.
+        truth: (n,) True where the signal is present; at least 2 cases per class.
+        level: two-sided confidence level.
+
+    Raises:
+        ValueError: fewer than 2 readers, non-finite scores, a truth vector that does not fit.
+    """
+    call = "orh_single"
+    lv = chk.level(call, level)
+    s = chk.scores(call, "scores", scores, ndim=2)
+    r, n = s.shape
+    if r < 2:
+        raise ValueError(
+            f"{chk.where(call)}: `scores` must hold at least 2 readers along axis 0 (got shape "
+            f"{tuple(s.shape)}); for one reader use `delong`"
+        )
+    tr = chk.truth(call, "truth", truth, n, minimum=2)
+    auc_, cov, *_ = _delong_cov_jit(s, tr)
+    theta = np.asarray(auc_, dtype=float)
+    cov = np.asarray(cov, dtype=float)
+    var, _, cov2, _ = _or_covariances(cov, 1, r)
+    mean = float(theta.mean())
+    ms_r = float(np.sum((theta - mean) ** 2)) / (r - 1)
+    total = ms_r + r * max(cov2, 0.0)
+    se = math.sqrt(total / r)
+    df = (r - 1) * (total / ms_r) ** 2 if ms_r > 0 else math.inf
+    q = (
+        float(scipy.stats.t.ppf(0.5 + lv / 2, df))
+        if math.isfinite(df)
+        else float(scipy.stats.norm.ppf(0.5 + lv / 2))
+    )
+    return ReaderMeanResult(
+        auc=theta,
+        auc_mean=mean,
+        se=se,
+        lower=mean - q * se,
+        upper=mean + q * se,
+        df=float(df),
+        ms_r=ms_r,
+        var=var,
+        cov2=cov2,
+        level=lv,
     )
 
 

@@ -620,9 +620,10 @@ def analyse(config: TrialConfig, records: dict[tuple[int, bool], dict[str, Any]]
             "ties count 1/2), interval by DeLong et al. 1988; d': (mean1 - mean0) / "
             "sqrt((var1 + var0) / 2) of the test scores"
             + (
-                "; several readers: an arm's AUC and d' are the readers' means, its interval "
-                "treats the readers as fixed (DeLong covariance of their AUCs); dAUC between "
-                "arms by Obuchowski-Rockette-Hillis with random readers (Hillis 2007 df)"
+                "; several readers: an arm's AUC and d' are the readers' means, the AUC's "
+                "interval with random readers and cases (Obuchowski-Rockette single test, Hillis "
+                "df); dAUC between arms by Obuchowski-Rockette-Hillis with random readers "
+                "(Hillis 2007 df)"
                 if obs.readers > 1
                 else ""
             )
@@ -702,7 +703,6 @@ def _analyse_readers(
     pairs (the same subsets, and the same internal-noise streams, in every arm: a reader is one
     observer applied to both modalities), all scoring the held-out pairs; dAUC by ORH."""
     import jax
-    import scipy.stats
 
     from .. import observers
 
@@ -721,7 +721,6 @@ def _analyse_readers(
         for r in range(obs.readers)
     ]
     truth = np.concatenate([np.ones(n - k, bool), np.zeros(n - k, bool)])
-    z = float(scipy.stats.norm.ppf(0.5 + config.analysis.level / 2))
     scores: dict[str, np.ndarray] = {}
     arms: dict[str, Any] = {}
     for arm in [a.name for a in config.arms]:
@@ -743,17 +742,16 @@ def _analyse_readers(
                 "channels, or add pairs"
             )
         scores[arm] = s
-        aucs, cov = observers.delong_covariance(s, truth)
-        mean_auc = float(np.mean(np.asarray(aucs)))
-        se = float(np.sqrt(max(float(np.mean(np.asarray(cov))), 0.0)))
+        mean = observers.orh_single(s, truth, level=config.analysis.level)
         dprimes = [float(observers.dprime(row, truth)) for row in s]
         arms[arm] = {
-            "auc": mean_auc,
-            "auc_se": se,
-            "auc_ci": [mean_auc - z * se, mean_auc + z * se],
+            "auc": mean.auc_mean,
+            "auc_se": mean.se,
+            "auc_ci": [mean.lower, mean.upper],
+            "auc_df": mean.df,
             "dprime": float(np.mean(dprimes)),
             "dprime_se": float(np.std(dprimes, ddof=1)),
-            "reader_auc": [float(v) for v in np.asarray(aucs)],
+            "reader_auc": [float(v) for v in mean.auc],
             "reader_dprime": dprimes,
             "n_train": [m, m],
             "n_test": [n - k, n - k],
@@ -899,7 +897,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em}
 radius {config.lesion.radius_mm:g} mm in {e(config.lesion.organ)}; observer: {e(obs["kind"].upper())}
 ({e(str(obs["channels"]))}, {obs["n_channels"]} channels), {obs["roi_px"]}² {e(obs["plane"])} ROI,
 {e(obs["mode"])}{"" if obs["split"] is None else f" (training fraction {obs['split']})"}{readers}.</p>
-<h2>Detectability per arm</h2><table><tr><th>arm</th><th>AUC</th><th>{level}% CI (DeLong{", readers fixed" if readers else ""})</th>
+<h2>Detectability per arm</h2><table><tr><th>arm</th><th>AUC</th><th>{level}% CI ({"ORH, random readers" if readers else "DeLong"})</th>
 <th>d′</th><th>test cases (present + absent)</th></tr>{arm_rows}</table>
 <h2>Paired comparisons</h2><table><tr><th>ΔAUC</th><th>value</th><th>{level}% CI</th><th>p</th></tr>{cmp_rows}</table>
 <p><img src="roc.png" alt="ROC curves"> <img src="rois.png" alt="example ROIs" style="max-width:100%"></p>

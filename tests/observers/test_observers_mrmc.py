@@ -204,3 +204,25 @@ def test_bad_mrmc_inputs():
         ValueError, match=r"plan_cases: a power target for a single AUC needs `effect`"
     ):
         obs.plan_cases(obs.delong(x[0, 0], truth), power=0.8)
+
+
+def test_orh_single_interval_covers_the_reader_population_auc():
+    """300 studies, 5 readers × (50 + 50) cases, one test: the 95 % interval of the reader mean
+    (readers and cases random) covers the reader-population AUC; with identical readers it is
+    the DeLong interval of their common AUC."""
+    rng = np.random.default_rng(1)
+    x, truth = _studies(rng, 300, 5, 50, 50)
+    target = float(_population_auc(MU)[0])
+    results = [obs.orh_single(xs[0], truth) for xs in x]
+    cover = np.mean([r.lower <= target <= r.upper for r in results])
+    # measured: 95.7 % (median df 11.4)
+    assert 0.91 <= cover <= 0.985, cover
+    assert all(r.auc_mean == pytest.approx(float(np.mean(r.auc))) for r in results)
+    same = np.repeat(x[0, 0, :1], 3, axis=0)
+    one = obs.delong(same[0], truth)
+    res = obs.orh_single(same, truth)
+    assert math.isinf(res.df) and res.ms_r == 0.0
+    assert res.se == pytest.approx(float(one.se), rel=1e-9)
+    assert res.lower == pytest.approx(float(one.lower), rel=1e-9)
+    with pytest.raises(ValueError, match=r"at least 2 readers"):
+        obs.orh_single(x[0, 0, :1], truth)

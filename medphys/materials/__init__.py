@@ -27,3 +27,4 @@ from ._material import ENERGY_RANGE_KEV as ENERGY_RANGE_KEV
 from ._material import FIELDS_T as FIELDS_T
 from ._material import Material as Material
 from ._material import MRProperties as MRProperties
+from ._scaled import DENSITY_FACTOR_RANGE as DENSITY_FACTOR_RANGE

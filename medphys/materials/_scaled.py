@@ -16,7 +16,7 @@ import re
 from ._material import Material
 
 #: Density factors accepted: a region at half to one and a half times its tissue's density.
-FACTOR_RANGE = (0.5, 1.5)
+DENSITY_FACTOR_RANGE = (0.5, 1.5)
 
 _NAME = re.compile(r"^(?P<base>[a-z0-9_]+)@(?P<factor>[0-9]+(?:\.[0-9]+)?)$")
 
@@ -43,7 +43,7 @@ def make_scaled(where: str, base: Material, factor: float) -> Material:
         f = float(factor)
     except (TypeError, ValueError):
         f = math.nan
-    low, high = FACTOR_RANGE
+    low, high = DENSITY_FACTOR_RANGE
     if not math.isfinite(f) or not low <= f <= high:
         raise ValueError(
             f"{where}: the density factor must be in [{low:g}, {high:g}] (got {factor!r})"

@@ -215,6 +215,13 @@ def _or_covariances(cov: np.ndarray, t: int, r: int) -> tuple[float, float, floa
     )
 
 
+def _quantile(level: float, df: float) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``df`` (the normal's at ``inf``)."""
+    if math.isfinite(df):
+        return float(scipy.stats.t.ppf(0.5 + level / 2, df))
+    return float(scipy.stats.norm.ppf(0.5 + level / 2))
+
+
 def _orh_finish(
     theta: np.ndarray,
     cov: np.ndarray,
@@ -244,17 +251,13 @@ def _orh_finish(
             if math.isfinite(df)
             else float(scipy.stats.chi2.sf(stat * (t - 1), t - 1))
         )
-        q = (
-            float(scipy.stats.t.ppf(0.5 + level / 2, df))
-            if math.isfinite(df)
-            else float(scipy.stats.norm.ppf(0.5 + level / 2))
-        )
+        q = _quantile(level, df)
     else:
         den = max(var - cov1 + (r - 1) * shared, 0.0)
         df = math.inf
         stat = ms_t / den if den > 0 else math.inf
         p = float(scipy.stats.chi2.sf(stat * (t - 1), t - 1))
-        q = float(scipy.stats.norm.ppf(0.5 + level / 2))
+        q = _quantile(level, math.inf)
     se = math.sqrt(2.0 * den / r)
     return MRMCResult(
         auc=theta,
@@ -349,11 +352,7 @@ def orh_single(
     total = ms_r + r * max(cov2, 0.0)
     se = math.sqrt(total / r)
     df = (r - 1) * (total / ms_r) ** 2 if ms_r > 0 else math.inf
-    q = (
-        float(scipy.stats.t.ppf(0.5 + lv / 2, df))
-        if math.isfinite(df)
-        else float(scipy.stats.norm.ppf(0.5 + lv / 2))
-    )
+    q = _quantile(lv, df)
     return ReaderMeanResult(
         auc=theta,
         auc_mean=mean,

@@ -233,19 +233,15 @@ def material_for_contrast(host: str, contrast_hu: float, protocol: Any) -> tuple
     if contrast_hu > 0:
         return iodine_for_contrast(host, contrast_hu, protocol)
     base = ct.ct_number(host, protocol)
-    low = 0.5  # `medphys.materials.density_scaled` takes factors from 0.5
-
-    def reads(factor: float) -> float:
-        return ct.ct_number(materials.density_scaled(host, factor).name, protocol) - base
-
-    # HU + 1000 is proportional to mu: a first guess, then one secant step
+    low = materials.DENSITY_FACTOR_RANGE[0]
+    # HU + 1000 is proportional to mu: a first guess, then one secant step through (1, 0)
     f0 = 1.0 + contrast_hu / (base + 1000.0)
     if f0 < low:
         raise ValueError(
             f"{where}: a contrast of {contrast_hu:g} HU below {host!r} ({base:.1f} HU) needs "
             f"{f0:.3f} times its density; allowed: down to {low:g}"
         )
-    r0 = reads(f0)
+    r0 = ct.ct_number(materials.density_scaled(host, f0).name, protocol) - base
     f1 = f0 - (r0 - contrast_hu) * (f0 - 1.0) / r0 if r0 != 0 else f0
     name = materials.density_scaled(host, min(max(f1, low), 1.0)).name
     return name, ct.ct_number(name, protocol) - base

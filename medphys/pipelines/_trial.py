@@ -585,11 +585,10 @@ def analyse(config: TrialConfig, records: dict[tuple[int, bool], dict[str, Any]]
         )
     if obs.internal_noise > 0:
         options["internal_noise"] = obs.internal_noise
-    design = {"resubstitution": True} if obs.resubstitution else {"split": obs.split}
     if obs.readers > 1:
         arms, comparisons = _analyse_readers(config, records, options)
     else:
-        arms, comparisons = _analyse_one_reader(config, records, options, design)
+        arms, comparisons = _analyse_one_reader(config, records, options)
     lesion_record = records[(0, True)].get("lesion") or {}
     return {
         "trial": config.name,
@@ -638,12 +637,13 @@ def _rois(config: TrialConfig, records: dict, arm: str) -> tuple[np.ndarray, np.
 
 
 def _analyse_one_reader(
-    config: TrialConfig, records: dict, options: dict[str, Any], design: dict[str, Any]
+    config: TrialConfig, records: dict, options: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One observer per arm (`observers.evaluate`); paired dAUC by DeLong."""
     from .. import observers
 
     obs = config.observer
+    design = {"resubstitution": True} if obs.resubstitution else {"split": obs.split}
     arms: dict[str, Any] = {}
     evaluations = {}
     for arm in [a.name for a in config.arms]:

@@ -393,13 +393,13 @@ def expected_scan(
     scanner = _prepare_scanner(where, labeled_volume.grid, protocol, names, None, tolerance)
     if not is_concrete(*jax.tree_util.tree_leaves(labeled_volume)):
         # the caller's jit holds the phantom: no host checks, no streaming (the same values)
-        return scanner.expected_of_maps(_maps(labeled_volume, scanner.mixing(dtype), dtype))
+        return _whole(scanner, labeled_volume, dtype)
     geometry = scanner.protocol.geometry
     if isinstance(geometry, _Planar):
         _check_object_covered(where, scanner.grid, _support(labeled_volume, scanner), geometry)
         if scanner.plan.rows_are_slices:
             return _streamed_planar(where, scanner, labeled_volume, dtype)
-        return scanner.expected_of_maps(_maps(labeled_volume, scanner.mixing(dtype), dtype))
+        return _whole(scanner, labeled_volume, dtype)
     # cone beams and radiographs: one map built, projected and dropped at a time
     mixing = scanner.mixing(dtype)
     lengths = [
@@ -407,6 +407,11 @@ def expected_scan(
         for k in range(scanner.n_maps)
     ]
     return scanner._finish_projective(jnp.stack(lengths, axis=-1))
+
+
+def _whole(scanner: Scanner, lv: LabeledVolume, dtype: Any) -> XrayScan:
+    """The scan of all of ``lv``'s maps at once (memory of every map)."""
+    return scanner.expected_of_maps(_maps(lv, scanner.mixing(dtype), dtype))
 
 
 def _maps(lv: LabeledVolume, mixing: Array, dtype: Any, z: tuple[int, int] | None = None) -> Array:
@@ -444,7 +449,7 @@ def _streamed_planar(where: str, scanner: Scanner, lv: LabeledVolume, dtype: Any
     itemsize = jnp.dtype(dtype).itemsize
     depth, slabs = _slabs(nz, _SLAB_BYTES // (scanner.n_maps * nx * ny * itemsize))
     if len(slabs) == 1:
-        return scanner.expected_of_maps(_maps(lv, scanner.mixing(dtype), dtype))
+        return _whole(scanner, lv, dtype)
     plan = planar_plan(
         (nx, ny, depth),
         scanner.grid.affine,

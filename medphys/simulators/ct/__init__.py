@@ -9,7 +9,8 @@ calibration and Hounsfield units.
   windows are `Filter` members (``Filter.HANN``, or the name ``"hann"``), all in `FILTERS`;
   `fdk(...)` for circular cone beam; both take full turns or short scans (Parker weights,
   `parker_weights(geometry)`), and full turns with an offset detector (Wang's weights,
-  `offset_detector_weights(geometry)`);
+  `offset_detector_weights(geometry)`), and irregularly spaced views over a turn, as a
+  phase-binned (gated) subset of a sweep (angular-gap weights, `gap_weights(geometry)`);
 - `water_mu(protocol)`, `to_hu(mu, mu_water, mu_air=0)`, `ct_number(material, protocol)`: the
   HU of a material at the centre of the water calibration;
 - `reconstruct(scan, protocol, *, like)` → `Volume` in HU on the phantom's grid;
@@ -39,6 +40,7 @@ from ._iterative import TVState as TVState
 from ._iterative import cgls as cgls
 from ._iterative import sirt as sirt
 from ._iterative import tv as tv
+from ._parker import gap_weights as gap_weights
 from ._parker import offset_detector_weights as offset_detector_weights
 from ._parker import parker_weights as parker_weights
 from ._prepared import Reconstructor as Reconstructor

@@ -36,7 +36,9 @@ Which scans are accepted (`scan_needs_weights`)
     unchanged), a parallel-beam half turn (``B = pi``, no weights), or a short scan with
     ``pi + 2 delta_detector <= B < 2 pi`` (Parker weights, applied automatically). A range below
     the minimum has lines that were never measured and is refused, unless the caller supplies
-    its own redundancy weights.
+    its own redundancy weights. Irregularly spaced views (a phase-binned, gated subset of a
+    sweep) in angular order over at most a turn, with every gap below half a turn, are weighted
+    by their angular gaps (`gap_weights`).
 
 Offset detectors (half-fan full scans)
     A detector shifted sideways (``u_offset_mm``) so that it covers one side of the central ray
@@ -68,7 +70,6 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -252,7 +253,8 @@ def scan_needs_weights(where: str, geometry: Any, *, what: str, custom: bool) ->
     steps = np.diff(a)
     step = float(np.mean(steps))
     if step == 0.0 or not np.allclose(steps, step, rtol=1e-3, atol=1e-9):
-        raise ValueError(f"{where}: {what} needs uniformly spaced view angles")
+        _check_irregular(where, geometry, what=what, custom=custom)
+        return "gaps"
     span = abs(step) * n
     if abs(span - 2 * math.pi) < _FULL_TOL * 2 * math.pi:
         return "offset" if not custom and _offset_detector(where, geometry) else None
@@ -283,6 +285,84 @@ def scan_needs_weights(where: str, geometry: Any, *, what: str, custom: bool) ->
     return "parker"
 
 
+def _gap_period(geometry: Any, angles: np.ndarray) -> float:
+    """The turn irregular views are weighted over: 2π, or π for a parallel beam whose views
+    span less than a half turn."""
+    if isinstance(geometry, ParallelBeam) and abs(angles[-1] - angles[0]) < math.pi:
+        return math.pi
+    return 2 * math.pi
+
+
+def _check_irregular(where: str, geometry: Any, *, what: str, custom: bool) -> None:
+    """Refuse irregular view angles that angular-gap weights cannot reconstruct (see
+    `gap_weights`): custom redundancy, views out of order or over more than a turn, a gap of
+    half a turn or more (a short arc: give uniformly spaced views for Parker weights), an offset
+    detector."""
+    a = np.asarray(geometry.angles, dtype=np.float64)
+    steps = np.diff(a)
+    if custom:
+        raise ValueError(
+            f"{where}: custom `redundancy` weights need uniformly spaced view angles; irregular "
+            "views over a turn are weighted by their angular gaps automatically"
+        )
+    if not (np.all(steps > 0) or np.all(steps < 0)):
+        raise ValueError(
+            f"{where}: {what} of irregularly spaced views needs strictly increasing or "
+            "decreasing angles (sort the views by angle)"
+        )
+    period = _gap_period(geometry, a)
+    gaps = _circular_gaps(a, period)
+    if gaps is None:
+        raise ValueError(
+            f"{where}: the views must cover at most one turn, 2π (got angles from "
+            f"{a[0]:.4g} to {a[-1]:.4g} rad)"
+        )
+    if gaps.max() >= math.pi:
+        raise ValueError(
+            f"{where}: irregularly spaced views are reconstructed over a full turn with "
+            f"angular-gap weights and need every gap below half a turn (largest gap "
+            f"{math.degrees(gaps.max()):.1f}°); a short scan needs uniformly spaced views "
+            "(Parker weights)"
+        )
+    if _offset_detector(where, geometry):
+        raise ValueError(
+            f"{where}: irregularly spaced views with an offset detector "
+            f"(u_offset_mm={float(geometry.u_offset_mm):g}) are not supported; scan uniformly "
+            "spaced views"
+        )
+
+
+def _circular_gaps(angles: np.ndarray, period: float) -> np.ndarray | None:
+    """The gaps between consecutive views around the turn, the closing one last, or None when
+    the views span a turn or more."""
+    d = np.abs(np.diff(angles))
+    closing = period - abs(angles[-1] - angles[0])
+    if closing <= 0:
+        return None
+    return np.append(d, closing)
+
+
+def gap_weights(geometry: Any, *, dtype: Any = jnp.float32) -> Float[Array, "views u"]:
+    """Angular-gap weights of irregularly spaced views over a turn, as the backprojector takes
+    them (times its ``pi / n_views``): each view stands for half the gap to each neighbour
+    (the rectangle rule on irregular angles, as gated or phase-binned reconstructions weight
+    their views), ``w_k = n_views (g_(k-1) + g_k) / (2 T)`` with ``T`` the turn (2π; π for a
+    parallel beam within a half turn) and the gaps taken around it. They sum to ``n_views`` and
+    are 1 for uniformly spaced views over the turn. Rows and columns share their view's weight.
+
+    Args:
+        geometry: a concrete geometry whose view angles are strictly monotonic within a turn.
+        dtype: floating dtype of the weights.
+    """
+    a = np.asarray(geometry.angles, dtype=np.float64)
+    period = _gap_period(geometry, a)
+    gaps = _circular_gaps(a, period)
+    if gaps is None:
+        raise ValueError("medphys.simulators.ct.gap_weights: the views span a turn or more")
+    w = a.size * (gaps + np.roll(gaps, 1)) / (2 * period)
+    return jnp.broadcast_to(jnp.asarray(w, dtype)[:, None], (a.size, geometry.n_u))
+
+
 def check_redundancy(where: str, redundancy: Any, geometry: Any) -> Array:
     """Validate user redundancy weights: ``(views, u)``, finite."""
     w = jnp.asarray(redundancy)
@@ -305,42 +385,3 @@ def weigh(proj: Array, weights: Array, geometry: Any) -> Array:
     n = proj.shape[0]
     scale = n * jnp.abs(angular_step(geometry)).astype(dtype) / math.pi
     return proj * (weights.astype(dtype) * scale)[:, :, None]
-
-
-def redundancy_weighted(
-    where: str, proj: Array, geometry: Any, geo: Any, redundancy: Any, kind: str | None
-) -> tuple[Array, Any]:
-    """``proj`` weighted by the user's ``redundancy``, by Parker weights for a short scan, by
-    Wang's for a full turn with an offset detector, or as it is for a full scan (``kind`` from
-    `scan_needs_weights`; ``geometry`` concrete, ``geo`` its array form), and the geometry to
-    reconstruct them with.
-
-    An offset detector's weighted projections are zero beyond its short side, so they are padded
-    with zero columns there up to the mirror of the long side: the ramp-filtered projections
-    do not vanish beyond the detector, and the backprojection reads them there (through the
-    conjugate views); without the padding the image is too bright outside the overlap.
-    """
-    if redundancy is not None:
-        return weigh(proj, check_redundancy(where, redundancy, geometry), geo), geo
-    if kind == "parker":
-        return weigh(proj, parker_weights(geo, dtype=proj.dtype), geo), geo
-    if kind == "offset":
-        proj = weigh(proj, offset_detector_weights(geo, dtype=proj.dtype), geo)
-        return _mirror_padded(proj, geometry, geo)
-    return proj, geo
-
-
-def _mirror_padded(proj: Array, geometry: Any, geo: Any) -> tuple[Array, Any]:
-    """Zero columns on the short side of an offset detector up to the mirror of its long side."""
-    du = float(geometry.du_mm)
-    first = float(geometry.u_offset_mm) - 0.5 * (geometry.n_u - 1) * du
-    last = first + (geometry.n_u - 1) * du
-    pad = max(0, math.ceil(abs(first + last) / du - 1e-9))
-    if first + last >= 0:  # long side at +u: columns below the first
-        proj = jnp.pad(proj, ((0, 0), (pad, 0), (0, 0)))
-        shift = -0.5 * pad * du
-    else:
-        proj = jnp.pad(proj, ((0, 0), (0, pad), (0, 0)))
-        shift = 0.5 * pad * du
-    offset = jnp.asarray(float(geometry.u_offset_mm) + shift, jnp.asarray(geo.u_offset_mm).dtype)
-    return proj, dataclasses.replace(geo, n_u=geometry.n_u + pad, u_offset_mm=offset)

@@ -32,6 +32,7 @@ from ._fdk import _BLOCK, _fdk_kernel
 from ._hu import bhc_fit, bhc_polynomial, remove_scatter, water_mu
 from ._parker import (
     check_redundancy,
+    gap_weights,
     offset_detector_weights,
     parker_weights,
     scan_needs_weights,
@@ -49,8 +50,8 @@ class Reconstructor:
     Build with `medphys.simulators.ct.prepare`. Attributes:
         geometry: the geometry the kernel reads (leaves; for an offset detector, widened by the
             mirror padding).
-        weights: ``(views, u)`` redundancy weights times ``n_views |dθ| / π``, or None (full
-            scan).
+        weights: ``(views, u)`` redundancy weights times ``n_views |dθ| / π``, angular-gap
+            weights (irregularly spaced views), or None (full scan).
         bhc: ``(columns, degree)`` water beam-hardening polynomial (× μ_water, 1/mm) and its
             ``(columns,)`` scales, or None.
         scatter_correction: the protocol's kernel scatter correction, or None.
@@ -266,6 +267,8 @@ def _prepare(
             weights = _scaled(parker_weights(geo), geo)
         elif kind == "offset":
             weights = _scaled(offset_detector_weights(geo), geo)
+        elif kind == "gaps":
+            weights = gap_weights(host)
         pad = (0, 0)
         if kind == "offset":
             pad, offset = _mirror_padding(host)
@@ -401,7 +404,9 @@ def fdk(
         projections: ``(views, u, v)`` line integrals (post-log data, dimensionless).
         geometry: the circular (``pitch_mm = 0``) `ConeBeam` that produced them, with views
             uniform over a full turn, or over at least π + the fan angle (a short scan, as on a
-            C-arm: Parker weights are applied automatically).
+            C-arm: Parker weights are applied automatically), or irregularly spaced in angular
+            order within a turn with every gap below π (a phase-binned subset of a sweep:
+            angular-gap weights, `gap_weights`).
         like: a `Volume` or `LabeledVolume` giving the output grid (shape and affine, any
             orientation).
         filter: a `Filter`, or its name (``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``,

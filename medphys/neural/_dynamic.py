@@ -9,6 +9,10 @@ instant.
 
 Spatial frequencies are few and low (breathing moves organs smoothly); temporal frequencies should
 reach the number of motion cycles in the acquisition (``sigma_t`` in cycles per ``duration_s``).
+With ``period_s`` the motion is periodic instead: time enters as its point on a circle,
+``(cos 2πt/T, sin 2πt/T)``, so ``μ(u, t + T) = μ(u, t)`` exactly and every breathing cycle of the
+sweep informs the same deformation (the continuous counterpart of phase binning; give the views'
+respiratory phase times ``T`` when the breathing is irregular).
 
 References:
     Pumarola et al., "D-NeRF: neural radiance fields for dynamic scenes", CVPR 2021 (canonical
@@ -39,7 +43,10 @@ class DeformingField(AbstractField):
         max_displacement: bound on ``|D|`` per axis, in box units (``tanh``-limited).
         n_frequencies: Fourier features of ``(u, t)``.
         sigma_u: spatial frequencies' standard deviation (cycles per box width).
-        sigma_t: temporal frequencies' standard deviation (cycles per ``duration_s``).
+        sigma_t: temporal frequencies' standard deviation (cycles per ``duration_s``; with
+            ``period_s``, per unit of the time circle's coordinates).
+        period_s: the motion's period (s), or None (aperiodic). When given, ``duration_s`` only
+            bounds the acquisition.
         width, layers: the deformation MLP.
     """
 
@@ -53,6 +60,7 @@ class DeformingField(AbstractField):
         n_frequencies: int = 64,
         sigma_u: float = 1.5,
         sigma_t: float = 8.0,
+        period_s: float | None = None,
         width: int = 64,
         layers: int = 2,
     ) -> None:
@@ -71,10 +79,12 @@ class DeformingField(AbstractField):
             positive_number(where, "sigma_u", sigma_u),
             positive_number(where, "sigma_t", sigma_t),
         )
+        self.period_s = None if period_s is None else positive_number(where, "period_s", period_s)
+        n_time = 1 if self.period_s is None else 2
         k_b, k_mlp = jax.random.split(key)
-        std = jnp.asarray([su] * self.dim + [st], jnp.float32)
+        std = jnp.asarray([su] * self.dim + [st] * n_time, jnp.float32)
         self.frequencies = Frozen(
-            jax.random.normal(k_b, (n, self.dim + 1), jnp.float32) * std[None, :]
+            jax.random.normal(k_b, (n, self.dim + n_time), jnp.float32) * std[None, :]
         )
         self.mlp = _MLP(where, 2 * n, width, layers, k_mlp, n_out=self.dim)
         self.mlp.out.kernel[...] = jnp.zeros_like(self.mlp.out.kernel[...])
@@ -87,7 +97,12 @@ class DeformingField(AbstractField):
         self, u: Float[Array, "*batch dim"], time_s: Float[Array, "*batch"]
     ) -> Float[Array, "*batch dim"]:
         """``D(u, t)`` in box units."""
-        x = jnp.concatenate([u, (time_s / self.duration_s)[..., None].astype(u.dtype)], axis=-1)
+        if self.period_s is None:
+            t = (time_s / self.duration_s)[..., None]
+        else:
+            angle = (2 * jnp.pi / self.period_s) * time_s
+            t = jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
+        x = jnp.concatenate([u, t.astype(u.dtype)], axis=-1)
         h = fourier_features(x, self.frequencies[...])
         return self.max_displacement * jnp.tanh(self.mlp.vector(h))
 

@@ -494,6 +494,7 @@ def _digest(field, params, cfg, n, data, rays, init) -> str:
         "domain": [list(field.domain.shape), field.domain.affine.tolist()],
         "scale": field.scale,
         "params": str(jax.tree_util.tree_leaves(shapes)),
+        "settings": _settings(field),
         "config": repr(cfg),
         "n_samples": n,
     }
@@ -504,6 +505,26 @@ def _digest(field, params, cfg, n, data, rays, init) -> str:
     if init is not None:
         h.update(np.asarray(init.data, np.float32).tobytes())
     return h.hexdigest()
+
+
+def _settings(field: AbstractField) -> list:
+    """The plain settings of every module in the field (durations, periods, bounds, scales):
+    what changes its meaning without changing its parameters' shapes."""
+    plain = (bool, int, float, str, type(None))
+    out = []
+    for path, node in nnx.iter_graph(field):
+        if isinstance(node, nnx.Module):
+            items = sorted(
+                (k, repr(v))
+                for k, v in vars(node).items()
+                if not k.startswith("_")
+                and (
+                    isinstance(v, plain)
+                    or (isinstance(v, tuple) and all(isinstance(e, plain) for e in v))
+                )
+            )
+            out.append(["/".join(map(str, path)), items])
+    return out
 
 
 def _pretrain(problem: FitProblem, params: Any, key: Array) -> Any:

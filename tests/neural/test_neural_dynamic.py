@@ -112,3 +112,23 @@ def test_time_conditioned_fields_need_times_and_rays():
     np.testing.assert_array_equal(
         np.asarray(moving(u, jnp.full((50,), 3.0))), np.asarray(canonical(u))
     )
+
+
+def test_a_periodic_deformation_repeats_every_period():
+    """With ``period_s`` time enters on a circle: the field at t and at t + 3T agree (to float32
+    rounding of the angle), not at t + T/2."""
+    canonical = neural.HashGridField(jax.random.key(0), DOMAIN, levels=4, log2_table=10, base=4)
+    moving = neural.DeformingField(
+        jax.random.key(2), canonical, duration_s=40.0, period_s=PERIOD_S, max_displacement=0.3
+    )
+    # the last layer starts at zero (no motion); give it weights so that the field moves
+    out = moving.mlp.out.kernel
+    out[...] = 0.3 * jax.random.normal(jax.random.key(3), out[...].shape, out[...].dtype)
+    u = jax.random.uniform(jax.random.key(1), (200, 2))
+    t = jax.random.uniform(jax.random.key(4), (200,), minval=0.0, maxval=PERIOD_S)
+    field = jax.jit(lambda tt: moving(u, tt))
+    at = lambda s: np.asarray(field(t + s))
+    np.testing.assert_allclose(at(3 * PERIOD_S), at(0.0), atol=1e-4 * PEAK)
+    assert np.max(np.abs(at(PERIOD_S / 2) - at(0.0))) > 1e-3 * float(np.max(np.abs(at(0.0))))
+    with pytest.raises(ValueError, match="`period_s` must be"):
+        neural.DeformingField(jax.random.key(2), canonical, duration_s=4.0, period_s=0.0)

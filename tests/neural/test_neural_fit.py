@@ -134,6 +134,14 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
             progress=False,
             checkpoint=path,
         )
+    # ... and so is one of a field whose settings differ with the same parameter shapes
+    # (base 5: level resolutions 5, 11, 27, 63 instead of 4, 10, 25, 63)
+    other = neural.HashGridField(jax.random.key(0), DOMAIN, levels=4, log2_table=10, base=5)
+    with pytest.raises(ValueError, match="belongs to another configuration"):
+        neural.fit(
+            jax.random.key(2), SINOGRAM, GEOMETRY, other, config=config, progress=False,
+            checkpoint=path,
+        )  # fmt: skip
 
 
 def test_poisson_term_is_stationary_at_the_measured_line_integrals():

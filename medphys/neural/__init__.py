@@ -5,7 +5,9 @@ Neural attenuation fields (sparse-view and 4D CT):
 - fields on a grid's box (Flax NNX): `HashGridField` (multiresolution hash encoding + MLP),
   `FourierField` (random Fourier features + MLP), `VoxelField` (the non-neural baseline trained by
   the same code); `DeformingField` (a canonical field through a learned deformation of space
-  and time: 4D CT from one ungated sweep); `to_volume(field, grid)` samples any grid as a
+  and time: 4D CT from one ungated sweep; `period_s` for periodic breathing) and
+  `GridDeformingField` (the same with coarse control grids and a temporal Fourier basis: a
+  respiratory motion model, cheap per sample); `to_volume(field, grid)` samples any grid as a
   `medphys.Volume`;
 - rendering: `trace_rays(geometry, domain)` clips any medphys geometry's rays to the box,
   `integrate` samples a fixed budget per chord (stratified), `render(field, geometry)` gives the
@@ -67,6 +69,7 @@ Image-quality metrics with stated definitions live in `medphys.metrics`.
 from ._breast_compression import BreastCompression as BreastCompression
 from ._breast_compression import compress_breast as compress_breast
 from ._dynamic import DeformingField as DeformingField
+from ._dynamic import GridDeformingField as GridDeformingField
 from ._elastic_body import ElasticBody as ElasticBody
 from ._elastic_body import band as band
 from ._elastic_loads import Fixed as Fixed

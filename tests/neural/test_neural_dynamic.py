@@ -132,3 +132,72 @@ def test_a_periodic_deformation_repeats_every_period():
     assert np.max(np.abs(at(PERIOD_S / 2) - at(0.0))) > 1e-3 * float(np.max(np.abs(at(0.0))))
     with pytest.raises(ValueError, match="`period_s` must be"):
         neural.DeformingField(jax.random.key(2), canonical, duration_s=4.0, period_s=0.0)
+
+
+def test_grid_deformation_basis_and_start():
+    """The periodic basis is cos/sin of the harmonics (time-mean zero over a period, so the
+    canonical volume is the time-averaged anatomy); the aperiodic one cosines over the
+    acquisition; zero grids leave the canonical field; the motion repeats every period."""
+    canonical = neural.HashGridField(jax.random.key(0), DOMAIN, levels=4, log2_table=10, base=4)
+    periodic = neural.GridDeformingField(
+        canonical, duration_s=12.0, period_s=PERIOD_S, control_points=(5, 4), harmonics=2
+    )
+    t = np.linspace(0.0, PERIOD_S, 400, endpoint=False)
+    phi = np.asarray(periodic.basis(jnp.asarray(t)), np.float64)
+    w = 2 * np.pi * t / PERIOD_S
+    np.testing.assert_allclose(
+        phi, np.stack([np.cos(w), np.cos(2 * w), np.sin(w), np.sin(2 * w)], -1), atol=1e-5
+    )
+    np.testing.assert_allclose(phi.mean(axis=0), 0.0, atol=1e-6)
+    aperiodic = neural.GridDeformingField(canonical, duration_s=12.0, harmonics=3)
+    assert aperiodic.basis(jnp.asarray([0.0, 6.0])).shape == (2, 6)
+    assert periodic.grids[...].shape == (4, 5, 4, 2)
+    u = jax.random.uniform(jax.random.key(1), (50, 2))
+    np.testing.assert_array_equal(
+        np.asarray(periodic(u, jnp.full((50,), 1.3))), np.asarray(canonical(u))
+    )
+    periodic.grids[...] = 0.5 * jax.random.normal(jax.random.key(2), (4, 5, 4, 2), jnp.float32)
+    at = jax.jit(lambda s: periodic.displacement(u, jnp.full((50,), s)))
+    np.testing.assert_allclose(at(1.3 + 2 * PERIOD_S), at(1.3), atol=1e-5)
+    assert np.max(np.abs(np.asarray(at(1.3)))) > 0.01
+
+
+def test_grid_deformation_bad_input():
+    canonical = neural.VoxelField(DOMAIN)
+    with pytest.raises(ValueError, match=r"`control_points` must be 2 integers ≥ 2"):
+        neural.GridDeformingField(canonical, duration_s=4.0, control_points=(4, 4, 4))
+    with pytest.raises(ValueError, match=r"`control_points` must be 2 integers ≥ 2"):
+        neural.GridDeformingField(canonical, duration_s=4.0, control_points=(4, 1))
+    with pytest.raises(ValueError, match="`harmonics` must be"):
+        neural.GridDeformingField(canonical, duration_s=4.0, control_points=(4, 4), harmonics=0)
+    moving = neural.GridDeformingField(canonical, duration_s=4.0, control_points=(4, 4))
+    with pytest.raises(TypeError, match="`canonical` must be a static"):
+        neural.GridDeformingField(moving, duration_s=4.0, control_points=(4, 4))
+    with pytest.raises(TypeError, match="`canonical` must be a static"):
+        neural.DeformingField(jax.random.key(0), moving, duration_s=4.0)
+
+
+def test_a_periodic_motion_model_recovers_the_breathing_blob():
+    """The moving blob of the slow test, one sweep of 96 views over three cycles: a
+    GridDeformingField with the breathing period (6×6 control grids, two harmonics) fitted for
+    200 steps beats the static field fitted alike by more than 8 dB (measured: 36.1 against
+    21.6 dB; at 600 steps 38.5 dB, where the network deformation reaches 25.4)."""
+    sino = _sinogram()
+    config = neural.FitConfig(
+        steps=200, rendering=neural.AlongRays(rays_per_step=256), learning_rate=1e-2
+    )
+    make = lambda: neural.HashGridField(jax.random.key(0), DOMAIN, levels=6, log2_table=12, base=4)
+    static = neural.fit(jax.random.key(1), sino, GEOMETRY, make(), config=config, progress=False)
+    moving = neural.GridDeformingField(
+        make(),
+        duration_s=float(TIMES[-1] + TIMES[1]),
+        period_s=PERIOD_S,
+        control_points=(6, 6),
+        max_displacement=0.25,
+    )
+    dynamic = neural.fit(
+        jax.random.key(1), sino, GEOMETRY, moving, config=config, view_times_s=TIMES,
+        progress=False,
+    )  # fmt: skip
+    p_static, p_dynamic = _mean_psnr(static.field), _mean_psnr(dynamic.field)
+    assert p_dynamic > p_static + 8.0, (p_static, p_dynamic)

@@ -167,7 +167,10 @@ def test_rendering_loss_gradients_pass_check_grads():
             f = nnx.merge(graphdef, p, rest)
             return jnp.sum((neural.integrate(f, rays, n_samples=16, key=k) - target) ** 2)
 
-        check_grads(loss, (params,), order=1, modes=("rev",), atol=1e-6, rtol=1e-5, eps=1e-6)
+        # jitted: check_grads evaluates the loss many times, each eager call is slow
+        check_grads(
+            jax.jit(loss), (params,), order=1, modes=("rev",), atol=1e-6, rtol=1e-5, eps=1e-6
+        )
 
 
 def test_bad_input_is_refused_before_any_work():

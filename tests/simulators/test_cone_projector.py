@@ -252,9 +252,9 @@ def test_gather_backprojector_under_jit_and_vmap():
 def test_check_grads_volume_and_backprojector():
     vol, g = _small_cases()["tilted"]
     data = jnp.asarray(np.random.default_rng(2).random(vol.shape))
-    check_grads(lambda d: project(vol.with_data(d), g), (data,), order=1, modes=["rev"])
+    check_grads(jax.jit(lambda d: project(vol.with_data(d), g)), (data,), order=1, modes=["rev"])
     check_grads(
-        lambda y: backproject(y, g, like=vol).data,
+        jax.jit(lambda y: backproject(y, g, like=vol).data),
         (project(vol.with_data(data), g),),
         order=1,
         modes=["rev"],

@@ -1,4 +1,9 @@
-"""Audits of generated images: do they copy their training data?
+"""Audits of generated images: do they copy their training data, do they still obey the physics?
+
+`physics_audit(simulated, refined_hu)` judges refined CT images against their scans (line
+integrals, per-label HU, anatomy, mass, NPS) and `mr_physics_audit(scans, labels, refined)` refined
+MR images against theirs (acquired k-space, per-label relaxation-weighted intensity, anatomy);
+see their modules' docstrings for the definitions and thresholds.
 
 Generative models trained on patient images can reproduce them (latent diffusion on CT
 memorised up to 41.7 % of its training data, Dar et al. 2023-24). `memorisation_audit(key,
@@ -85,6 +90,8 @@ from ._memorisation import SpaceResult as SpaceResult
 from ._memorisation import memorisation_audit as memorisation_audit
 from ._physics import PhysicsReport as PhysicsReport
 from ._physics import physics_audit as physics_audit
+from ._physics_mr import MRPhysicsReport as MRPhysicsReport
+from ._physics_mr import mr_physics_audit as mr_physics_audit
 
 __all__ = [
     "Criterion",

@@ -46,12 +46,10 @@ SOFT_TISSUE_HU = (-150.0, 250.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class PhysicsReport:
-    """The physics-consistency audit of a set of refined images (`physics_audit`)."""
+class Judged:
+    """Criteria judged over a number of cases: what every physics audit report shares."""
 
     criteria: tuple[Criterion, ...]
-    label_shifts_hu: dict[int, float]
-    soft_labels: tuple[int, ...]
     cases: int
 
     @property
@@ -61,15 +59,6 @@ class PhysicsReport:
 
     def criterion(self, name: str) -> Criterion:
         return next(c for c in self.criteria if c.name == name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "cases": self.cases,
-            "soft_labels": list(self.soft_labels),
-            "label_shifts_hu": {str(k): v for k, v in self.label_shifts_hu.items()},
-            "criteria": [c.to_dict() for c in self.criteria],
-        }
 
     def describe(self) -> str:
         rows = [
@@ -81,7 +70,24 @@ class PhysicsReport:
         return "\n".join(rows)
 
 
-def _interiors(labels: np.ndarray, values: list[int]) -> dict[int, np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class PhysicsReport(Judged):
+    """The physics-consistency audit of a set of refined CT images (`physics_audit`)."""
+
+    label_shifts_hu: dict[int, float]
+    soft_labels: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "cases": self.cases,
+            "soft_labels": list(self.soft_labels),
+            "label_shifts_hu": {str(k): v for k, v in self.label_shifts_hu.items()},
+            "criteria": [c.to_dict() for c in self.criteria],
+        }
+
+
+def interiors(labels: np.ndarray, values: list[int]) -> dict[int, np.ndarray]:
     from scipy import ndimage
 
     st = np.zeros((1, 3, 3, 1), bool)
@@ -89,7 +95,7 @@ def _interiors(labels: np.ndarray, values: list[int]) -> dict[int, np.ndarray]:
     return {v: ndimage.binary_erosion(labels == v, st) for v in values}
 
 
-def _segment(hu: np.ndarray, body: np.ndarray, means: dict[int, float]) -> np.ndarray:
+def segment(hu: np.ndarray, body: np.ndarray, means: dict[int, float]) -> np.ndarray:
     from scipy import ndimage
 
     smooth = ndimage.gaussian_filter(hu, sigma=(0, 1, 1, 0))
@@ -99,7 +105,7 @@ def _segment(hu: np.ndarray, body: np.ndarray, means: dict[int, float]) -> np.nd
     return np.where(body, nearest, -1)
 
 
-def _dice(seg: np.ndarray, labels: np.ndarray, values: tuple[int, ...]) -> float:
+def dice(seg: np.ndarray, labels: np.ndarray, values: tuple[int, ...]) -> float:
     scores = []
     for v in values:
         a, b = seg == v, labels == v
@@ -157,7 +163,7 @@ def physics_audit(
         )
     labels = np.asarray(simulated.labels)
     values = [v for v in simulated.label_values if v != 0]
-    inner = _interiors(labels, values)
+    inner = interiors(labels, values)
     means = {v: float(sim[inner[v]].mean()) for v in values if inner[v].any()}
     soft = tuple(v for v, m in means.items() if SOFT_TISSUE_HU[0] <= m <= SOFT_TISSUE_HU[1])
     if not soft:
@@ -201,8 +207,8 @@ def physics_audit(
 
     body = labels != 0
     soft_means = {v: means[v] for v in soft}
-    d_sim = _dice(_segment(sim, body, soft_means), labels, soft)
-    d_ref = _dice(_segment(ref, body, soft_means), labels, soft)
+    d_sim = dice(segment(sim, body, soft_means), labels, soft)
+    d_ref = dice(segment(ref, body, soft_means), labels, soft)
     retention = d_ref / d_sim if d_sim > 0 else float("nan")
     criteria.append(
         Criterion(

@@ -126,6 +126,9 @@ class FitConfig:
         motion: weight of the motion prior of a time-conditioned field (`motion_loss`; 0: off).
         patch: voxels per side of the random patch the priors are evaluated on.
         init_steps: steps of regression onto ``init`` (a volume) before the data fit.
+        motion_warmup: steps at the start during which a time-conditioned field's deformation
+            is held (only its canonical field learns), so that the motion is fitted to an
+            anatomy that has formed (0: from the first step).
         checkpoint_every: steps between checkpoints (when `fit` is given a path).
     """
 
@@ -140,6 +143,7 @@ class FitConfig:
     patch: int = 16
     init_steps: int = 300
     checkpoint_every: int = 200
+    motion_warmup: int = 0
 
     def checked(self, where: str = _WHERE) -> FitConfig:
         if not isinstance(self.rendering, AlongRays | OnGrid):
@@ -157,14 +161,10 @@ class FitConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
                 raise ValueError(f"{where}: `config.{name}` must be an integer >= 1 (got {v!r})")
-        if (
-            isinstance(self.init_steps, bool)
-            or not isinstance(self.init_steps, int)
-            or self.init_steps < 0
-        ):
-            raise ValueError(
-                f"{where}: `config.init_steps` must be an integer >= 0 (got {self.init_steps!r})"
-            )
+        for name in ("init_steps", "motion_warmup"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{where}: `config.{name}` must be an integer >= 0 (got {v!r})")
         for name in ("learning_rate", "final_fraction"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
@@ -378,9 +378,22 @@ class FitProblem:
         """One optimiser step (jitted by `fit`); returns the new state and the step's loss."""
         key = jax.random.fold_in(state.key, state.step)
         value, grads = jax.value_and_grad(self.loss)(state.params, key)
+        if self.config.motion_warmup > 0 and self.field(state).temporal:
+            grads = _hold_motion(grads, state.step < self.config.motion_warmup)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return FitState(params, opt_state, state.step + 1, state.key), value
+
+
+def _hold_motion(grads: Any, hold: Array) -> Any:
+    """Zero the gradients of a time-conditioned field's parameters outside its canonical field
+    (the deformation's) while ``hold``."""
+
+    def held(path: tuple, g: Array) -> Array:
+        first = getattr(path[0], "key", getattr(path[0], "name", None))
+        return g if first == "canonical" else jnp.where(hold, jnp.zeros_like(g), g)
+
+    return jax.tree_util.tree_map_with_path(held, grads)
 
 
 def _schedule(cfg: FitConfig) -> optax.Schedule:

@@ -20,8 +20,11 @@ of the same command resumes.
 from __future__ import annotations
 
 import contextlib
+import gc
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -413,8 +416,42 @@ def simulate_list() -> None:
         _out.print(f"{name:20s} {data.get('modality', '?'):10s} {data.get('description', '')}")
 
 
-def _raise_interrupted(signum: int, frame: object) -> None:
+# The signals received during `main`. A signal that lands inside a finaliser or a garbage-
+# collection callback (JAX registers one) cannot stop the job from there: an exception raised
+# there is swallowed ("Exception ignored in ..."). The handler then delivers the signal again a
+# moment later, outside it; and should an exception still be lost, the record makes the run exit
+# non-zero.
+_received: list[int] = []
+_redelivery: list[threading.Timer] = []
+
+
+def _in_finaliser(frame: Any) -> bool:
+    """Whether ``frame`` runs inside a ``__del__`` or a `gc.callbacks` function."""
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code.co_name == "__del__" or frame.f_code in callbacks:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    _received.append(signum)
+    if _in_finaliser(frame):
+        timer = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+        _redelivery.append(timer)
+        timer.start()
+        return
     raise Interrupted(signum)
+
+
+def _interrupted(signum: int) -> int:
+    what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    _err.print(
+        f"medphys: {what}; complete cases are kept, rerun the same command to resume",
+        soft_wrap=True,
+    )
+    return 128 + signum
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,20 +459,17 @@ def main(argv: list[str] | None = None) -> int:
     from .pipelines import EngineError, OutputError
 
     handled = (signal.SIGINT, signal.SIGTERM)
+    _received.clear()
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in handled}
     try:
         result = app(args=argv, standalone_mode=False)
+        if _received:  # the signal's exception was swallowed on its way: still an interruption
+            return _interrupted(_received[0])
     except (ConfigError, UnknownNameError, OutputError, EngineError, UserError) as exc:
         _err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True, soft_wrap=True)
         return 2
     except (Interrupted, typer.Abort, KeyboardInterrupt) as exc:
-        signum = getattr(exc, "signum", signal.SIGINT)
-        what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
-        _err.print(
-            f"medphys: {what}; complete cases are kept, rerun the same command to resume",
-            soft_wrap=True,
-        )
-        return 128 + signum
+        return _interrupted(getattr(exc, "signum", signal.SIGINT))
     except Exception as exc:
         # usage errors of the command-line parser (typer/click): they know how to show themselves
         show = getattr(exc, "show", None)
@@ -444,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
             return int(exc.exit_code)  # type: ignore[attr-defined]
         raise
     finally:
+        for timer in _redelivery:
+            timer.cancel()
+        _redelivery.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     # click returns an int exit code (e.g. from typer.Exit) in non-standalone mode

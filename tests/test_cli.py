@@ -101,3 +101,56 @@ def test_engine_options_are_checked_before_any_work(tmp_path, capsys):
     assert main(["generate", "--out", str(out), "--workers", "0"]) == 2
     assert "`workers` must be a positive integer (got 0)" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_signal_inside_a_finaliser_still_stops_the_job(monkeypatch, capsys):
+    """SIGTERM landing inside a finaliser (where an exception is swallowed: "Exception ignored
+    in ...") is delivered again outside it and stops the job; the run exits 128 + 15."""
+    import signal
+    import time
+
+    from medphys import cli
+
+    reached = []
+
+    class Finalised:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs inside __del__
+
+    def job(args, standalone_mode):
+        item = Finalised()
+        del item
+        time.sleep(2.0)  # the re-delivered signal interrupts this
+        reached.append("end")
+        return 0
+
+    monkeypatch.setattr(cli, "app", job)
+    assert cli.main([]) == 128 + signal.SIGTERM
+    assert not reached
+    err = capsys.readouterr().err
+    assert "terminated (SIGTERM); complete cases are kept" in err and "Traceback" not in err
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_lost_interruption_still_exits_non_zero(monkeypatch, capsys):
+    """Should the handler's exception be lost on its way (raised where it is swallowed), the job
+    runs to its end and the run still exits 128 + 15 and says so."""
+    import signal
+
+    from medphys import cli
+
+    class Swallowing:
+        def __del__(self):
+            cli._raise_interrupted(signal.SIGTERM, None)  # raises inside __del__: swallowed
+
+    def job(args, standalone_mode):
+        item = Swallowing()
+        del item
+        return 0
+
+    monkeypatch.setattr(cli, "app", job)
+    assert cli.main([]) == 128 + signal.SIGTERM
+    assert "terminated (SIGTERM); complete cases are kept" in capsys.readouterr().err
+    # the next run starts with a clean record
+    monkeypatch.setattr(cli, "app", lambda args, standalone_mode: 0)
+    assert cli.main([]) == 0

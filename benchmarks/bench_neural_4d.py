@@ -275,6 +275,8 @@ def m_static_field(data: dict, steps: int) -> dict[int, np.ndarray]:
 
 
 def m_4d_field(data: dict, steps: int) -> dict[int, np.ndarray]:
+    import dataclasses
+
     import jax
 
     from medphys import neural
@@ -287,9 +289,11 @@ def m_4d_field(data: dict, steps: int) -> dict[int, np.ndarray]:
         harmonics=2,
         max_displacement=0.15,
     )
+    # the motion is held for the first half while the anatomy forms (FitConfig.motion_warmup)
+    config = dataclasses.replace(_fit_config(steps), motion_warmup=steps // 2)
     result = neural.fit(
         jax.random.key(1), data["projections"], data["geometry"], field,
-        config=_fit_config(steps), view_times_s=data["times"], progress=True,
+        config=config, view_times_s=data["times"], progress=True,
     )  # fmt: skip
     grid = _grid(data)
     return {

@@ -115,6 +115,29 @@ def dice(seg: np.ndarray, labels: np.ndarray, values: tuple[int, ...]) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def dice_retention(
+    sim: np.ndarray,
+    ref: np.ndarray,
+    labels: np.ndarray,
+    means: dict[int, float],
+    minimum: float,
+) -> Criterion:
+    """Mean Dice of the refined images' nearest-mean segmentation over the simulated images'
+    (`segment` with the judged labels' simulated interior ``means``), held to ``minimum``."""
+    body = labels != 0
+    judged = tuple(means)
+    d_sim = dice(segment(sim, body, means), labels, judged)
+    d_ref = dice(segment(ref, body, means), labels, judged)
+    retention = d_ref / d_sim if d_sim > 0 else float("nan")
+    return Criterion(
+        "dice_retention",
+        retention,
+        f">= {minimum:g}",
+        bool(retention >= minimum),
+        f"mean Dice simulated {d_sim:.4f}, refined {d_ref:.4f}",
+    )
+
+
 def _log_nps(images: np.ndarray, mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
     _, s = nps(jnp.asarray(images), jnp.asarray(mask), spacing_mm=spacing, detrend_px=3.0, bins=12)
     s = np.asarray(s, np.float64)
@@ -205,21 +228,11 @@ def physics_audit(
         )
     )
 
-    body = labels != 0
-    soft_means = {v: means[v] for v in soft}
-    d_sim = dice(segment(sim, body, soft_means), labels, soft)
-    d_ref = dice(segment(ref, body, soft_means), labels, soft)
-    retention = d_ref / d_sim if d_sim > 0 else float("nan")
     criteria.append(
-        Criterion(
-            "dice_retention",
-            retention,
-            f">= {min_dice_retention:g}",
-            bool(retention >= min_dice_retention),
-            f"mean Dice simulated {d_sim:.4f}, refined {d_ref:.4f}",
-        )
+        dice_retention(sim, ref, labels, {v: means[v] for v in soft}, min_dice_retention)
     )
 
+    body = labels != 0
     mu_sim = np.sum((1.0 + sim / 1000.0)[body])
     mu_ref = np.sum((1.0 + ref / 1000.0)[body])
     change = float(mu_ref / mu_sim - 1.0)

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..simulators import mr
 from ._criterion import Criterion
-from ._physics import Judged, dice, interiors, segment
+from ._physics import Judged, dice_retention, interiors
 
 _WHERE = "medphys.audit.mr_physics_audit"
 SIGNAL_FRACTION = 0.1
@@ -146,19 +146,8 @@ def mr_physics_audit(
         )
     )
 
-    body = lab != 0
-    signal_means = {v: means[v] for v in signal}
-    d_sim = dice(segment(sim, body, signal_means), lab, signal)
-    d_ref = dice(segment(ref, body, signal_means), lab, signal)
-    retention = d_ref / d_sim if d_sim > 0 else float("nan")
     criteria.append(
-        Criterion(
-            "dice_retention",
-            retention,
-            f">= {min_dice_retention:g}",
-            bool(retention >= min_dice_retention),
-            f"mean Dice simulated {d_sim:.4f}, refined {d_ref:.4f}",
-        )
+        dice_retention(sim, ref, lab, {v: means[v] for v in signal}, min_dice_retention)
     )
     return MRPhysicsReport(
         criteria=tuple(criteria), cases=len(scans), label_shifts=shifts, signal_labels=signal

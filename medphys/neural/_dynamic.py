@@ -46,7 +46,8 @@ __all__ = ["DeformingField", "GridDeformingField"]
 
 
 class _Deforming(AbstractField):
-    """What both deformation models share: ``canonical(u + D(u, t))``."""
+    """What both deformation models share: ``canonical(u + D(u, t))``, with ``D`` the
+    subclass's ``displacement(u, time_s)``."""
 
     canonical: AbstractField
     duration_s: float
@@ -70,11 +71,6 @@ class _Deforming(AbstractField):
     @property
     def temporal(self) -> bool:
         return True
-
-    def displacement(
-        self, u: Float[Array, "*batch dim"], time_s: Float[Array, "*batch"]
-    ) -> Float[Array, "*batch dim"]:
-        raise NotImplementedError
 
     def __call__(
         self, u: Float[Array, "*batch dim"], time_s: Float[Array, "*batch"] | None = None

@@ -7,27 +7,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from mr_rings import rings
 from scipy import ndimage
 
 from medphys import audit
 from medphys.simulators import mr
-from medphys.volume import LabeledVolume, Structure
 
-MATERIALS = ("air", "adipose", "muscle", "brain_white_matter", "csf")
-
-
-def _phantom() -> LabeledVolume:
-    """Concentric ellipses (air, fat, muscle, white matter, CSF), 32 × 28 × 2 voxels."""
-    shape = (32, 28, 2)
-    x, y = np.meshgrid(*((np.arange(n) - (n - 1) / 2) for n in shape[:2]), indexing="ij")
-    r = np.sqrt((x / (0.42 * shape[0])) ** 2 + (y / (0.36 * shape[1])) ** 2)
-    plane = np.select([r < 0.3, r < 0.75, r < 0.88, r < 1.0], [4, 3, 2, 1], 0).astype(np.int32)
-    labels = np.repeat(plane[:, :, None], shape[2], axis=2)
-    rows = [Structure(i, f"s_{m}", m) for i, m in enumerate(MATERIALS)]
-    return LabeledVolume.create(labels, rows, spacing_mm=(4.0, 4.0, 5.0))
-
-
-PHANTOM = _phantom()
+PHANTOM = rings((32, 28, 2))
 PROTOCOL = mr.MRProtocol.create(
     mr.SpinEcho.create(te_s=0.02, tr_s=0.6),
     field_t=1.5,

@@ -525,22 +525,37 @@ class SparseFractions:
         return whole + np.bincount(np.asarray(self.structure), weights=frac, minlength=n)
 
 
-def _check_density_scale(where: str, value: Any, shape: tuple[int, ...]) -> ArrayLike:
+def _check_scale(
+    where: str, name: str, value: Any, shape: tuple[int, ...], *, positive: bool = False
+) -> ArrayLike:
+    """A floating array of ``shape``, finite and >= 0 (> 0 when ``positive``); the values are
+    checked only when concrete (inside ``jax.jit`` only the shape and dtype)."""
     d = value if isinstance(value, (np.ndarray, jax.Array)) else np.asarray(value, np.float32)
+    what = "the labels' shape" if name == "density_scale" else "shape (2, *labels' shape) ="
     if tuple(d.shape) != tuple(shape):
         raise ValueError(
-            f"{where}: `density_scale` must have the labels' shape {tuple(shape)} "
-            f"(got {tuple(d.shape)})"
+            f"{where}: `{name}` must have {what} {tuple(shape)} (got {tuple(d.shape)})"
         )
     if not np.issubdtype(np.dtype(d.dtype), np.floating):
-        raise TypeError(f"{where}: `density_scale` must have a floating dtype (got {d.dtype})")
+        raise TypeError(f"{where}: `{name}` must have a floating dtype (got {d.dtype})")
+    if isinstance(d, jax.core.Tracer):
+        return d
     host = np.asarray(d)
-    if not np.all(np.isfinite(host)) or host.min() < 0:
+    bad = not np.all(np.isfinite(host)) or (host.min() <= 0 if positive else host.min() < 0)
+    if bad:
         raise ValueError(
-            f"{where}: `density_scale` must be finite and >= 0 "
+            f"{where}: `{name}` must be finite and {'> 0' if positive else '>= 0'} "
             f"(got range [{host.min()}, {host.max()}])"
         )
     return d
+
+
+def _check_density_scale(where: str, value: Any, shape: tuple[int, ...]) -> ArrayLike:
+    return _check_scale(where, "density_scale", value, shape)
+
+
+def _check_relaxation_scale(where: str, value: Any, shape: tuple[int, ...]) -> ArrayLike:
+    return _check_scale(where, "relaxation_scale", value, (2, *shape), positive=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -559,6 +574,10 @@ class LabeledVolume(_Grid):
             texture, `medphys.phantoms.texture_modulation`): CT multiplies every material's
             attenuation by it (line integrals of ``mu × scale``), MR the proton density.
             ``None`` means 1 everywhere (and the simulators run exactly as without it).
+        relaxation_scale: optional ``(2, x, y, z)`` relative T1 (row 0) and T2 (row 1) of each
+            voxel (`medphys.phantoms.relaxation_modulation`): MR multiplies every compartment's
+            T1 and T2 by it (T2* follows T2, see `medphys.simulators.mr.tissue_maps`); CT and
+            X-ray ignore it. ``None`` means 1 everywhere.
     """
 
     labels: Int[Array, "x y z"]
@@ -566,6 +585,7 @@ class LabeledVolume(_Grid):
     structures: tuple[Structure, ...]
     fractions: Float[Array, "s x y z"] | SparseFractions | None = None
     density_scale: Float[Array, "x y z"] | None = None
+    relaxation_scale: Float[Array, "2 x y z"] | None = None
 
     @classmethod
     def create(
@@ -578,6 +598,7 @@ class LabeledVolume(_Grid):
         center_mm: Sequence[float] | None = None,
         fractions: ArrayLike | SparseFractions | None = None,
         density_scale: ArrayLike | None = None,
+        relaxation_scale: ArrayLike | None = None,
     ) -> LabeledVolume:
         """Validated constructor.
 
@@ -590,11 +611,14 @@ class LabeledVolume(_Grid):
                 `SparseFractions`.
             density_scale: optional ``(x, y, z)`` relative density (finite, >= 0); see
                 `with_density_scale`.
+            relaxation_scale: optional ``(2, x, y, z)`` relative T1 and T2 (finite, > 0); see
+                `with_relaxation_scale`.
 
         Raises:
             ValueError: non-integer labels, labels without a row, duplicate labels or names,
                 unknown materials, fractions of the wrong shape or outside [0, 1], a density
-                scale of the wrong shape, negative or not finite.
+                scale of the wrong shape, negative or not finite, a relaxation scale of the wrong
+                shape, not positive or not finite.
         """
         from . import materials  # late import: materials do not depend on volumes
 
@@ -669,12 +693,15 @@ class LabeledVolume(_Grid):
             fractions = f
         if density_scale is not None:
             density_scale = _check_density_scale(where, density_scale, labels.shape)
+        if relaxation_scale is not None:
+            relaxation_scale = _check_relaxation_scale(where, relaxation_scale, labels.shape)
         return cls(
             labels=labels,
             affine=_resolve_affine(where, labels.shape, affine, spacing_mm, center_mm),
             structures=rows,
             fractions=fractions,
             density_scale=density_scale,
+            relaxation_scale=relaxation_scale,
         )
 
     def with_density_scale(self, density_scale: ArrayLike | None) -> LabeledVolume:
@@ -699,6 +726,26 @@ class LabeledVolume(_Grid):
         if density_scale is not None:
             density_scale = _check_density_scale(where, density_scale, self.shape)
         return dataclasses.replace(self, density_scale=density_scale)
+
+    def with_relaxation_scale(self, relaxation_scale: ArrayLike | None) -> LabeledVolume:
+        """The same phantom with a per-voxel relative T1 and T2 (``None``: remove it).
+
+        MR multiplies each compartment's T1 by row 0 and T2 by row 1 (`medphys.simulators.mr.
+        tissue_maps`: the maps' ``t1_s``, ``t2_s`` and ``t2star_s`` become ``(c, x, y, z)``);
+        CT and X-ray ignore it.
+
+        Args:
+            relaxation_scale: ``(2, x, y, z)`` array, finite and > 0 (e.g.
+                ``medphys.phantoms.relaxation_modulation(key, phantom, labels)``, or
+                `medphys.phantoms.apply_texture`, which sets both scales).
+
+        Raises:
+            ValueError: wrong shape, values <= 0 or not finite (checked when concrete).
+        """
+        where = "medphys.LabeledVolume.with_relaxation_scale"
+        if relaxation_scale is not None:
+            relaxation_scale = _check_relaxation_scale(where, relaxation_scale, self.shape)
+        return dataclasses.replace(self, relaxation_scale=relaxation_scale)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -793,4 +840,8 @@ class LabeledVolume(_Grid):
 
 
 register_static_affine(Volume, ("data",), ())
-register_static_affine(LabeledVolume, ("labels", "fractions", "density_scale"), ("structures",))
+register_static_affine(
+    LabeledVolume,
+    ("labels", "fractions", "density_scale", "relaxation_scale"),
+    ("structures",),
+)

@@ -289,8 +289,12 @@ def tissue_maps(
     fractions when present, else its labels). B0 is zero and B1 one everywhere.
 
     When the phantom has a ``density_scale`` (statistical organ texture), every compartment's
-    proton density is multiplied by it voxel by voxel (``pd`` becomes ``(c, x, y, z)``); T1, T2
-    and T2* stay per compartment (texture modulates the number of spins, not their relaxation).
+    proton density is multiplied by it voxel by voxel (``pd`` becomes ``(c, x, y, z)``). When it
+    has a ``relaxation_scale`` (``(2, x, y, z)``, `medphys.phantoms.relaxation_modulation`),
+    every compartment's T1 is multiplied by row 0 and T2 by row 1, and T2* follows T2 with the
+    reversible dephasing rate held: ``1/T2* = 1/(s T2) + (1/T2*_0 - 1/T2_0)`` (``t1_s``, ``t2_s``
+    and ``t2star_s`` become ``(c, x, y, z)``). Without it T1, T2 and T2* stay per compartment,
+    and the maps are exactly those of an untextured relaxation.
 
     A structure whose table row carries MR values (``Structure.mr``, a
     `medphys.volume.MRValues`, e.g. the Shepp–Logan ellipses of Gach et al. 2008) uses those
@@ -338,6 +342,14 @@ def tissue_maps(
         # statistical texture: proton density varies in space, (c,) → (c, x, y, z)
         scale = jnp.asarray(labeled_volume.density_scale, dtype)
         arrays["pd"] = arrays["pd"][:, None, None, None] * scale[None]
+    if labeled_volume.relaxation_scale is not None:
+        # relaxation texture: T1, T2 (and T2* through T2) vary in space, (c,) → (c, x, y, z)
+        rel = jnp.asarray(labeled_volume.relaxation_scale, dtype)
+        t1, t2, t2s = (arrays[k][:, None, None, None] for k in ("t1_s", "t2_s", "t2star_s"))
+        r2_prime = jnp.maximum(1.0 / t2s - 1.0 / t2, 0.0)  # reversible dephasing rate, held
+        arrays["t1_s"] = t1 * rel[0][None]
+        arrays["t2_s"] = t2 * rel[1][None]
+        arrays["t2star_s"] = 1.0 / (1.0 / arrays["t2_s"] + r2_prime)
     return TissueMaps(
         fractions=fractions,
         **arrays,

@@ -7,6 +7,7 @@ from ._breast import BreastParams as BreastParams
 from ._breast import make_breast as make_breast
 from ._breast import measure_glandular_fraction as measure_glandular_fraction
 from ._breast import sample_breast_params as sample_breast_params
+from ._clustered_lumpy import clustered_lumpy_background as clustered_lumpy_background
 from ._labelmap import load_labelmap as load_labelmap
 from ._lesions import ARTERIAL as ARTERIAL
 from ._lesions import PORTAL_VENOUS as PORTAL_VENOUS
@@ -52,10 +53,13 @@ from ._shapes import Torus as Torus
 from ._shapes import Tube as Tube
 from ._shapes import Union as Union
 from ._shapes import catmull_rom as catmull_rom
+from ._texture import ClusteredLumpyTexture as ClusteredLumpyTexture
 from ._texture import LumpyTexture as LumpyTexture
 from ._texture import PowerLawTexture as PowerLawTexture
+from ._texture import apply_texture as apply_texture
 from ._texture import lumpy_background as lumpy_background
 from ._texture import power_law_field as power_law_field
+from ._texture import relaxation_modulation as relaxation_modulation
 from ._texture import sample_texture as sample_texture
 from ._texture import structure_key as structure_key
 from ._texture import texture_modulation as texture_modulation

@@ -27,7 +27,9 @@ from .._checks import FieldError, number
 from .._errors import UnknownNameError, unknown_name
 from ..volume import MRValues
 from ._shapes import Shape
-from ._texture import LumpyTexture, PowerLawTexture, Texture
+from ._texture import ClusteredLumpyTexture, LumpyTexture, PowerLawTexture, Texture
+
+_TEXTURES = (PowerLawTexture, LumpyTexture, ClusteredLumpyTexture)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 #: largest relative standard deviation of a structure's size across a population
@@ -50,8 +52,9 @@ class PhantomStructure:
         fat_layer: its outer surface moves with the subcutaneous fat layer (body, skin, fat).
         host: name of the structure it lies in and moves with (lesions), or ``None``: it follows
             its own population and motion parameters.
-        texture: statistical texture of its density (`PowerLawTexture`, `LumpyTexture`), or
-            ``None``: uniform. Applied by `texture_modulation`.
+        texture: statistical texture of its density (`PowerLawTexture`, `LumpyTexture`,
+            `ClusteredLumpyTexture`), or ``None``: uniform. Applied by `texture_modulation`
+            (density) and `relaxation_modulation` (MR T1/T2), both by `apply_texture`.
     """
 
     name: str = dataclasses.field(metadata={"static": True})
@@ -134,10 +137,11 @@ def _record(
         check_name(where, "host", host)
         if host == name:
             raise ValueError(f"{where}: structure {name!r} cannot be its own `host`")
-    if texture is not None and not isinstance(texture, PowerLawTexture | LumpyTexture):
+    if texture is not None and not isinstance(texture, _TEXTURES):
         raise TypeError(
-            f"{where}: `texture` of structure {name!r} must be a PowerLawTexture, a LumpyTexture "
-            f"or None (got {type(texture).__name__}); build it with PowerLawTexture.create"
+            f"{where}: `texture` of structure {name!r} must be a PowerLawTexture, a LumpyTexture, "
+            f"a ClusteredLumpyTexture or None (got {type(texture).__name__}); build it with "
+            "PowerLawTexture.create"
         )
     return PhantomStructure(name, material, shape, mr, sd, fat_layer, host, texture)
 
@@ -426,10 +430,10 @@ class Phantom:
         """
         where = "medphys.phantoms.Phantom.with_texture"
         old = self.structure(name)
-        if texture is not None and not isinstance(texture, PowerLawTexture | LumpyTexture):
+        if texture is not None and not isinstance(texture, _TEXTURES):
             raise TypeError(
-                f"{where}: `texture` must be a PowerLawTexture, a LumpyTexture or None "
-                f"(got {type(texture).__name__})"
+                f"{where}: `texture` must be a PowerLawTexture, a LumpyTexture, a "
+                f"ClusteredLumpyTexture or None (got {type(texture).__name__})"
             )
         new = dataclasses.replace(old, texture=texture)
         return dataclasses.replace(

@@ -44,7 +44,14 @@ from ._shapes import (
     Union,
     catmull_rom,
 )
-from ._texture import MAX_AMPLITUDE, MAX_BETA, LumpyTexture, PowerLawTexture, Texture
+from ._texture import (
+    MAX_AMPLITUDE,
+    MAX_BETA,
+    ClusteredLumpyTexture,
+    LumpyTexture,
+    PowerLawTexture,
+    Texture,
+)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -313,6 +320,9 @@ def _snake(name: str) -> str:
 
 
 _Amplitude = Annotated[float, pydantic.Field(ge=0.0, le=MAX_AMPLITUDE)]
+#: relative standard deviation of T1 or T2 (MR); negative: anticorrelated with the density
+_Relaxation = Annotated[float, pydantic.Field(ge=-MAX_AMPLITUDE, le=MAX_AMPLITUDE)]
+_Positive = Annotated[float, pydantic.Field(gt=0.0, le=100.0)]
 
 
 class _PowerLawTextureSpec(Strict):
@@ -324,6 +334,8 @@ class _PowerLawTextureSpec(Strict):
     #: relative standard deviation of the density (CT) / proton density (MR) modulation
     amplitude: _Amplitude
     source: str = ""
+    t1_amplitude: _Relaxation = 0.0
+    t2_amplitude: _Relaxation = 0.0
 
 
 class _LumpyTextureSpec(Strict):
@@ -334,19 +346,47 @@ class _LumpyTextureSpec(Strict):
     lumps_per_cm3: Annotated[float, pydantic.Field(gt=0.0, le=1000.0)]
     amplitude: _Amplitude
     source: str = ""
+    t1_amplitude: _Relaxation = 0.0
+    t2_amplitude: _Relaxation = 0.0
+
+
+_CLB = ClusteredLumpyTexture(amplitude=0.0)  # the published defaults
+
+
+class _ClusteredLumpyTextureSpec(Strict):
+    """``texture = { kind = "clustered_lumpy", amplitude = 0.05 }`` (Bochud et al. 1999); every
+    other key defaults to the published mammographic value (`ClusteredLumpyTexture`)."""
+
+    kind: Literal["clustered_lumpy"]
+    amplitude: _Amplitude
+    clusters_per_cm3: Annotated[float, pydantic.Field(gt=0.0, le=1.0e4)] = _CLB.clusters_per_cm3
+    blobs_per_cluster: Annotated[float, pydantic.Field(gt=0.0, le=1.0e3)] = _CLB.blobs_per_cluster
+    cluster_sigma_mm: _Positive = _CLB.cluster_sigma_mm
+    blob_lx_mm: _Positive = _CLB.blob_lx_mm
+    blob_ly_mm: _Positive = _CLB.blob_ly_mm
+    alpha: _Positive = _CLB.alpha
+    beta: Annotated[float, pydantic.Field(gt=0.0, le=2.0)] = _CLB.beta
+    unit_mm: _Positive = _CLB.unit_mm
+    source: str = ""
+    t1_amplitude: _Relaxation = 0.0
+    t2_amplitude: _Relaxation = 0.0
 
 
 TextureSpec = Annotated[
-    _PowerLawTextureSpec | _LumpyTextureSpec, pydantic.Field(discriminator="kind")
+    _PowerLawTextureSpec | _LumpyTextureSpec | _ClusteredLumpyTextureSpec,
+    pydantic.Field(discriminator="kind"),
 ]
 
 
 def _texture_from_spec(spec: Any) -> Texture | None:
     if spec is None:
         return None
+    values = spec.model_dump(exclude={"kind"})
     if isinstance(spec, _PowerLawTextureSpec):
-        return PowerLawTexture(spec.beta, spec.amplitude, spec.source)
-    return LumpyTexture(spec.lump_sigma_mm, spec.lumps_per_cm3, spec.amplitude, spec.source)
+        return PowerLawTexture(**values)
+    if isinstance(spec, _LumpyTextureSpec):
+        return LumpyTexture(**values)
+    return ClusteredLumpyTexture(**values)
 
 
 class _StructureSpec(Strict):

@@ -95,7 +95,8 @@ def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int, present: bool) -> Ca
     streams["texture"] = "texture"
 
     def voxelize(ph: phantoms.Phantom) -> LabeledVolume:
-        """Voxelize, then modulate each textured structure's density (stream ``"texture"``: the
+        """Voxelize, then modulate each textured structure's density, and its MR relaxation
+        when the texture asks (`medphys.phantoms.apply_texture`; stream ``"texture"``: the
         twins of a lesion study share their texture outside the lesion)."""
         lv = phantoms.voxelize(
             ph,
@@ -104,10 +105,7 @@ def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int, present: bool) -> Ca
             center_mm=g.center_mm,
             supersample=g.supersample,
         )
-        if not any(s.texture is not None for s in ph.structures):
-            return lv
-        scale = phantoms.texture_modulation(stream(key, "texture"), ph, lv)
-        return lv.with_density_scale(scale.data)
+        return phantoms.apply_texture(stream(key, "texture"), ph, lv)
 
     labels = voxelize(phantom)
     lesion = None

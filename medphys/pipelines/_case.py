@@ -19,9 +19,10 @@ from .._types import PRNGKey
 from ..simulators import Modality
 from ..volume import LabeledVolume, Volume
 from ._lesion import place_lesion
-from ._mammo import BreastFamily, image_arm, layout
-from ._recipe import Arm, CaseRecipe
+from ._mammo import BreastFamily
+from ._recipe import PROJECTION, Arm, CaseRecipe
 from ._streams import stream
+from ._window import image_arm, layout, placed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,16 +34,18 @@ class CaseResult:
         family: the phantom family's name.
         labels: the voxelized phantom (labels, structure table, partial-volume fractions).
         images: per arm name, the image on the phantom's grid: CT in HU, MR magnitude (float32);
-            DM and DBT: a ``(field_px, field_px, 1)`` image centred on the lesion (DM: post-log
-            detector window; DBT: the reconstructed plane through the lesion).
+            projection arms: a ``(field_px, field_px, 1)`` image centred on the lesion (one view:
+            the post-log detector window; a sweep: the reconstructed plane through the lesion),
+            its axes along the protocol detector's u and v.
         raw: per arm name, the raw data of arms with ``keep_raw`` (CT projections float32,
             MR k-space complex64).
         params: the population draw as a plain dict (``None`` when the recipe does not vary).
         streams: per stage, the name of the random stream it drew from (``"texture"``: the
             anatomical texture of structures that have one, `medphys.phantoms.texture_modulation`).
         lesion: for a recipe with a lesion, where it is (`place_lesion`'s record) and
-            ``"present"``; DM and DBT cases add ``"voxel_by_arm"`` (the lesion's pixel in each
-            arm's image) and the compressed ``"thickness_mm"``; ``None`` without a lesion.
+            ``"present"``; projection-arm cases (radiograph, tomosynthesis, DM, DBT) add
+            ``"voxel_by_arm"`` (the lesion's pixel in each arm's image), breast cases the
+            compressed ``"thickness_mm"``; ``None`` without a lesion.
     """
 
     index: int
@@ -83,6 +86,8 @@ def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int, present: bool) -> Ca
     base = recipe.family(index)
     if isinstance(base, BreastFamily):
         return _run_breast_case(key, recipe, base, index, present)
+    if recipe.arms[0].modality in PROJECTION:
+        return _run_projection_case(key, recipe, base, index, present)
     streams = {"phantom": "phantom"}
     if recipe.vary:
         params = phantoms.sample_params(stream(key, "phantom"), base)
@@ -151,28 +156,83 @@ def _with_lesion(key: PRNGKey, phantom: phantoms.Phantom, spec, centre_mm) -> ph
 def _run_breast_case(
     key: PRNGKey, recipe: CaseRecipe, family: BreastFamily, index: int, present: bool
 ) -> CaseResult:
-    """A compressed breast imaged by DM and DBT arms around its lesion (`medphys.pipelines.
-    _mammo`): the lesion is placed on a survey voxelisation, each arm lays out its window around
-    it, and the case is voxelised once on the box their rays cross."""
+    """A compressed breast imaged by DM and DBT arms around its lesion: the detectors lie under
+    the lower paddle, the slab is the compressed thickness."""
+    params, phantom = family.individual(stream(key, "phantom"), index)
+    thickness = family.thickness_mm[family.slot(index)]
+    region = family.region(index)
+    geometries = {a.name: placed(a.protocol.geometry, *region, centred=False) for a in recipe.arms}
+    result = _run_window_case(
+        key, recipe, phantom, family.survey(index), region, geometries, present, streams=None
+    )
+    result.lesion["thickness_mm"] = thickness
+    return dataclasses.replace(
+        result,
+        index=index,
+        family=f"breast-{params.density}",
+        params=dataclasses.asdict(params),
+    )
+
+
+def _run_projection_case(
+    key: PRNGKey, recipe: CaseRecipe, base: phantoms.Phantom, index: int, present: bool
+) -> CaseResult:
+    """A patient of a phantom family imaged by radiograph and tomosynthesis arms around its
+    lesion: the recipe grid is the region the patient lies in; each detector stands against its
+    face, centred on it (a chest against the panel)."""
+    streams = {"phantom": "phantom"}
+    if recipe.vary:
+        params = phantoms.sample_params(stream(key, "phantom"), base)
+        phantom = phantoms.apply(params, base)
+    else:
+        params, phantom = None, base
+    region = recipe.grid.region
+    geometries = {a.name: placed(a.protocol.geometry, *region, centred=True) for a in recipe.arms}
+    result = _run_window_case(
+        key, recipe, phantom, recipe.grid.survey(), region, geometries, present, streams
+    )
+    return dataclasses.replace(
+        result,
+        index=index,
+        family=base.name,
+        params=None if params is None else params.to_dict(),
+    )
+
+
+def _run_window_case(
+    key: PRNGKey,
+    recipe: CaseRecipe,
+    phantom: phantoms.Phantom,
+    survey: dict[str, Any],
+    region: tuple[Any, Any],
+    geometries: dict[str, Any],
+    present: bool,
+    streams: dict[str, str] | None,
+) -> CaseResult:
+    """Projection arms around a lesion (`medphys.pipelines._window`): the lesion is placed on a
+    survey voxelisation, each arm lays out its window around it, and the case is voxelised once
+    on the box their rays cross."""
     spec = recipe.lesion
     assert spec is not None  # CaseRecipe.create requires it
-    params, phantom = family.individual(stream(key, "phantom"), index)
-    slot = family.slot(index)
-    thickness = family.thickness_mm[slot]
-    survey = phantoms.voxelize(phantom, **family.survey(index), fractions=phantoms.Fractions.NONE)
-    lesion = {**place_lesion(stream(key, "lesion"), survey, spec), "present": present}
+    survey_labels = phantoms.voxelize(phantom, **survey, fractions=phantoms.Fractions.NONE)
+    lesion = {**place_lesion(stream(key, "lesion"), survey_labels, spec), "present": present}
     centre = lesion["center_mm"]
-    plans, grid = layout(recipe.arms, centre, thickness, float(np.min(recipe.grid.spacing_mm)))
+    spacing = float(np.min(recipe.grid.spacing_mm))
+    plans, grid = layout(recipe.arms, geometries, centre, region, spacing)
     if present:
         phantom = _with_lesion(key, phantom, spec, centre)
     labels = phantoms.voxelize(phantom, **grid, supersample=recipe.grid.supersample)
+    streams = {"phantom": "phantom", "lesion": "lesion"} if streams is None else streams
+    if any(s.texture is not None for s in phantom.structures):
+        streams["texture"] = "texture"
+        labels = phantoms.apply_texture(stream(key, "texture"), phantom, labels)
+    streams["lesion"] = "lesion"
     # one fraction row per material, the same for every case and twin (the lesion's included)
     materials = tuple(
         dict.fromkeys(
             [phantom.background_material, *(s.material for s in phantom.structures), spec.material]
         )
     )
-    streams = {"phantom": "phantom", "lesion": "lesion"}
     images: dict[str, Volume] = {}
     raw: dict[str, np.ndarray] = {}
     voxels: dict[str, list[int]] = {}
@@ -186,14 +246,13 @@ def _run_breast_case(
         if arm.keep_raw:
             raw[arm.name] = data
     lesion["voxel_by_arm"] = voxels
-    lesion["thickness_mm"] = thickness
     return CaseResult(
-        index=index,
-        family=f"breast-{params.density}",
+        index=0,
+        family="",
         labels=labels,
         images=images,
         raw=raw,
-        params=dataclasses.asdict(params),
+        params=None,
         streams=streams,
         lesion=lesion,
     )

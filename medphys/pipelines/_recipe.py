@@ -13,6 +13,7 @@ Recipes are plain frozen values: they pickle, so an engine can ship one to its w
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -23,8 +24,12 @@ from ..phantoms import Phantom
 from ..simulators import Modality
 from ._lesion import LesionSpec
 from ._mammo import BreastFamily
+from ._window import SINGLE_VIEW, SWEEP, stationary_axes
 
 _ARM_NAME = re.compile(r"^[a-z][a-z0-9]*$")
+
+#: arms that image the region around a lesion on a stationary detector (`_window`)
+PROJECTION = (*SINGLE_VIEW, *SWEEP)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,19 +37,40 @@ class GridSpec:
     """The voxel grid a case is voxelized on.
 
     For a `BreastFamily` recipe only ``spacing_mm`` and ``supersample`` are used: each case's
-    grid is the box its arms' rays cross around the lesion.
+    grid is the box its arms' rays cross around the lesion. For radiograph and tomosynthesis arms
+    the grid is the region the patient's imaged part lies in (the lesion is placed inside it, on
+    a survey voxelisation at ``survey_mm``; the detectors stand against its face); each case is
+    voxelised at ``min(spacing_mm)`` on the box the arms' rays cross inside it (`layout`).
 
     Attributes:
         shape: voxels along x (right), y (anterior), z (superior).
         spacing_mm: voxel size (mm) per axis.
         center_mm: world position of the grid centre (RAS+ mm).
         supersample: points per voxel per axis, for partial volume.
+        survey_mm: radiograph and tomosynthesis arms: the survey voxel size.
     """
 
     shape: tuple[int, int, int]
     spacing_mm: tuple[float, float, float]
     center_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     supersample: int = 2
+    survey_mm: float = 4.0
+
+    @property
+    def region(self) -> tuple[np.ndarray, np.ndarray]:
+        """The grid's world box ``(lo, hi)`` (voxel faces)."""
+        c = np.asarray(self.center_mm, np.float64)
+        half = 0.5 * np.asarray(self.shape, np.float64) * np.abs(np.asarray(self.spacing_mm))
+        return c - half, c + half
+
+    def survey(self) -> dict[str, Any]:
+        """``voxelize`` arguments of the region at ``survey_mm``."""
+        lo, hi = self.region
+        shape = tuple(
+            max(1, math.ceil(round((b - a) / self.survey_mm, 3)))
+            for a, b in zip(lo, hi, strict=True)
+        )
+        return {"shape": shape, "spacing_mm": self.survey_mm, "center_mm": tuple(self.center_mm)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +86,10 @@ class Arm:
         noise_stream: the name of the arm whose noise stream this arm shares (common random
             numbers), or ``None`` for its own stream ``"arm/<name>"``.
         keep_raw: keep the raw data (CT projections, MR k-space) in the case result.
-        field_px: DM and DBT arms: the image's size (pixels per side) around the lesion.
-        pixel_mm: DM and DBT arms: the image's pixel (DM: the detector read at this pitch; DBT:
-            the reconstructed plane's pixel); default the protocol's detector pitch.
+        field_px: projection arms (radiograph, tomosynthesis, DM, DBT): the image's size (pixels
+            per side) around the lesion.
+        pixel_mm: projection arms: the image's pixel (one view: the detector read at this pitch;
+            a sweep: the reconstructed plane's pixel); default the protocol's detector pitch.
     """
 
     name: str
@@ -79,18 +106,18 @@ class Arm:
 
     @property
     def modality(self) -> Modality:
-        """`Modality.CT`, `MR`, `DM` (mammography) or `DBT` (tomosynthesis), from the protocol
+        """`Modality.CT`, `MR`, `DM` / `DBT` (mammography, breast tomosynthesis) or `RADIOGRAPH`
+        / `TOMOSYNTHESIS` (a stationary detector facing another axis: chest), from the protocol
         (members equal their names: ``arm.modality == Modality.CT``)."""
         return _modality(self.protocol)
 
     @property
     def image_pixel_mm(self) -> float:
-        """DM and DBT arms: the image's pixel (``pixel_mm`` or the detector pitch)."""
+        """Projection arms: the image's pixel (``pixel_mm`` or the detector pitch)."""
         return float(self.pixel_mm or self.protocol.geometry.du_mm)
 
 
 def _modality(protocol: Any) -> Modality:
-    from ..simulators.geometry import ProjectionGeometry
     from ..simulators.mr import MRProtocol
     from ..simulators.xray import CTProtocol
 
@@ -98,23 +125,19 @@ def _modality(protocol: Any) -> Modality:
         return Modality.MR
     if isinstance(protocol, CTProtocol) and protocol.modality == Modality.CT:
         return Modality.CT
-    if (
-        isinstance(protocol, CTProtocol)
-        and protocol.modality == Modality.RADIOGRAPH
-        and isinstance(protocol.geometry, ProjectionGeometry)
-    ):
-        _, centre, e_u, e_v = protocol.geometry.poses()
-        if (
-            np.allclose(centre, centre[0])
-            and np.allclose(e_u, [1.0, 0.0, 0.0], atol=1e-9)
-            and np.allclose(e_v, [0.0, 1.0, 0.0], atol=1e-9)
-        ):
-            return Modality.DM if protocol.geometry.n_views == 1 else Modality.DBT
+    if isinstance(protocol, CTProtocol) and protocol.modality == Modality.RADIOGRAPH:
+        axes = stationary_axes(protocol.geometry)
+        if axes is not None:
+            one_view = protocol.geometry.n_views == 1
+            if np.allclose(axes[0], [1.0, 0.0, 0.0]) and np.allclose(axes[1], [0.0, 1.0, 0.0]):
+                return Modality.DM if one_view else Modality.DBT
+            return Modality.RADIOGRAPH if one_view else Modality.TOMOSYNTHESIS
     kind = getattr(protocol, "modality", type(protocol).__name__)
     raise ValueError(
         f"medphys.pipelines.Arm: `protocol` must be a CT protocol (modality 'ct'), an MR "
-        f"protocol, or a mammography or breast tomosynthesis radiograph (geometry kind "
-        f"'mammography') (got {kind!r} {getattr(protocol, 'name', '')!r})"
+        f"protocol, or a radiograph on a stationary detector facing a world axis (one view or a "
+        f"tomosynthesis sweep: chest PA, mammography, DBT) (got {kind!r} "
+        f"{getattr(protocol, 'name', '')!r})"
     )
 
 
@@ -185,7 +208,13 @@ class CaseRecipe:
                         else "DM and DBT arms image a BreastFamily (compressed breasts)"
                     )
                 )
-            if modality in (Modality.DM, Modality.DBT):
+            if (modality in PROJECTION) != (arms[0].modality in PROJECTION):
+                raise ValueError(
+                    f"{where}: arm {arm.name!r} ({modality}) and arm {arms[0].name!r} "
+                    f"({arms[0].modality}): a recipe images by CT and MR arms (the whole grid) or "
+                    "by radiograph and tomosynthesis arms (around the lesion), not both"
+                )
+            if modality in PROJECTION:
                 if (
                     isinstance(arm.field_px, bool)
                     or not isinstance(arm.field_px, int)
@@ -223,6 +252,9 @@ class CaseRecipe:
         shape = tuple(int(n) for n in grid.shape)
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"{where}: `grid.shape` must be 3 positive sizes (got {grid.shape})")
+        survey = grid.survey_mm
+        if isinstance(survey, bool) or not (np.isfinite(survey) and survey > 0):
+            raise ValueError(f"{where}: `grid.survey_mm` must be positive mm (got {survey!r})")
         if lesion is not None:
             if not isinstance(lesion, LesionSpec):
                 raise ValueError(f"{where}: `lesion` must be a LesionSpec (got {lesion!r})")
@@ -247,10 +279,10 @@ class CaseRecipe:
                 raise ValueError(
                     f"{where}: the lesion's structures {named} are not all structures of {lacking}"
                 )
-        elif breast:
+        elif arms[0].modality in PROJECTION:
             raise ValueError(
-                f"{where}: DM and DBT arms image the region around a lesion: a BreastFamily "
-                "recipe needs a `lesion`"
+                f"{where}: radiograph, tomosynthesis, DM and DBT arms image the region around a "
+                "lesion: the recipe needs a `lesion`"
             )
         return cls(families=fams, grid=grid, arms=arms, vary=bool(vary), lesion=lesion)
 

@@ -58,7 +58,7 @@ from ._provenance import (
     load_families,
     versions,
 )
-from ._recipe import Arm, CaseRecipe, GridSpec, recipe_of, remember_recipe
+from ._recipe import PROJECTION, Arm, CaseRecipe, GridSpec, recipe_of, remember_recipe
 from ._streams import case_key, stream
 
 PositiveMM = Annotated[float, pydantic.Field(gt=0.0, allow_inf_nan=False)]
@@ -79,6 +79,9 @@ class _Phantom(Strict):
     spacing_mm: tuple[PositiveMM, PositiveMM, PositiveMM]
     center_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     supersample: Annotated[int, pydantic.Field(ge=1, le=8)] = 1
+    #: radiograph and tomosynthesis arms: the voxel size (mm) of the survey voxelisation the
+    #: lesion is placed on (default 4 mm); the grid is the region the patient lies in
+    survey_mm: PositiveMM | None = None
 
 
 class _Compression(Strict):
@@ -138,7 +141,8 @@ class _Arm(Strict):
     protocol: str
     #: the arm whose noise realisation this arm shares (common random numbers)
     noise_stream: str | None = None
-    #: DM and DBT arms: the image's pixel (mm); default the protocol's detector pitch
+    #: projection arms (radiograph, tomosynthesis, DM, DBT): the image's pixel (mm); default
+    #: the protocol's detector pitch
     pixel_mm: PositiveMM | None = None
 
 
@@ -217,6 +221,8 @@ class TrialConfig(Strict):
             exclude["observer"] = {"readers": True, "reader_fraction": True}
         if self.lesion.calcifications == 0:
             exclude["lesion"] = {"calcifications": True, "calcification_mm": True}
+        if self.phantom is not None and self.phantom.survey_mm is None:
+            exclude["phantom"] = {"survey_mm": True}
         return digest_of(self.model_dump(mode="json", exclude=exclude))
 
 
@@ -279,7 +285,9 @@ class TrialJob:
         else:
             families = load_families(self.definitions)
             p = c.phantom
-            grid = GridSpec(p.shape, p.spacing_mm, p.center_mm, p.supersample)
+            grid = GridSpec(
+                p.shape, p.spacing_mm, p.center_mm, p.supersample, survey_mm=p.survey_mm or 4.0
+            )
             vary = p.vary
         material = lesion.material or self.lesion_material(families, arms)[0]
         return CaseRecipe.create(
@@ -399,9 +407,8 @@ def run_trial(
     defs.update({f"protocol/{a.name}": definition("protocol", a.protocol) for a in config.arms})
     inputs = job_inputs(config.digest(), defs)
     job = TrialJob(config, defs, job_digest(inputs))
-    if config.breast is not None:
-        _check_breast_arms(config, job.arms())  # before the compressions
-    else:
+    _check_projection_arms(config, job.arms())  # before the compressions
+    if config.breast is None:
         recipe = job.recipe()  # validates every definition before any case
         _check_design(config, recipe)
     out.mkdir(parents=True, exist_ok=True)
@@ -518,32 +525,33 @@ def _check_design(config: TrialConfig, recipe: CaseRecipe) -> None:
                         f"medphys trial: breast class {family.densities[slot]!r}: {exc}"
                     ) from None
             continue
+        where = (
+            g.survey()  # projection arms place the lesion on the survey voxelisation
+            if recipe.arms[0].modality in PROJECTION
+            else {"shape": g.shape, "spacing_mm": g.spacing_mm, "center_mm": g.center_mm}
+        )
         with jax.enable_x64(False):
-            labels = phantoms.voxelize(
-                family,
-                shape=g.shape,
-                spacing_mm=g.spacing_mm,
-                center_mm=g.center_mm,
-                fractions=phantoms.Fractions.NONE,
-            )
+            labels = phantoms.voxelize(family, **where, fractions=phantoms.Fractions.NONE)
         try:
             place_lesion(jax.random.key(0), labels, recipe.lesion)
         except ValueError as exc:
             raise ValueError(f"medphys trial: phantom {family.name!r}: {exc}") from None
 
 
-def _check_breast_arms(config: TrialConfig, arms: list[Arm]) -> None:
-    """A breast trial images by DM and DBT arms only, with a 2-D observer on their images."""
+def _check_projection_arms(config: TrialConfig, arms: list[Arm]) -> None:
+    """A breast trial images by DM and DBT arms only; projection arms (radiograph,
+    tomosynthesis, DM, DBT) make 2-D images, read by an observer in their plane."""
     for arm in arms:
-        if arm.modality not in (Modality.DM, Modality.DBT):
+        if config.breast is not None and arm.modality not in (Modality.DM, Modality.DBT):
             raise ValueError(
                 f"medphys trial: arm {arm.name!r} ({arm.modality.upper()}): a [breast] trial is "
                 "imaged by mammography and tomosynthesis protocols (geometry kind 'mammography')"
             )
-    if config.observer.plane != "axial":
+    if any(a.modality in PROJECTION for a in arms) and config.observer.plane != "axial":
         raise ValueError(
-            "medphys trial: DM and DBT images are planes parallel to the detector: "
-            f"observer.plane must be 'axial' (got {config.observer.plane!r})"
+            "medphys trial: radiograph and tomosynthesis images are planes parallel to the "
+            "detector, read in their own plane: observer.plane must be 'axial' (got "
+            f"{config.observer.plane!r})"
         )
 
 

@@ -18,8 +18,9 @@ class Modality(enum.StrEnum):
 
     A protocol's own modality is ``CT`` (reconstructed), ``RADIOGRAPH`` (projections only) or
     ``MR``; an imaging arm (`medphys.pipelines.Arm.modality`) further tells a radiograph taken
-    on a stationary, x/y-aligned detector as ``DM`` (mammography, one view) or ``DBT`` (breast
-    tomosynthesis, a sweep).
+    on a stationary detector: in the x-y plane (the breast lying on it) as ``DM`` (mammography,
+    one view) or ``DBT`` (breast tomosynthesis, a sweep); facing another world axis as
+    ``RADIOGRAPH`` (one view) or ``TOMOSYNTHESIS`` (a sweep; a chest tomosynthesis).
     """
 
     CT = "ct"
@@ -27,6 +28,7 @@ class Modality(enum.StrEnum):
     MR = "mr"
     DM = "dm"
     DBT = "dbt"
+    TOMOSYNTHESIS = "tomosynthesis"
 
 
 class Filter(enum.StrEnum):

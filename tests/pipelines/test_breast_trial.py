@@ -28,7 +28,7 @@ from medphys.pipelines import (
     run_case,
     run_trial,
 )
-from medphys.pipelines._mammo import layout
+from medphys.pipelines._window import layout, placed
 
 INTERIOR = ("breast_fat", "fibroglandular", "cooper_ligaments", "ducts", "lobules")
 COARSE = dict(spacing_mm=8.0, steps=200, tolerance=0.1, warp_mm=2.0, progress=False)
@@ -221,9 +221,11 @@ def test_the_arms_are_laid_out_around_the_lesion_with_shapes_that_do_not_move():
     lesion, and its shape (so the compiled kernels) is the same wherever the lesion lies."""
     arms = _arms(pixel=0.2, field=48)
     thickness = 45.0
+    region = ((-70.0, 0.0, -thickness / 2), (70.0, 110.0, thickness / 2))
+    detectors = {a.name: placed(a.protocol.geometry, *region, centred=False) for a in arms}
     shapes = set()
-    for centre in ((0.0, 20.0, 0.0), (-30.0, 60.0, 12.0), (25.0, 5.0, -15.0)):
-        plans, grid = layout(arms, centre, thickness, 0.2)
+    for centre in ((0.0, 20.0, 0.0), (-30.0, 60.0, 12.0), (25.0, 5.0, -15.0), (-65, 105, 20)):
+        plans, grid = layout(arms, detectors, centre, region, 0.2)
         dm, dbt = plans["dm"], plans["dbt"]
         src, det, _, _ = dm.geometry.poses()
         # the detector is the lower paddle

@@ -125,8 +125,19 @@ def test_recipe_bad_input_is_named(family, protocols):
             family, grid=GRID, arms=[Arm("ct", ct), Arm("mr", protocols["mr"], noise_stream="ct")]
         )
     radiograph = simulators.load("xray-chest-pa")
-    with pytest.raises(ValueError, match=r"`protocol` must be a CT protocol .*'radiograph'"):
+    with pytest.raises(ValueError, match=r"arms image the region around a lesion: .* `lesion`"):
         CaseRecipe.create(family, grid=GRID, arms=[Arm("cxr", radiograph)])
+    with pytest.raises(ValueError, match=r"by CT and MR arms .* or by radiograph and tomosynth"):
+        CaseRecipe.create(family, grid=GRID, arms=[Arm("ct", ct), Arm("cxr", radiograph)])
+    rotating = dataclasses.replace(
+        radiograph, geometry=dataclasses.replace(radiograph.geometry, angles=np.arange(4.0))
+    )
+    with pytest.raises(ValueError, match=r"`protocol` must be a CT protocol .*'radiograph'"):
+        CaseRecipe.create(family, grid=GRID, arms=[Arm("cxr", rotating)])
+    with pytest.raises(ValueError, match=r"`grid.survey_mm` must be positive mm \(got 0.0\)"):
+        CaseRecipe.create(
+            family, grid=dataclasses.replace(GRID, survey_mm=0.0), arms=[Arm("ct", ct)]
+        )
     with pytest.raises(ValueError, match=r"`arms` must name at least one imaging arm"):
         CaseRecipe.create(family, grid=GRID, arms=[])
     with pytest.raises(ValueError, match=r"`families` must be one or more Phantoms"):

@@ -295,6 +295,7 @@ def plan_arm(
     slab: tuple[float, float],
     field_px: int,
     pixel_mm: float,
+    across: tuple[Any, Any] | None = None,
 ) -> ArmPlan:
     """Lay out a projection arm around the lesion centre (module docstring).
 
@@ -304,10 +305,13 @@ def plan_arm(
         centre_mm: the lesion's centre (world).
         slab: the heights ``(low, high)``, in the arm's frame, between which the patient lies.
         field_px, pixel_mm: the output image's size and pixel.
+        across: the frame ``(x, y)`` box the lesion centre may take (default: the point
+            ``(0, 0)``).
 
-    Every size is the same wherever the lesion lies (a central projection scales a plane
-    parallel to the detector uniformly, whatever its position): a sweep's window is sized for a
-    plane at the slab's far side, the farthest a lesion can be from the detector.
+    Every size is the same wherever the lesion lies: a sweep's window is sized for a plane at
+    the slab's far side, the farthest a lesion can be from the detector, and at the corners of
+    ``across`` (sources at different heights along an arc magnify a plane differently, so its
+    feet spread with its distance from the sources' line).
     """
     from ..volume import Grid
 
@@ -329,10 +333,12 @@ def plan_arm(
         pts = [project_point(s, z_d, point + o) for s in src for o in offsets]
         return np.min(pts, axis=0) - PAD_MM, np.max(pts, axis=0) + PAD_MM
 
-    top_lo, top_hi = feet(np.array([0.0, 0.0, z_hi]))  # the largest window
+    reach = [(0.0, 0.0)] if across is None else list(itertools.product(*zip(*across, strict=False)))
+    spans = [np.subtract(*feet(np.array([x, y, z_hi]))[::-1]) for x, y in reach]
+    top = np.max(spans, axis=0)  # the largest window
     du = det.du
-    n_u = math.ceil((top_hi[0] - top_lo[0]) / du - 1e-6)
-    n_v = math.ceil((top_hi[1] - top_lo[1]) / du - 1e-6)
+    n_u = math.ceil(top[0] / du - 1e-6)
+    n_v = math.ceil(top[1] / du - 1e-6)
     lo_xy, hi_xy = feet(c)
     win = window(det, (lo_xy + hi_xy) / 2, n_u, n_v, du)
     origin = c - np.array([(field_px - 1) / 2 * pixel_mm, (field_px - 1) / 2 * pixel_mm, 0.0])
@@ -386,6 +392,10 @@ def layout(
         z = np.sort(frame.point(np.stack([lo_r, hi_r]))[:, 2])
         return float(z[0]), float(z[1])
 
+    def across(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        xy = frame.point(np.stack([lo_r, hi_r]))[:, :2]
+        return xy.min(axis=0), xy.max(axis=0)
+
     def plans_at(point: Any) -> dict[str, ArmPlan]:
         return {
             a.name: plan_arm(
@@ -395,6 +405,7 @@ def layout(
                 slab(frames[a.name]),
                 a.field_px,
                 a.image_pixel_mm,
+                across(frames[a.name]),
             )
             for a in arms
         }

@@ -170,11 +170,11 @@ def test_catalog_chest_trial_loads_and_refuses_a_cut_plane():
         run_trial("/nonexistent/never-made", bad)
 
 
-@pytest.mark.slow  # about 5 min on 2 cores: 30 pairs of two adult phantoms
+@pytest.mark.slow  # about 4 min on 2 cores: 30 pairs of two adult phantoms
 def test_catalog_chest_trial_shows_the_tomosynthesis_advantage(tmp_path):
     """Trial (b), 30 pairs: tomosynthesis shows the nodule better than the radiograph, the 95%
-    interval of the paired ΔAUC above 0 (measured: CXR 0.689, DTS 0.964, ΔAUC +0.276
-    [+0.060, +0.491])."""
+    interval of the paired ΔAUC above 0 (the catalog's 100 pairs: CXR 0.706, DTS 0.993, ΔAUC
+    +0.286 [+0.181, +0.392], `benchmarks/RESULTS.md`)."""
     with jax.enable_x64(False):
         config = load_trial("chest-cxr-dts-nodule", overrides={"pairs": 30})
         results = run_trial(tmp_path / "b", config, engine=LocalEngine(workers=2))

@@ -26,7 +26,11 @@ geometry and the output image are handed back in world coordinates; the DBT reco
 in the frame (its filter acts along the tube's motion).
 
 Stated simplifications: windows are cut from the detector's plane wherever the lesion projects
-(the panel is assumed to reach them); only the primary beam is simulated (no scatter).
+(the panel is assumed to reach them); a protocol's kernel scatter model (the chest protocols':
+SPR 0.3, 120 mm kernel) is computed from the window's own primary, its kernel renormalised at
+the window's edges, so the scatter level is right where the field around the window resembles
+it, and the scatter's shape from farther away is missing; the mammography protocols simulate
+the primary beam only.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ Recipes are plain frozen values: they pickle, so an engine can ship one to its w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -104,11 +105,12 @@ class Arm:
         """The named random stream this arm's acquisition noise is drawn from."""
         return f"arm/{self.noise_stream or self.name}"
 
-    @property
+    @functools.cached_property
     def modality(self) -> Modality:
         """`Modality.CT`, `MR`, `DM` / `DBT` (mammography, breast tomosynthesis) or `RADIOGRAPH`
         / `TOMOSYNTHESIS` (a stationary detector facing another axis: chest), from the protocol
-        (members equal their names: ``arm.modality == Modality.CT``)."""
+        (members equal their names: ``arm.modality == Modality.CT``). Computed once per arm:
+        telling a stationary detector needs the protocol's poses."""
         return _modality(self.protocol)
 
     @property

@@ -77,17 +77,26 @@ def _spekpy(
     return np.asarray(k, np.float64), np.asarray(flu, np.float64) * _FINE_KEV
 
 
-def _check_filter_material(where: str, material: str) -> None:
+@functools.lru_cache(maxsize=128)
+def _spekpy_knows(material: str) -> bool:
+    """Whether SpekPy filters with ``material`` (asked once per name: building a SpekPy
+    spectrum to ask takes about 0.3 s, which every protocol load paid per filter)."""
     import spekpy
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             spekpy.Spek(kvp=60.0, th=12.0).filter(material, 0.01)
     except Exception:
+        return False
+    return True
+
+
+def _check_filter_material(where: str, material: str) -> None:
+    if not _spekpy_knows(material):
         raise ValueError(
             f"{where}: `filtration` material {material!r} is not known to SpekPy (use its names, "
             "e.g. 'Al', 'Cu', 'Sn', 'Be', 'Ti', 'Water', 'Air')"
-        ) from None
+        )
 
 
 @jax.tree_util.register_dataclass

@@ -89,12 +89,7 @@ def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int, present: bool) -> Ca
     if recipe.arms[0].modality in PROJECTION:
         return _run_projection_case(key, recipe, base, index, present)
     streams = {"phantom": "phantom"}
-    if recipe.vary:
-        params = phantoms.sample_params(stream(key, "phantom"), base)
-        phantom = phantoms.apply(params, base)
-    else:
-        params = None
-        phantom = base
+    params, phantom = _individual(key, recipe, base)
     g = recipe.grid
 
     streams["texture"] = "texture"
@@ -141,6 +136,17 @@ def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int, present: bool) -> Ca
     )
 
 
+def _individual(
+    key: PRNGKey, recipe: CaseRecipe, base: phantoms.Phantom
+) -> tuple[Any, phantoms.Phantom]:
+    """``(population draw or None, phantom)`` of a case: drawn from the ``"phantom"`` stream
+    when the recipe varies, else the family's reference individual."""
+    if not recipe.vary:
+        return None, base
+    params = phantoms.sample_params(stream(key, "phantom"), base)
+    return params, phantoms.apply(params, base)
+
+
 def _with_lesion(key: PRNGKey, phantom: phantoms.Phantom, spec, centre_mm) -> phantoms.Phantom:
     """``phantom`` with the lesion of ``spec`` at ``centre_mm`` (its shape's draws from the
     lesion stream)."""
@@ -161,9 +167,9 @@ def _run_breast_case(
     params, phantom = family.individual(stream(key, "phantom"), index)
     thickness = family.thickness_mm[family.slot(index)]
     region = family.region(index)
-    geometries = {a.name: placed(a.protocol.geometry, *region, centred=False) for a in recipe.arms}
+    detectors = {a.name: placed(a.detector, *region, centred=False) for a in recipe.arms}
     result = _run_window_case(
-        key, recipe, phantom, family.survey(index), region, geometries, present, streams=None
+        key, recipe, phantom, family.survey(index), region, detectors, present
     )
     result.lesion["thickness_mm"] = thickness
     return dataclasses.replace(
@@ -180,16 +186,11 @@ def _run_projection_case(
     """A patient of a phantom family imaged by radiograph and tomosynthesis arms around its
     lesion: the recipe grid is the region the patient lies in; each detector stands against its
     face, centred on it (a chest against the panel)."""
-    streams = {"phantom": "phantom"}
-    if recipe.vary:
-        params = phantoms.sample_params(stream(key, "phantom"), base)
-        phantom = phantoms.apply(params, base)
-    else:
-        params, phantom = None, base
+    params, phantom = _individual(key, recipe, base)
     region = recipe.grid.region
-    geometries = {a.name: placed(a.protocol.geometry, *region, centred=True) for a in recipe.arms}
+    detectors = {a.name: placed(a.detector, *region, centred=True) for a in recipe.arms}
     result = _run_window_case(
-        key, recipe, phantom, recipe.grid.survey(), region, geometries, present, streams
+        key, recipe, phantom, recipe.grid.survey(), region, detectors, present
     )
     return dataclasses.replace(
         result,
@@ -205,9 +206,8 @@ def _run_window_case(
     phantom: phantoms.Phantom,
     survey: dict[str, Any],
     region: tuple[Any, Any],
-    geometries: dict[str, Any],
+    detectors: dict[str, Any],
     present: bool,
-    streams: dict[str, str] | None,
 ) -> CaseResult:
     """Projection arms around a lesion (`medphys.pipelines._window`): the lesion is placed on a
     survey voxelisation, each arm lays out its window around it, and the case is voxelised once
@@ -218,11 +218,11 @@ def _run_window_case(
     lesion = {**place_lesion(stream(key, "lesion"), survey_labels, spec), "present": present}
     centre = lesion["center_mm"]
     spacing = float(np.min(recipe.grid.spacing_mm))
-    plans, grid = layout(recipe.arms, geometries, centre, region, spacing)
+    plans, grid = layout(recipe.arms, detectors, centre, region, spacing)
     if present:
         phantom = _with_lesion(key, phantom, spec, centre)
     labels = phantoms.voxelize(phantom, **grid, supersample=recipe.grid.supersample)
-    streams = {"phantom": "phantom", "lesion": "lesion"} if streams is None else streams
+    streams = {"phantom": "phantom"}
     if any(s.texture is not None for s in phantom.structures):
         streams["texture"] = "texture"
         labels = phantoms.apply_texture(stream(key, "texture"), phantom, labels)

@@ -25,7 +25,7 @@ from ..phantoms import Phantom
 from ..simulators import Modality
 from ._lesion import LesionSpec
 from ._mammo import BreastFamily
-from ._window import SINGLE_VIEW, SWEEP, stationary_axes
+from ._window import SINGLE_VIEW, SWEEP, Detector, stationary_axes
 
 _ARM_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 
@@ -112,6 +112,12 @@ class Arm:
         (members equal their names: ``arm.modality == Modality.CT``). Computed once per arm:
         telling a stationary detector needs the protocol's poses."""
         return _modality(self.protocol)
+
+    @functools.cached_property
+    def detector(self) -> Any:
+        """Projection arms: the protocol's stationary detector and sources as host arrays
+        (`medphys.pipelines._window.Detector`), read once."""
+        return Detector.of(self.protocol.geometry)
 
     @property
     def image_pixel_mm(self) -> float:

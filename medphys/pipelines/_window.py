@@ -206,11 +206,10 @@ class Frame:
         return out
 
 
-def placed(geometry: Any, lo: Any, hi: Any, *, centred: bool) -> Detector:
-    """A stationary-detector geometry moved along its normal so that the detector surface is the
-    region ``[lo, hi]``'s face on the detector's side (the patient against the panel); with
-    ``centred`` also across, so the detector's centre faces the region's centre."""
-    det = Detector.of(geometry)
+def placed(det: Detector, lo: Any, hi: Any, *, centred: bool) -> Detector:
+    """A stationary detector moved along its normal so that its surface is the region
+    ``[lo, hi]``'s face on the detector's side (the patient against the panel); with ``centred``
+    also across, so the detector's centre faces the region's centre."""
     frame = Frame.of(det)
     c = frame.point(det.centre)
     f_lo, f_hi = frame.point(lo), frame.point(hi)
@@ -276,6 +275,7 @@ class ArmPlan:
         box_lo, box_hi: the world box its rays cross inside the slab.
         frame: the arm's `Frame`; ``frame_detector`` and ``frame_output`` are the window and the
             plane in it.
+        axes: the protocol detector's ``(e_u, e_v)`` (world): the output image's axes.
     """
 
     detector: Detector
@@ -285,6 +285,7 @@ class ArmPlan:
     frame: Frame
     frame_detector: Detector
     frame_output: Any
+    axes: tuple[np.ndarray, np.ndarray]
 
     @property
     def geometry(self) -> Any:
@@ -320,6 +321,7 @@ def plan_arm(
     from ..volume import Grid
 
     frame = Frame.of(detector)
+    axes = (detector.e_u, detector.e_v)
     det = detector.turned(frame.point)
     src = det.sources
     z_d = float(det.centre[2])
@@ -329,7 +331,7 @@ def plan_arm(
         win = window(det, project_point(src[0], z_d, c), field_px, field_px, pixel_mm)
         lo, hi = rays_box(win, z_lo, z_hi)
         box = frame.world_box([*lo, z_lo], [*hi, z_hi])
-        return ArmPlan(win.turned(frame.world), None, *box, frame, win, None)
+        return ArmPlan(win.turned(frame.world), None, *box, frame, win, None, axes)
     half = 0.5 * field_px * pixel_mm
     offsets = np.array([[a, b, 0.0] for a in (-half, half) for b in (-half, half)])
 
@@ -352,12 +354,12 @@ def plan_arm(
     lo, hi = rays_box(win, z_lo, z_hi)
     box = frame.world_box([*lo, z_lo], [*hi, z_hi])
     output = Grid((field_px, field_px, 1), frame.world_affine(affine))
-    return ArmPlan(win.turned(frame.world), output, *box, frame, win, plane)
+    return ArmPlan(win.turned(frame.world), output, *box, frame, win, plane, axes)
 
 
 def layout(
     arms: Any,
-    geometries: dict[str, Any],
+    detectors: dict[str, Detector],
     centre_mm: Any,
     region: tuple[Any, Any],
     spacing_mm: float,
@@ -367,7 +369,7 @@ def layout(
 
     Args:
         arms: the recipe's arms (all projection arms).
-        geometries: per arm name, its placed detector (`placed`).
+        detectors: per arm name, its placed detector (`placed`).
         centre_mm: the lesion's centre (world).
         region: the world box ``(lo, hi)`` the patient lies in; its extent along the detectors'
             normal is the slab.
@@ -383,7 +385,7 @@ def layout(
         ValueError: arms whose detectors face different world axes.
     """
     lo_r, hi_r = (np.asarray(v, np.float64) for v in region)
-    frames = {a.name: Frame.of(geometries[a.name]) for a in arms}
+    frames = {a.name: Frame.of(detectors[a.name]) for a in arms}
     axes = {f.normal_axis for f in frames.values()}
     if len(axes) != 1:
         raise ValueError(
@@ -403,7 +405,7 @@ def layout(
     def plans_at(point: Any) -> dict[str, ArmPlan]:
         return {
             a.name: plan_arm(
-                geometries[a.name],
+                detectors[a.name],
                 a.modality,
                 point,
                 slab(frames[a.name]),
@@ -537,8 +539,7 @@ def image_arm(
             [(d.n_u - 1) / 2 * d.du, (d.n_v - 1) / 2 * d.du, 0.0]
         )
         data, affine = raw[0][:, :, None], plan.frame.world_affine(frame_affine)
-    _, _, e_u, e_v = protocol.geometry.poses()
-    data, affine = to_detector_axes(data, affine, e_u[0], e_v[0])
+    data, affine = to_detector_axes(data, affine, *plan.axes)
     return Volume(data=data, affine=affine), raw
 
 

@@ -222,7 +222,7 @@ def test_the_arms_are_laid_out_around_the_lesion_with_shapes_that_do_not_move():
     arms = _arms(pixel=0.2, field=48)
     thickness = 45.0
     region = ((-70.0, 0.0, -thickness / 2), (70.0, 110.0, thickness / 2))
-    detectors = {a.name: placed(a.protocol.geometry, *region, centred=False) for a in arms}
+    detectors = {a.name: placed(a.detector, *region, centred=False) for a in arms}
     shapes = set()
     for centre in ((0.0, 20.0, 0.0), (-30.0, 60.0, 12.0), (25.0, 5.0, -15.0), (-65, 105, 20)):
         plans, grid = layout(arms, detectors, centre, region, 0.2)

@@ -73,7 +73,7 @@ def test_chest_arms_are_laid_out_around_the_nodule_with_shapes_that_do_not_move(
     along the beam, holds the nodule's neighbourhood and has one shape wherever the nodule lies
     (here at the region's extremes)."""
     arms = _arms(pixel=2.0, field=24)
-    detectors = {a.name: placed(a.protocol.geometry, *REGION, centred=True) for a in arms}
+    detectors = {a.name: placed(a.detector, *REGION, centred=True) for a in arms}
     for det in detectors.values():
         assert det.centre[1] == pytest.approx(154.0)  # against the anterior face
         assert det.centre[0] == pytest.approx(0.0) and det.centre[2] == pytest.approx(106.0)

@@ -62,7 +62,9 @@ def _check_domain(where: str, domain: Any) -> Grid:
 
 
 class AbstractField(nnx.Module):
-    """What every field provides. Subclasses implement `raw` on normalised coordinates.
+    """What every field provides. Static subclasses define ``raw(u)``, the field before the
+    output unit, on normalised coordinates; time-conditioned ones (`DeformingField`) override
+    ``__call__``.
 
     Attributes:
         domain: the grid whose box ``[0, 1]^d`` maps to (static).
@@ -78,9 +80,6 @@ class AbstractField(nnx.Module):
     def temporal(self) -> bool:
         """Whether the field changes with time (`DeformingField`)."""
         return False
-
-    def raw(self, u: Float[Array, "*batch dim"]) -> Float[Array, "*batch"]:
-        raise NotImplementedError
 
     def __call__(
         self, u: Float[Array, "*batch dim"], time_s: Array | None = None

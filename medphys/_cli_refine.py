@@ -1,8 +1,9 @@
 """``medphys refine`` and ``medphys audit``: the sim-to-real refiner and its audits on disk.
 
-    medphys refine train --real DIR --sim DATASET --out RUN [--steps N] [--seed S] [--no-physics]
+    medphys refine train --real DIR --sim DATASET --out RUN [--modality ct|mr] [--steps N]
+                         [--seed S] [--no-physics]
     medphys refine apply RUN/refiner.npz --dataset DATASET
-    medphys audit physics --dataset DATASET [--real DIR] [--json FILE]
+    medphys audit physics --dataset DATASET [--modality ct|mr] [--real DIR] [--json FILE]
     medphys audit memorisation --training DIR --generated DIR --held-out DIR [--tile 32]
 
 A run folder holds ``checkpoint.npz`` (resumed by a rerun of the same command), ``refiner.npz``
@@ -10,11 +11,16 @@ A run folder holds ``checkpoint.npz`` (resumed by a rerun of the same command), 
 ``train.json`` (settings, data provenance, loss summary) and ``audit.json`` (the physics audit of
 the held-out cases). The audits exit with status 1 when a criterion fails (or, for the
 memorisation audit, when its controls misbehave).
+
+CT needs a dataset generated with ``[output] save_projections = true`` and real CT images; MR a
+dataset with ``[output] save_kspace = true`` and real MR images (DICOM MR or NIfTI), each real
+volume divided by its reference intensity (`medphys.neural.real_mr_slices`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,10 +29,18 @@ import typer
 from rich.console import Console
 
 refine_app = typer.Typer(
-    help="Refine simulated CT toward real images, with physics terms.", no_args_is_help=True
+    help="Refine simulated CT or MR toward real images, with physics terms.", no_args_is_help=True
 )
 audit_app = typer.Typer(help="Audit refined or generated images.", no_args_is_help=True)
 _out = Console(highlight=False)
+
+
+class ImageModality(enum.StrEnum):
+    ct = "ct"
+    mr = "mr"
+
+
+_MODALITY = typer.Option("--modality", help="ct (HU, projections) or mr (magnitude, k-space).")
 
 
 def _user_error(message: str) -> Exception:
@@ -35,36 +49,57 @@ def _user_error(message: str) -> Exception:
     return UserError(message)
 
 
-def _real_slices(folder: Path) -> tuple[list[tuple[Any, Any]], dict[str, Any]]:
-    from . import io
+def _real_slices(
+    folder: Path, modality: str = "ct"
+) -> tuple[list[tuple[Any, Any]], dict[str, Any]]:
+    from . import io, neural
 
     try:
-        images = io.load_real_images(folder, modality="CT")
+        images = io.load_real_images(folder, modality=modality.upper())
+        if modality == "mr":
+            slices = neural.real_mr_slices(images)
+        else:
+            slices = [(a, s) for a, s, _ in images.slices()]
     except (FileNotFoundError, ValueError) as exc:
         raise _user_error(str(exc)) from None
-    slices = [(a, s) for a, s, _ in images.slices()]
     files = sorted({f for image in images.images for f in image.source})
     return slices, {"folder": str(folder), "patients": list(images.patients), "files": files}
 
 
-def _load_dataset(dataset: Path, cases: Any = None) -> tuple[Any, list[str]]:
-    from .pipelines import DatasetError, load_ct_dataset
+def _load_dataset(dataset: Path, modality: str = "ct") -> tuple[Any, list[str]]:
+    from .pipelines import DatasetError, load_ct_dataset, load_mr_dataset
 
     try:
-        return load_ct_dataset(dataset, cases=cases)
+        if modality == "mr":
+            return load_mr_dataset(dataset)
+        return load_ct_dataset(dataset)
     except DatasetError as exc:
         raise _user_error(str(exc)) from None
 
 
+def _low(modality: str) -> float:
+    """Real patches are drawn where at least half the pixels are above this (HU or the
+    normalised MR intensity): inside the body."""
+    return 0.1 if modality == "mr" else -100.0
+
+
+def _audit(simulated: Any, refined: Any, real: Any) -> Any:
+    from . import audit
+
+    if simulated.modality == "mr":
+        return audit.mr_physics_audit(simulated.results(), simulated.labels, refined, real=real)
+    return audit.physics_audit(simulated, refined, real=real)
+
+
 @refine_app.command("train")
 def refine_train(
-    real: Annotated[
-        Path, typer.Option("--real", help="Folder of real CT images (DICOM or NIfTI).")
-    ],
+    real: Annotated[Path, typer.Option("--real", help="Folder of real images (DICOM or NIfTI).")],
     sim: Annotated[
-        Path, typer.Option("--sim", help="A medphys generate dataset with save_projections.")
+        Path,
+        typer.Option("--sim", help="A medphys generate dataset (save_projections / save_kspace)."),
     ],
     out: Annotated[Path, typer.Option("--out", help="Run folder (created; a rerun resumes).")],
+    modality: Annotated[ImageModality, _MODALITY] = ImageModality.ct,
     steps: Annotated[int, typer.Option("--steps", help="Training steps.", min=1)] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="The run's key.")] = 0,
     patch: Annotated[int, typer.Option("--patch", help="Real patch side (pixels).", min=8)] = 64,
@@ -76,19 +111,20 @@ def refine_train(
         bool, typer.Option("--physics/--no-physics", help="Use the physics terms.")
     ] = True,
 ) -> None:
-    """Train a 2-D CT refiner on a dataset's slices toward patches of real CT images."""
+    """Train a 2-D CT or MR refiner on a dataset's slices toward patches of real images."""
     import jax
 
-    from . import audit, neural
+    from . import neural
 
-    simulated, names = _load_dataset(sim)
+    modality = ImageModality(modality).value
+    simulated, names = _load_dataset(sim, modality)
     n = simulated.n_cases
     if held_out >= n:
         raise _user_error(
             f"medphys refine train: --held-out {held_out} leaves no training case "
             f"(the dataset has {n}); use at most {n - 1}"
         )
-    slices, provenance = _real_slices(real)
+    slices, provenance = _real_slices(real, modality)
     key = jax.random.key(seed)
     try:
         real_patches = neural.real_patches(
@@ -97,6 +133,7 @@ def refine_train(
             spacing_mm=simulated.spacing_mm,
             size=patch,
             count=patches,
+            low=_low(modality),
         )
     except ValueError as exc:
         raise _user_error(str(exc)) from None
@@ -116,8 +153,9 @@ def refine_train(
     except (TypeError, ValueError) as exc:
         raise _user_error(str(exc)) from None
     meta = {
-        "modality": "CT",
-        "units": "HU",
+        "modality": modality.upper(),
+        "units": "HU" if modality == "ct" else "magnitude over the reference intensity",
+        "data_consistency": modality == "mr" and config.data_consistency,
         "spacing_mm": list(simulated.spacing_mm),
         "dataset": str(sim),
         "training_cases": names[: n - held_out],
@@ -142,8 +180,16 @@ def refine_train(
     _out.print(result.summary)
     if held_out:
         test = simulated.take(range(n - held_out, n))
-        refined = jax.numpy.stack([neural.refine(result.refiner, h) for h in test.hu])
-        report = audit.physics_audit(test, refined, real=real_patches)
+        if modality == "mr":
+            refined = jax.numpy.stack(
+                [
+                    neural.refine_mr(result.refiner, s, data_consistency=config.data_consistency)
+                    for s in test.results()
+                ]
+            )
+        else:
+            refined = jax.numpy.stack([neural.refine(result.refiner, h) for h in test.hu])
+        report = _audit(test, refined, real_patches)
         write_text_atomic(out / "audit.json", json.dumps(report.to_dict(), indent=2) + "\n")
         _out.print(report.describe())
     _out.print(f"wrote {out / 'refiner.npz'} (sha256 {digest[:16]}…)")
@@ -154,7 +200,9 @@ def refine_apply(
     refiner: Annotated[Path, typer.Argument(help="refiner.npz of a training run.")],
     dataset: Annotated[Path, typer.Option("--dataset", help="A medphys generate dataset.")],
 ) -> None:
-    """Write ct-refined.nii.gz and refined.json (the refiner's SHA-256) beside each case's CT."""
+    """Write the refined image and its sidecar (the refiner's SHA-256) beside each case's image
+    of the refiner's modality (ct-refined.nii.gz + refined.json, mr-refined.nii.gz +
+    refined-mr.json)."""
     from .pipelines import DatasetError, refine_dataset
 
     if not refiner.is_file():
@@ -170,39 +218,46 @@ def refine_apply(
 def audit_physics(
     dataset: Annotated[Path, typer.Option("--dataset", help="A dataset with refined images.")],
     real: Annotated[
-        Path | None, typer.Option("--real", help="Real CT images for the NPS criterion.")
+        Path | None, typer.Option("--real", help="Real images for the NPS criterion.")
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    modality: Annotated[ImageModality, _MODALITY] = ImageModality.ct,
 ) -> None:
-    """Judge each case's ct-refined.nii.gz against its own scan, labels and CT image."""
+    """Judge each case's refined image against its own scan, labels and simulated image."""
     import jax
 
-    from . import audit, neural
+    from . import neural
     from .io import write_text_atomic
     from .pipelines import DatasetError, load_refined
 
-    simulated, _ = _load_dataset(dataset)
+    modality = ImageModality(modality).value
+    simulated, _ = _load_dataset(dataset, modality)
     try:
-        refined = load_refined(dataset)
+        refined = load_refined(dataset, modality=modality)
     except DatasetError as exc:
         raise _user_error(str(exc)) from None
     real_patches = None
     message = "no patch size fits the simulated slices"
     if real is not None:
-        slices, _ = _real_slices(real)
+        slices, _ = _real_slices(real, modality)
         for side in (64, 48, 32, 24, 16):  # the largest patch the real images hold
-            if side > min(simulated.hu.shape[1:3]):
+            if side > min(simulated.image.shape[1:3]):
                 continue
             try:
                 real_patches = neural.real_patches(
-                    jax.random.key(0), slices, spacing_mm=simulated.spacing_mm, size=side, count=128
+                    jax.random.key(0),
+                    slices,
+                    spacing_mm=simulated.spacing_mm,
+                    size=side,
+                    count=128,
+                    low=_low(modality),
                 )
                 break
             except ValueError as exc:
                 message = str(exc)
         else:
             raise _user_error(f"medphys audit physics: --real: {message}")
-    report = audit.physics_audit(simulated, refined, real=real_patches)
+    report = _audit(simulated, refined, real_patches)
     _out.print(report.describe())
     if json_path is not None:
         write_text_atomic(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
@@ -222,7 +277,7 @@ def _tiles(folder: Path, option: str, size: int, spacing: tuple[float, float] | 
     slices = [(a, s) for a, s, _ in images.slices()]
     target = spacing or tuple(float(v) for v in slices[0][1])
     try:
-        tiles = neural.real_tiles(slices, spacing_mm=target, size=size, low_hu=-np.inf)
+        tiles = neural.real_tiles(slices, spacing_mm=target, size=size, low=-np.inf)
     except ValueError as exc:
         raise _user_error(f"medphys audit memorisation: {option}: {exc}") from None
     # constant tiles (padding, air) are identical in every set and would read as copies

@@ -138,7 +138,7 @@ def dice_retention(
     )
 
 
-def _log_nps(images: np.ndarray, mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+def log_nps(images: np.ndarray, mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
     _, s = nps(jnp.asarray(images), jnp.asarray(mask), spacing_mm=spacing, detrend_px=3.0, bins=12)
     s = np.asarray(s, np.float64)
     return np.where(s > 0, np.log10(np.where(s > 0, s, 1.0)), np.nan)
@@ -253,12 +253,12 @@ def physics_audit(
                 f"{_WHERE}: `real` must be (n, a, b) 2-D images in HU (got shape {r.shape})"
             )
         spacing = simulated.spacing_mm
-        target = _log_nps(r, soft_tissue_mask(r), spacing)
+        target = log_nps(r, soft_tissue_mask(r), spacing)
         slices_sim = np.moveaxis(sim, -1, 1).reshape(-1, *sim.shape[1:3])
         slices_ref = np.moveaxis(ref, -1, 1).reshape(-1, *sim.shape[1:3])
         mask = soft_tissue_mask(slices_sim)
-        before = _log_nps(slices_sim, mask, spacing)
-        after = _log_nps(slices_ref, mask, spacing)
+        before = log_nps(slices_sim, mask, spacing)
+        after = log_nps(slices_ref, mask, spacing)
         ok = np.isfinite(target) & np.isfinite(before) & np.isfinite(after)
         d_before = float(np.sqrt(np.mean((before[ok] - target[ok]) ** 2)))
         d_after = float(np.sqrt(np.mean((after[ok] - target[ok]) ** 2)))

@@ -18,6 +18,11 @@ cases and passes or fails against a stated threshold:
 - **label Dice retention** — the CT audit's rule on intensities: each image smoothed
   (σ = 1 pixel), each body pixel given the signal-bearing label whose simulated interior mean is
   nearest; mean Dice against the label map, refined over simulated. Pass: ≥ 0.95.
+- **NPS distance to real** (when real patches are given) — the RMS difference of log₁₀ NPS
+  (12 bins, 3-pixel detrending) between the refined images and the real ones, against the
+  simulated images'; every case divided by its simulated image's reference intensity
+  (`medphys.metrics.mr_reference`, the real patches likewise: `medphys.neural.real_mr_slices`),
+  measured inside `medphys.metrics.mr_tissue_mask`. Pass: no farther than before refinement.
 
 References:
     the MR measurement model of `medphys.simulators.mr` (multi-coil Cartesian k-space);
@@ -33,9 +38,10 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from ..metrics import mr_reference, mr_tissue_mask
 from ..simulators import mr
 from ._criterion import Criterion
-from ._physics import Judged, dice_retention, interiors
+from ._physics import Judged, dice_retention, interiors, log_nps
 
 _WHERE = "medphys.audit.mr_physics_audit"
 SIGNAL_FRACTION = 0.1
@@ -64,6 +70,7 @@ def mr_physics_audit(
     labels: Any,
     refined: Any,
     *,
+    real: Any = None,
     max_residual_ratio: float = 1.10,
     max_shift: float = 0.05,
     min_dice_retention: float = 0.95,
@@ -75,6 +82,9 @@ def mr_physics_audit(
             image the refiner saw).
         labels: ``(cases, x, y, z)`` integer label maps of the cases (0 = outside the body).
         refined: ``(cases, x, y, z)`` refined magnitude images on the scans' scale.
+        real: optional ``(n, a, b)`` real 2-D patches over their volumes' reference intensity
+            (`medphys.neural.real_patches` of `medphys.neural.real_mr_slices`) for the NPS
+            criterion.
         max_residual_ratio, max_shift, min_dice_retention: thresholds.
 
     Returns:
@@ -83,7 +93,8 @@ def mr_physics_audit(
     Raises:
         TypeError: a scan that is not an `MRResult`.
         ValueError: labels or refined images of another shape, non-finite or negative refined
-            values, no signal-bearing label.
+            values, no signal-bearing label; real patches that are not 2-D or hold no tissue
+            on the normalised scale.
     """
     scans = list(scans)
     for i, s in enumerate(scans):
@@ -149,6 +160,42 @@ def mr_physics_audit(
     criteria.append(
         dice_retention(sim, ref, lab, {v: means[v] for v in signal}, min_dice_retention)
     )
+    if real is not None:
+        criteria.append(_nps_criterion(scans, sim, ref, real))
     return MRPhysicsReport(
         criteria=tuple(criteria), cases=len(scans), label_shifts=shifts, signal_labels=signal
+    )
+
+
+def _nps_criterion(scans: list, sim: np.ndarray, ref: np.ndarray, real: Any) -> Criterion:
+    r = np.asarray(real, np.float64)
+    if r.ndim != 3:
+        raise ValueError(
+            f"{_WHERE}: `real` must be (n, a, b) 2-D patches over their reference intensity "
+            f"(got shape {r.shape})"
+        )
+    real_mask = mr_tissue_mask(r)
+    if not real_mask.any():
+        raise ValueError(
+            f"{_WHERE}: no real patch has tissue at 0.2-1.5 of the reference intensity; "
+            "normalise real MR images with medphys.neural.real_mr_slices"
+        )
+    scale = np.asarray([mr_reference(a) for a in sim])[:, None, None, None]
+    columns = np.linalg.norm(np.asarray(scans[0].image.affine, np.float64)[:3, :2], axis=0)
+    spacing = (float(columns[0]), float(columns[1]))
+    slices_sim = np.moveaxis(sim / scale, -1, 1).reshape(-1, *sim.shape[1:3])
+    slices_ref = np.moveaxis(ref / scale, -1, 1).reshape(-1, *sim.shape[1:3])
+    mask = mr_tissue_mask(slices_sim)
+    target = log_nps(r, real_mask, spacing)
+    before = log_nps(slices_sim, mask, spacing)
+    after = log_nps(slices_ref, mask, spacing)
+    ok = np.isfinite(target) & np.isfinite(before) & np.isfinite(after)
+    d_before = float(np.sqrt(np.mean((before[ok] - target[ok]) ** 2)))
+    d_after = float(np.sqrt(np.mean((after[ok] - target[ok]) ** 2)))
+    return Criterion(
+        "nps_distance_to_real",
+        d_after,
+        "<= before refinement",
+        d_after <= d_before,
+        f"RMS log10 NPS difference before {d_before:.3f}, after {d_after:.3f}",
     )

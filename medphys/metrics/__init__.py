@@ -47,6 +47,10 @@ Definitions:
   (σ = `detrend_px` pixels) inside the mask, or the mask's mean when None (ICRU 87). Returns
   ``(frequencies in cycles/mm, spectrum)``; differentiable. `soft_tissue_mask(hu)` gives the
   −100…200 HU pixels 3 pixels away from any other (where CT noise is measured).
+- **MR reference intensity** — `mr_reference(image)`: the 99th percentile of the pixels brighter
+  than a tenth of the volume's largest value (magnitude images have no absolute scale; divided
+  by it, 1 is about the brightest tissue); `mr_tissue_mask(images)` gives the normalised
+  0.2…1.5 pixels 3 pixels away from any other (the MR counterpart of `soft_tissue_mask`).
 
 All metrics return JAX scalars in the inputs' floating dtype (``float(...)`` for a Python number);
 `psnr`, `ssim`, `ssim3d` and `projection_psnr` are jit-able (value checks then skipped).
@@ -63,6 +67,8 @@ from ._distribution import intensity_wasserstein as intensity_wasserstein
 from ._distribution import kid as kid
 from ._mask import BODY_THRESHOLD as BODY_THRESHOLD
 from ._mask import body_mask as body_mask
+from ._mr_intensity import mr_reference as mr_reference
+from ._mr_intensity import mr_tissue_mask as mr_tissue_mask
 from ._normalise import Normalisation as Normalisation
 from ._normalise import normalise as normalise
 from ._nps import nps as nps
@@ -78,6 +84,8 @@ __all__ = [
     "body_mask",
     "intensity_wasserstein",
     "kid",
+    "mr_reference",
+    "mr_tissue_mask",
     "normalise",
     "nps",
     "projection_psnr",

@@ -24,22 +24,29 @@ Image encoder (feature space for distribution metrics and memorisation audits):
   flips, intensity jitter, noise), from the key alone (no downloaded weights); `embed(encoder,
   images)` gives ``(n, dim)`` unit-norm features (jitted, in chunks).
 
-Sim-to-real refinement of CT images (physics-guided, unpaired):
+Sim-to-real refinement of CT and MR images (physics-guided, unpaired):
 
 - data: `simulate_ct(key, phantom, protocol, cases=, shape=, spacing_mm=)` → `SimulatedCT`
-  (HU images, labels, the scans' linearised line integrals and projector); `real_patches(key,
-  slices, spacing_mm=, size=, count=)` from real images (`medphys.io.load_real_images`);
+  (HU images, labels, the scans' linearised line integrals and projector); `simulate_mr(...)` →
+  `SimulatedMR` (magnitude over each case's `medphys.metrics.mr_reference`, labels, the scans: coil k-space,
+  coil maps, sampling mask, noise); `real_patches(key, slices, spacing_mm=, size=, count=)`
+  from real images (`medphys.io.load_real_images`; MR volumes normalised by
+  `real_mr_slices`);
 - networks: `Refiner` (residual U-Net, identity at start, 2-D or 3-D, optional label
   conditioning), `PatchDiscriminator` (PatchGAN), `PatchHeads` (PatchNCE projections);
 - losses, one function each: `lsgan_discriminator`, `lsgan_generator`, `patch_nce`,
   `self_regularisation`; physics: `measurement_residual` / `measurement_loss` (re-projection
   through the medphys projector onto the scan), `intensity_shift` / `intensity_loss` (per-label
-  HU), `edge_loss`, `texture_loss` (NPS toward the real images');
+  HU), `relative_intensity_loss` (per-label relative MR intensity), `edge_loss`,
+  `texture_loss` (NPS toward the real images'); the MR k-space residual and data consistency
+  are `medphys.simulators.mr`'s;
 - training: `train_refiner(key, simulated, real, config=RefineConfig(...))` (progress bar,
   resumable digest-checked checkpoints; `RefineConfig.without_physics()` for the control),
-  `prepare_refine` → `RefineProblem.init` / `.step`; `refine(refiner, hu)` applies it slice by
-  slice; `save_refiner` / `load_refiner` keep a trained refiner (architecture, weights,
-  metadata) in one file named by its SHA-256. `medphys.audit.physics_audit` judges the result.
+  `prepare_refine` → `RefineProblem.init` / `.step`; `refine(refiner, hu)` applies a CT refiner
+  slice by slice, `refine_mr(refiner, scan)` an MR one (with the hard data-consistency layer);
+  `save_refiner` / `load_refiner` keep a trained refiner (architecture, modality, weights,
+  metadata) in one file named by its SHA-256. `medphys.audit.physics_audit` and
+  `medphys.audit.mr_physics_audit` judge the result.
 
 Elasticity by the deep energy method (biomechanics that images obey):
 
@@ -118,15 +125,19 @@ from ._refine import RefineConfig as RefineConfig
 from ._refine import RefineProblem as RefineProblem
 from ._refine import RefineResult as RefineResult
 from ._refine import RefineState as RefineState
-from ._refine import load_refiner as load_refiner
 from ._refine import prepare_refine as prepare_refine
-from ._refine import refine as refine
-from ._refine import save_refiner as save_refiner
 from ._refine import train_refiner as train_refiner
+from ._refine_apply import load_refiner as load_refiner
+from ._refine_apply import refine as refine
+from ._refine_apply import refine_mr as refine_mr
+from ._refine_apply import save_refiner as save_refiner
 from ._refine_data import SimulatedCT as SimulatedCT
 from ._refine_data import real_patches as real_patches
 from ._refine_data import real_tiles as real_tiles
 from ._refine_data import simulate_ct as simulate_ct
+from ._refine_data_mr import SimulatedMR as SimulatedMR
+from ._refine_data_mr import real_mr_slices as real_mr_slices
+from ._refine_data_mr import simulate_mr as simulate_mr
 from ._refine_losses import edge_loss as edge_loss
 from ._refine_losses import hu_to_mu as hu_to_mu
 from ._refine_losses import intensity_loss as intensity_loss
@@ -136,6 +147,7 @@ from ._refine_losses import lsgan_generator as lsgan_generator
 from ._refine_losses import measurement_loss as measurement_loss
 from ._refine_losses import measurement_residual as measurement_residual
 from ._refine_losses import patch_nce as patch_nce
+from ._refine_losses import relative_intensity_loss as relative_intensity_loss
 from ._refine_losses import self_regularisation as self_regularisation
 from ._refine_losses import texture_loss as texture_loss
 from ._refiner import PatchDiscriminator as PatchDiscriminator

@@ -1,19 +1,26 @@
-"""Training and applying the sim-to-real refiner: unpaired, adversarial + contrastive + SimGAN
-self-regularisation, with physics terms that keep refined CT images consistent with the
+"""Training the sim-to-real refiner: unpaired, adversarial + contrastive + SimGAN
+self-regularisation, with physics terms that keep refined CT or MR images consistent with the
 measurements and labels that produced them.
 
 One step (jitted, pure): draw ``batch`` simulated cases and as many real patches per slice; refine
-every slice of the cases (2-D); crop the refined slices at random to the real patches' size for
-the PatchGAN discriminator; the generator loss is
+every slice of the cases (2-D); for MR, put the scans' acquired k-space lines back (hard data
+consistency, `RefineConfig.data_consistency`) or else clip at zero (magnitudes); crop the refined slices at random to the real
+patches' size for the PatchGAN discriminator; the generator loss is
 
-    adversarial · LSGAN(D(crops)) + nce · PatchNCE + self_regularisation · E|refined − sim|/100
-    + measurement · max(0, res(refined)/res(sim) − 1) + intensity · E[(ΔHU_label / 10)²]
-    + edges · E_boundary|∇Δ|/100 + texture · E[(log₁₀ NPS_refined − log₁₀ NPS_real)²]
+    adversarial · LSGAN(D(crops)) + nce · PatchNCE + self_regularisation · E|refined − sim|/u
+    + measurement · max(0, res(refined)/res(sim) − 1) + intensity · E[(shift_label / s)²]
+    + edges · E_boundary|∇Δ|/u + texture · E[(log₁₀ NPS_refined − log₁₀ NPS_real)²]
 
-(terms in `medphys.neural._refine_losses`), and the discriminator's the LSGAN loss on real
-patches against the refined crops. Both networks update from the same step (Adam, β₁ = 0.5,
-β₂ = 0.999, as CycleGAN and CUT). `RefineConfig.without_physics()` sets the four physics weights
-to zero: the control the physics-consistency audit must fail.
+(terms in `medphys.neural._refine_losses`; for CT ``u`` = 100 HU, ``s`` = 10 HU and ``res`` the
+projection residual; for MR, images over their reference intensity, ``u`` = 0.1, ``s`` = 5 % of
+each label's mean and ``res`` the k-space residual: `medphys.neural._refine_data_mr`). The
+discriminator's loss is the LSGAN loss on real patches against the refined crops. Both networks
+update from the same step (Adam, β₁ = 0.5, β₂ = 0.999, as CycleGAN and CUT).
+`RefineConfig.without_physics()` sets the four physics weights to zero and drops the data
+consistency layer: the control the physics-consistency audits must fail.
+
+The modality comes from the data (`SimulatedCT` or `SimulatedMR`), which owns its physics terms;
+the networks (`medphys.neural._refiner`) take the modality's input channels.
 
 `prepare_refine` checks the data and builds a `RefineProblem` (a pytree: the data are leaves);
 ``problem.init(key)`` / ``problem.step(state)`` drive the loop; `train_refiner` runs it with a
@@ -38,15 +45,15 @@ import optax
 from flax import nnx
 from jaxtyping import Array, Float
 
-from .. import io as _io
-from ..metrics import nps, soft_tissue_mask
+from ..metrics import nps
 from . import _refine_losses as L
 from ._refine_data import SimulatedCT
+from ._refine_data_mr import SimulatedMR
 from ._refiner import PatchDiscriminator, PatchHeads, Refiner
 from ._state_io import load_state, save_state
 
 _WHERE = "medphys.neural.train_refiner"
-_KIND = "refiner-2d-ct"
+PHYSICS = ("measurement", "intensity", "edges")
 TERMS = (
     "discriminator",
     "adversarial",
@@ -72,6 +79,8 @@ class RefineConfig:
         learning_rate: Adam's rate for both networks (constant).
         adversarial, nce, self_regularisation: realism terms' weights.
         measurement, intensity, edges, texture: physics terms' weights.
+        data_consistency: MR only: put the scans' acquired k-space lines back into every refined
+            image, in training and in `refine_mr` (CT has no such layer; ignored there).
         nce_patches, temperature: PatchNCE positions per level and τ.
         nps_bins, detrend_px: the NPS of the texture term (`medphys.metrics.nps`).
         width, depth, blocks: the generator (`Refiner`); disc_width, disc_layers the
@@ -99,10 +108,19 @@ class RefineConfig:
     disc_width: int = 16
     disc_layers: int = 3
     checkpoint_every: int = 100
+    data_consistency: bool = True
 
     def without_physics(self) -> RefineConfig:
-        """The same configuration with the four physics weights at zero."""
-        return dataclasses.replace(self, measurement=0.0, intensity=0.0, edges=0.0, texture=0.0)
+        """The same configuration with the four physics weights at zero and no data
+        consistency layer."""
+        return dataclasses.replace(
+            self,
+            measurement=0.0,
+            intensity=0.0,
+            edges=0.0,
+            texture=0.0,
+            data_consistency=False,
+        )
 
     def checked(self) -> RefineConfig:
         where = "medphys.neural.RefineConfig"
@@ -121,6 +139,10 @@ class RefineConfig:
         for name in ("learning_rate", "temperature", "detrend_px"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{where}: `{name}` must be > 0 (got {getattr(self, name)!r})")
+        if not isinstance(self.data_consistency, bool):
+            raise ValueError(
+                f"{where}: `data_consistency` must be True or False (got {self.data_consistency!r})"
+            )
         return self
 
 
@@ -143,7 +165,7 @@ class RefineState:
 class RefineProblem:
     """The data and static configuration of a refiner training (`prepare_refine`)."""
 
-    sim: SimulatedCT
+    sim: SimulatedCT | SimulatedMR
     real: Float[Array, "patches n n"]
     target_log_nps: Float[Array, " bins"]
     sim_mask: Array
@@ -156,6 +178,11 @@ class RefineProblem:
         """Adam (β₁ 0.5, β₂ 0.999) at the configured rate, built from the static config so that
         equal configurations share one compiled step."""
         return optax.adam(self.config.learning_rate, b1=0.5, b2=0.999)
+
+    @property
+    def kind(self) -> str:
+        """The checkpoint kind: ``refiner-2d-ct`` or ``refiner-2d-mr``."""
+        return f"refiner-2d-{self.sim.modality}"
 
     @property
     def crop(self) -> int:
@@ -172,12 +199,22 @@ class RefineProblem:
 
     def _modules(self, key: Array) -> tuple[nnx.Module, nnx.Module]:
         cfg = self.config
+        modality = self.sim.modality
         refiner = Refiner(
-            jax.random.fold_in(key, _G), dim=2, width=cfg.width, depth=cfg.depth, blocks=cfg.blocks
+            jax.random.fold_in(key, _G),
+            dim=2,
+            width=cfg.width,
+            depth=cfg.depth,
+            blocks=cfg.blocks,
+            modality=modality,
         )
         heads = PatchHeads(jax.random.fold_in(key, _H), refiner)
         disc = PatchDiscriminator(
-            jax.random.fold_in(key, _D), dim=2, width=cfg.disc_width, layers=cfg.disc_layers
+            jax.random.fold_in(key, _D),
+            dim=2,
+            width=cfg.disc_width,
+            layers=cfg.disc_layers,
+            modality=modality,
         )
         return _Generator(refiner, heads), disc
 
@@ -194,7 +231,7 @@ class RefineProblem:
     def _batch(self, key: Array) -> tuple[Array, ...]:
         cfg, sim = self.config, self.sim
         cases = jax.random.randint(jax.random.fold_in(key, _CASES), (cfg.batch,), 0, sim.n_cases)
-        nz = sim.hu.shape[-1]
+        nz = sim.image.shape[-1]
         real = self.real[
             jax.random.randint(
                 jax.random.fold_in(key, _REAL), (cfg.batch * nz,), 0, self.real.shape[0]
@@ -208,9 +245,11 @@ class RefineProblem:
         cases, real = self._batch(key)
         gen = nnx.merge(self.graphdefs[0], gp)
         disc = nnx.merge(self.graphdefs[1], dp)
-        hu = sim.hu[cases]  # (b, x, y, z)
-        slices = _slices(hu)
-        refined = gen.refiner(slices)
+        image = sim.image[cases]  # (b, x, y, z)
+        slices = _slices(image)
+        refined = _slices(
+            sim.finish(_volumes(gen.refiner(slices), image.shape), cases, cfg.data_consistency)
+        )
         crops = _crops(refined, self.crop, jax.random.fold_in(key, _CROPS))
         terms = {}
         terms["adversarial"] = L.lsgan_generator(disc(crops))
@@ -223,20 +262,9 @@ class RefineProblem:
                 patches=cfg.nce_patches,
                 temperature=cfg.temperature,
             )
-        terms["self_regularisation"] = L.self_regularisation(refined, slices)
-        volumes = _volumes(refined, hu.shape)
-        if cfg.measurement > 0:
-            terms["measurement"] = jnp.mean(
-                jax.vmap(
-                    lambda r, p, ref: L.measurement_loss(
-                        r, p, sim.projector, sim.mu_water_per_mm, ref
-                    )
-                )(volumes, sim.projections[cases], sim.residual[cases])
-            )
-        if cfg.intensity > 0:
-            terms["intensity"] = L.intensity_loss(volumes, hu, sim.interiors[:, cases])
-        if cfg.edges > 0:
-            terms["edges"] = L.edge_loss(volumes, hu, sim.boundary[cases])
+        terms["self_regularisation"] = L.self_regularisation(refined, slices, unit=sim.self_unit)
+        wanted = frozenset(name for name in PHYSICS if getattr(cfg, name) > 0)
+        terms.update(sim.physics_terms(_volumes(refined, image.shape), cases, wanted))
         if cfg.texture > 0:
             terms["texture"] = L.texture_loss(
                 refined,
@@ -306,7 +334,7 @@ def _crops(images: Array, size: int, key: Array) -> Array:
 
 
 def prepare_refine(
-    simulated: SimulatedCT,
+    simulated: SimulatedCT | SimulatedMR,
     real: Any,
     *,
     config: RefineConfig = RefineConfig(),
@@ -314,28 +342,33 @@ def prepare_refine(
     """Check the data and build the training problem (host, before any step).
 
     Args:
-        simulated: `SimulatedCT` cases (images, labels, line integrals, projector).
-        real: ``(patches, n, n)`` real CT patches in HU at the simulation's pixel spacing
+        simulated: `SimulatedCT` cases (HU images, labels, line integrals, projector) or
+            `SimulatedMR` cases (normalised magnitude images, labels, scans).
+        real: ``(patches, n, n)`` real patches in the simulation's units (HU for CT, magnitude
+            over the reference intensity for MR: `real_mr_slices`) at its pixel spacing
             (`real_patches`); ``n`` is the discriminator's crop size.
         config: `RefineConfig`.
 
     Raises:
-        TypeError: ``simulated`` is not a `SimulatedCT`.
-        ValueError: real patches that are not square 2-D HU patches, larger than the slices,
-            non-finite, too few (< 8) or with no soft tissue to measure the target NPS; slice
-            sizes that are not multiples of ``2**depth``.
+        TypeError: ``simulated`` is neither a `SimulatedCT` nor a `SimulatedMR`.
+        ValueError: real patches that are not square 2-D patches, larger than the slices,
+            non-finite, too few (< 8) or with no tissue to measure the target NPS (CT: soft
+            tissue; MR: normalised intensity 0.2–1.5, so MR patches not normalised are
+            refused here); slice sizes that are not multiples of ``2**depth``.
     """
     cfg = config.checked()
-    if not isinstance(simulated, SimulatedCT):
+    if not isinstance(simulated, (SimulatedCT, SimulatedMR)):
         raise TypeError(
-            f"{_WHERE}: `simulated` must be a medphys.neural.SimulatedCT (got {type(simulated).__name__})"
+            f"{_WHERE}: `simulated` must be a medphys.neural.SimulatedCT or SimulatedMR "
+            f"(got {type(simulated).__name__})"
         )
+    units = "HU" if simulated.modality == "ct" else "MR magnitude over its reference intensity"
     r = np.asarray(real, np.float32)
-    x, y = simulated.hu.shape[1:3]
+    x, y = simulated.image.shape[1:3]
     if r.ndim != 3 or r.shape[1] != r.shape[2]:
         raise ValueError(
-            f"{_WHERE}: `real` must be (patches, n, n) square 2-D patches in HU (got shape {r.shape}); "
-            "the refiner is 2-D and the simulated images are slices"
+            f"{_WHERE}: `real` must be (patches, n, n) square 2-D patches in {units} (got shape "
+            f"{r.shape}); the refiner is 2-D and the simulated images are slices"
         )
     if r.shape[0] < 8:
         raise ValueError(f"{_WHERE}: `real` needs at least 8 patches (got {r.shape[0]})")
@@ -350,11 +383,16 @@ def prepare_refine(
         raise ValueError(
             f"{_WHERE}: slice size {x}×{y} must be a multiple of 2**depth = {m}; crop or pad the grid"
         )
-    real_mask = soft_tissue_mask(r)
+    real_mask = simulated.tissue_mask(r)
     if not real_mask.any():
+        what = (
+            "soft tissue (−100 to 200 HU, 3 px from edges)"
+            if simulated.modality == "ct"
+            else "tissue (0.2 to 1.5 of the reference intensity, 3 px from edges; normalise MR "
+            "images with medphys.neural.real_mr_slices)"
+        )
         raise ValueError(
-            f"{_WHERE}: no real patch has soft tissue (−100 to 200 HU, 3 px from edges) to measure "
-            "the target noise power spectrum"
+            f"{_WHERE}: no real patch has {what} to measure the target noise power spectrum"
         )
     _, spectrum = nps(
         jnp.asarray(r),
@@ -364,7 +402,7 @@ def prepare_refine(
         bins=cfg.nps_bins,
     )
     target = jnp.log10(jnp.where(spectrum > 0, spectrum, jnp.nan)).astype(jnp.float32)
-    sim_mask = soft_tissue_mask(np.moveaxis(np.asarray(simulated.hu), -1, 1))
+    sim_mask = simulated.tissue_mask(np.moveaxis(np.asarray(simulated.image), -1, 1))
     sim_mask = np.moveaxis(sim_mask, 1, -1)
     problem = RefineProblem(
         sim=simulated,
@@ -380,12 +418,16 @@ def prepare_refine(
     return dataclasses.replace(problem, graphdefs=graphdefs, digest=_digest(cfg, simulated, r))
 
 
-def _digest(cfg: RefineConfig, sim: SimulatedCT, real: np.ndarray) -> str:
+def _digest(cfg: RefineConfig, sim: SimulatedCT | SimulatedMR, real: np.ndarray) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"config": repr(cfg), "spacing": sim.spacing_mm}, sort_keys=True).encode())
-    for a in (sim.hu, sim.labels, sim.projections, real):
+    h.update(
+        json.dumps(
+            {"config": repr(cfg), "spacing": sim.spacing_mm, "modality": sim.modality},
+            sort_keys=True,
+        ).encode()
+    )
+    for a in (*sim.digest_arrays(), real):
         h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
-    h.update(np.asarray(sim.projector.grid.affine, np.float64).tobytes())
     return h.hexdigest()
 
 
@@ -404,7 +446,7 @@ class RefineResult:
 
 def train_refiner(
     key: Array,
-    simulated: SimulatedCT,
+    simulated: SimulatedCT | SimulatedMR,
     real: Any,
     *,
     config: RefineConfig = RefineConfig(),
@@ -412,13 +454,15 @@ def train_refiner(
     progress: bool = True,
     callback: Callable[[int, np.ndarray, RefineProblem, RefineState], None] | None = None,
 ) -> RefineResult:
-    """Train a 2-D CT refiner from simulated cases toward real patches (module docstring).
+    """Train a 2-D CT or MR refiner from simulated cases toward real patches (module
+    docstring).
 
     Args:
         key: initial weights and every step's draws; the same key and data give the same
             weights.
-        simulated: `SimulatedCT` (see `simulate_ct`).
-        real: ``(patches, n, n)`` real CT patches in HU at the simulation's spacing.
+        simulated: `SimulatedCT` (see `simulate_ct`) or `SimulatedMR` (`simulate_mr`).
+        real: ``(patches, n, n)`` real patches in the simulation's units at its spacing
+            (`prepare_refine`).
         config: `RefineConfig`.
         checkpoint: a ``.npz`` path, resumed from when it exists (same configuration and data
             only), written atomically every ``config.checkpoint_every`` steps and at the end.
@@ -437,7 +481,9 @@ def train_refiner(
     path = None if checkpoint is None else Path(checkpoint)
     history: list = []
     if path is not None and path.exists():
-        state, losses = load_state(path, state, digest=problem.digest, kind=_KIND, where=_WHERE)
+        state, losses = load_state(
+            path, state, digest=problem.digest, kind=problem.kind, where=_WHERE
+        )
         history = [list(row) for row in losses.reshape(-1, len(TERMS))]
     step = jax.jit(RefineProblem.step, donate_argnums=1)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -466,7 +512,7 @@ def train_refiner(
                 and cfg.checkpoint_every
                 and (done % cfg.checkpoint_every == 0 or done == cfg.steps)
             ):
-                save_state(path, state, history, digest=problem.digest, kind=_KIND)
+                save_state(path, state, history, digest=problem.digest, kind=problem.kind)
     losses = np.asarray(history, np.float64).reshape(-1, len(TERMS))
     return RefineResult(
         refiner=problem.refiner(state),
@@ -485,93 +531,3 @@ def _summary(losses: np.ndarray) -> str:
     last = losses[-tail:].mean(axis=0)
     parts = ", ".join(f"{name} {v:.4g}" for name, v in zip(TERMS, last, strict=True))
     return f"after {losses.shape[0]} steps, mean of the last {tail}: {parts}"
-
-
-@jax.jit
-def _apply(refiner: Refiner, slices: Array) -> Array:
-    return refiner(slices)
-
-
-def refine(refiner: Refiner, hu: Float[Array, "x y z"], *, batch: int = 8) -> Float[Array, "x y z"]:
-    """Refine a CT volume (HU) slice by slice along z; returns HU on the same grid.
-
-    Raises:
-        TypeError: ``refiner`` is not a 2-D `Refiner`.
-        ValueError: ``hu`` not 3-D, or in-plane sizes not multiples of ``refiner.multiple``.
-    """
-    where = "medphys.neural.refine"
-    if not isinstance(refiner, Refiner) or refiner.dim != 2:
-        raise TypeError(
-            f"{where}: `refiner` must be a 2-D medphys.neural.Refiner (got {refiner!r:.80})"
-        )
-    a = jnp.asarray(hu, jnp.float32)
-    if a.ndim != 3:
-        raise ValueError(
-            f"{where}: `hu` must be a 3-D (x, y, z) volume in HU (got shape {a.shape})"
-        )
-    if a.shape[0] % refiner.multiple or a.shape[1] % refiner.multiple:
-        raise ValueError(
-            f"{where}: in-plane size {a.shape[:2]} must be a multiple of {refiner.multiple}"
-        )
-    slices = jnp.moveaxis(a, -1, 0)
-    out = [_apply(refiner, slices[i : i + batch]) for i in range(0, slices.shape[0], batch)]
-    return jnp.moveaxis(jnp.concatenate(out, 0), 0, -1)
-
-
-REFINER_FORMAT = "medphys-refiner-1"
-
-
-def _architecture(refiner: Refiner) -> dict[str, int]:
-    return {
-        "dim": refiner.dim,
-        "width": int(refiner.stem.conv.out_features),
-        "depth": refiner.depth,
-        "blocks": len(refiner.blocks),
-        "labels": refiner.n_labels,
-    }
-
-
-def save_refiner(path: str | Path, refiner: Refiner, *, meta: dict[str, Any] | None = None) -> str:
-    """Write a trained refiner (architecture, weights, ``meta``) to ``path`` atomically.
-
-    ``meta`` (JSON-serialisable) should say what it was trained on (modality, pixel spacing,
-    training digest); `load_refiner` returns it. Returns the SHA-256 of the file's bytes, the
-    digest that images refined with it record.
-
-    Raises:
-        TypeError: ``refiner`` is not a `Refiner`.
-    """
-    if not isinstance(refiner, Refiner):
-        raise TypeError(
-            f"medphys.neural.save_refiner: `refiner` must be a Refiner (got {type(refiner).__name__})"
-        )
-    leaves = jax.tree_util.tree_leaves(nnx.state(refiner, nnx.Param))
-    arrays = {f"leaf{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
-    info = {"format": REFINER_FORMAT, "architecture": _architecture(refiner), "meta": meta or {}}
-    _io.save_checkpoint(path, arrays, info)
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def load_refiner(path: str | Path) -> tuple[Refiner, dict[str, Any], str]:
-    """``(refiner, meta, digest)`` from a file written by `save_refiner`.
-
-    Raises:
-        ValueError: not a refiner file, or weights that do not fit its architecture.
-    """
-    where = "medphys.neural.load_refiner"
-    arrays, info = _io.load_checkpoint(path)
-    if info.get("format") != REFINER_FORMAT:
-        raise ValueError(
-            f"{where}: {path} is not a medphys refiner (format {info.get('format')!r}; expected "
-            f"{REFINER_FORMAT!r}); a training checkpoint is not a refiner: use the run's refiner.npz"
-        )
-    shape = nnx.eval_shape(lambda: Refiner(jax.random.key(0), **info["architecture"]))
-    graphdef, params = nnx.split(shape, nnx.Param)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    if len(arrays) != len(leaves) or any(
-        arrays.get(f"leaf{i:05d}", np.empty(0)).shape != np.shape(a) for i, a in enumerate(leaves)
-    ):
-        raise ValueError(f"{where}: the weights in {path} do not fit its architecture")
-    loaded = [jnp.asarray(arrays[f"leaf{i:05d}"]) for i in range(len(leaves))]
-    refiner = nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, loaded))
-    return refiner, info["meta"], hashlib.sha256(Path(path).read_bytes()).hexdigest()

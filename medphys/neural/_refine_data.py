@@ -5,12 +5,15 @@ images brought to the simulation's pixel spacing (host-side preparation, before 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
+
+from ..metrics import soft_tissue_mask
+from . import _refine_losses as L
 
 _WHERE = "medphys.neural"
 
@@ -45,18 +48,16 @@ class SimulatedCT:
     spacing_mm: tuple[float, float] = dataclasses.field(metadata={"static": True})
     label_values: tuple[int, ...] = dataclasses.field(metadata={"static": True})
 
+    modality: ClassVar[str] = "ct"
+    self_unit: ClassVar[float] = L.HU_SELF_UNIT
+
     @property
     def n_cases(self) -> int:
         return int(self.hu.shape[0])
 
     def take(self, cases: Any) -> SimulatedCT:
         """The cases at the given indices (a training / held-out split)."""
-        idx = np.asarray(cases, np.int64).reshape(-1)
-        if idx.size == 0 or idx.min() < -self.n_cases or idx.max() >= self.n_cases:
-            raise ValueError(
-                f"{_WHERE}.SimulatedCT.take: `cases` must be indices below {self.n_cases} "
-                f"(got {idx.tolist()})"
-            )
+        idx = case_indices(f"{_WHERE}.SimulatedCT.take", cases, self.n_cases)
         return dataclasses.replace(
             self,
             hu=self.hu[idx],
@@ -93,8 +94,6 @@ class SimulatedCT:
             ValueError: shapes that disagree with each other or with the projector, non-finite
                 values, a non-positive μ_water.
         """
-        from scipy import ndimage
-
         where = f"{_WHERE}.SimulatedCT.create"
         h = np.asarray(hu, np.float32)
         lab = np.asarray(labels)
@@ -124,34 +123,15 @@ class SimulatedCT:
                 )
         if not mu_water_per_mm > 0:
             raise ValueError(f"{where}: `mu_water_per_mm` must be > 0 (got {mu_water_per_mm})")
-        values = tuple(int(v) for v in np.unique(lab))
-        st = np.zeros((1, 3, 3, 1), bool)
-        st[0, :, 1, 0] = st[0, 1, :, 0] = True  # in-plane 4-neighbourhood
-        interiors = np.stack(
-            [
-                ndimage.binary_erosion(lab == v, st, iterations=erode_px)
-                if erode_px > 0
-                else lab == v
-                for v in values
-            ]
-        )
-        boundary = np.zeros(lab.shape, bool)
-        boundary[:, 1:] |= lab[:, 1:] != lab[:, :-1]
-        boundary[:, :-1] |= lab[:, 1:] != lab[:, :-1]
-        boundary[:, :, 1:] |= lab[:, :, 1:] != lab[:, :, :-1]
-        boundary[:, :, :-1] |= lab[:, :, 1:] != lab[:, :, :-1]
-        from ._refine_losses import measurement_residual
-
+        values, interiors, boundary = label_geometry(lab, erode_px)
         residual = jnp.stack(
             [
-                measurement_residual(
+                L.measurement_residual(
                     jnp.asarray(h[i]), jnp.asarray(p[i]), projector, float(mu_water_per_mm)
                 )
                 for i in range(h.shape[0])
             ]
         )
-        columns = np.linalg.norm(np.asarray(grid.affine, np.float64)[:3, :2], axis=0)
-        spacing = (float(columns[0]), float(columns[1]))
         return cls(
             hu=jnp.asarray(h),
             labels=jnp.asarray(lab.astype(np.int32)),
@@ -161,9 +141,90 @@ class SimulatedCT:
             residual=residual.astype(jnp.float32),
             projector=projector,
             mu_water_per_mm=float(mu_water_per_mm),
-            spacing_mm=spacing,
+            spacing_mm=spacing_of(grid.affine),
             label_values=values,
         )
+
+    # --- what the training loop asks of a modality (`medphys.neural.RefineProblem`) ---
+
+    @property
+    def image(self) -> Float[Array, "cases x y z"]:
+        """The refiner's input: ``hu``."""
+        return self.hu
+
+    @staticmethod
+    def tissue_mask(images: Any) -> np.ndarray:
+        """Soft tissue away from edges (`medphys.metrics.soft_tissue_mask`): the NPS region."""
+        return soft_tissue_mask(images)
+
+    def digest_arrays(self) -> tuple[Any, ...]:
+        return (self.hu, self.labels, self.projections, self.projector.grid.affine)
+
+    def finish(self, volumes: Array, cases: Array, data_consistency: bool) -> Array:
+        """The refined volumes as they are (CT has no data-consistency layer and HU may be
+        negative)."""
+        return volumes
+
+    def physics_terms(self, volumes: Array, cases: Array, wanted: frozenset[str]) -> dict:
+        """The CT physics terms (`medphys.neural._refine_losses`) named in ``wanted`` for
+        refined volumes ``(batch, x, y, z)`` in HU of the cases ``cases``."""
+        hu = self.hu[cases]
+        terms = {}
+        if "measurement" in wanted:
+            terms["measurement"] = jnp.mean(
+                jax.vmap(
+                    lambda r, p, ref: L.measurement_loss(
+                        r, p, self.projector, self.mu_water_per_mm, ref
+                    )
+                )(volumes, self.projections[cases], self.residual[cases])
+            )
+        if "intensity" in wanted:
+            terms["intensity"] = L.intensity_loss(volumes, hu, self.interiors[:, cases])
+        if "edges" in wanted:
+            terms["edges"] = L.edge_loss(volumes, hu, self.boundary[cases])
+        return terms
+
+
+def case_indices(where: str, cases: Any, n: int) -> np.ndarray:
+    """``cases`` as a flat integer index array, refused when empty or out of ``range(n)``
+    (negative indices count from the end)."""
+    idx = np.asarray(cases, np.int64).reshape(-1)
+    if idx.size == 0 or idx.min() < -n or idx.max() >= n:
+        raise ValueError(f"{where}: `cases` must be indices below {n} (got {idx.tolist()})")
+    return idx
+
+
+def spacing_of(affine: Any) -> tuple[float, float]:
+    """The in-plane (x, y) pixel spacing of a grid's affine (mm)."""
+    columns = np.linalg.norm(np.asarray(affine, np.float64)[:3, :2], axis=0)
+    return (float(columns[0]), float(columns[1]))
+
+
+def label_geometry(
+    labels: np.ndarray, erode_px: int
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """``(values, interiors, boundary)`` of ``(cases, x, y, z)`` label maps: the label values,
+    each label eroded in-plane by ``erode_px`` (4-neighbourhood) as ``(labels, cases, x, y,
+    z)``, and the pixels with an in-plane 4-neighbour of another label."""
+    from scipy import ndimage
+
+    values = tuple(int(v) for v in np.unique(labels))
+    st = np.zeros((1, 3, 3, 1), bool)
+    st[0, :, 1, 0] = st[0, 1, :, 0] = True  # in-plane 4-neighbourhood
+    interiors = np.stack(
+        [
+            ndimage.binary_erosion(labels == v, st, iterations=erode_px)
+            if erode_px > 0
+            else labels == v
+            for v in values
+        ]
+    )
+    boundary = np.zeros(labels.shape, bool)
+    boundary[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    boundary[:, :-1] |= labels[:, 1:] != labels[:, :-1]
+    boundary[:, :, 1:] |= labels[:, :, 1:] != labels[:, :, :-1]
+    boundary[:, :, :-1] |= labels[:, :, 1:] != labels[:, :, :-1]
+    return values, interiors, boundary
 
 
 def simulate_ct(
@@ -236,12 +297,13 @@ def real_tiles(
     *,
     spacing_mm: tuple[float, float],
     size: int,
-    low_hu: float = -100.0,
+    low: float = -100.0,
     min_tissue: float = 0.5,
 ) -> np.ndarray:
     """Non-overlapping square tiles of real 2-D images resampled (linearly) to ``spacing_mm``,
-    keeping those with at least ``min_tissue`` of their pixels above ``low_hu``: disjoint sets of
-    real images for held-out splits (memorisation audits), in image then raster order.
+    keeping those with at least ``min_tissue`` of their pixels above ``low`` (HU for CT, the
+    normalised intensity for MR: `real_mr_slices`): disjoint sets of real images for held-out
+    splits (memorisation audits), in image then raster order.
 
     Returns:
         ``(tiles, size, size)`` float32.
@@ -255,12 +317,12 @@ def real_tiles(
         for x0 in range(0, b.shape[0] - size + 1, size):
             for y0 in range(0, b.shape[1] - size + 1, size):
                 tile = b[x0 : x0 + size, y0 : y0 + size]
-                if np.mean(tile > low_hu) >= min_tissue:
+                if np.mean(tile > low) >= min_tissue:
                     out.append(tile.astype(np.float32))
     if not out:
         raise ValueError(
             f"{where}: no {size}×{size} tile at {spacing_mm} mm has {min_tissue:.0%} of its "
-            f"pixels above {low_hu} HU"
+            f"pixels above {low}"
         )
     return np.stack(out)
 
@@ -272,13 +334,14 @@ def real_patches(
     spacing_mm: tuple[float, float],
     size: int,
     count: int,
-    low_hu: float = -100.0,
+    low: float = -100.0,
     min_tissue: float = 0.5,
 ) -> np.ndarray:
     """Square patches of real 2-D images resampled (linearly) to ``spacing_mm``.
 
     Patch centres are drawn uniformly (stream ``key``) among positions whose patch has at least
-    ``min_tissue`` of its pixels above ``low_hu`` (inside the body).
+    ``min_tissue`` of its pixels above ``low`` (inside the body; HU for CT, the normalised
+    intensity for MR, e.g. 0.1 on `real_mr_slices`).
 
     Args:
         images: ``(image, (row spacing, column spacing))`` pairs, e.g. from
@@ -300,7 +363,7 @@ def real_patches(
     for b in _resampled(where, images, spacing_mm):
         if min(b.shape) < size:
             continue
-        tissue = ndimage.uniform_filter((b > low_hu).astype(np.float64), size, mode="constant")
+        tissue = ndimage.uniform_filter((b > low).astype(np.float64), size, mode="constant")
         r = size // 2
         valid = np.zeros(b.shape, bool)
         valid[r : b.shape[0] - (size - r) + 1, r : b.shape[1] - (size - r) + 1] = True
@@ -310,7 +373,7 @@ def real_patches(
     if not resampled:
         raise ValueError(
             f"{where}: no image has a {size}×{size} patch at {spacing_mm} mm with "
-            f"{min_tissue:.0%} of its pixels above {low_hu} HU"
+            f"{min_tissue:.0%} of its pixels above {low}"
         )
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32))
     out = np.empty((count, size, size), np.float32)

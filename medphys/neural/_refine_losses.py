@@ -21,6 +21,8 @@ Physics (CT, HU images; the refined image is judged by the measurements that pro
 - `intensity_shift` / `intensity_loss`: per-label mean HU change inside each label's interior
   (eroded masks), and the mean of its square per (10 HU)² over labels present;
 - `edge_loss`: ``E|∇(refined − simulated)|`` over label-boundary pixels, per 100 HU;
+- `relative_intensity_loss`: the MR counterpart of `intensity_loss`, each label's mean change
+  relative to its simulated mean (`medphys.neural._refine_data_mr`);
 - `texture_loss`: mean squared difference of log₁₀ NPS (`medphys.metrics.nps`, same bins,
   spacing and detrending) between the refined images' soft tissue and a target spectrum (real
   images'), over bins where both are defined.
@@ -51,9 +53,9 @@ def lsgan_generator(fake_scores: Array) -> Array:
     return 0.5 * jnp.mean((fake_scores - 1.0) ** 2)
 
 
-def self_regularisation(refined: Array, simulated: Array) -> Array:
-    """``E|refined − simulated|`` per 100 HU."""
-    return jnp.mean(jnp.abs(refined - simulated)) / HU_SELF_UNIT
+def self_regularisation(refined: Array, simulated: Array, *, unit: float = HU_SELF_UNIT) -> Array:
+    """``E|refined − simulated|`` per ``unit`` (100 HU for CT)."""
+    return jnp.mean(jnp.abs(refined - simulated)) / unit
 
 
 def patch_nce(
@@ -146,17 +148,39 @@ def intensity_loss(refined: Array, simulated: Array, interiors: Array) -> Array:
     return jnp.sum(jnp.where(present, (shift / HU_SHIFT_UNIT) ** 2, 0.0)) / n
 
 
+def relative_intensity_loss(
+    refined: Array, simulated: Array, interiors: Array, judged: Array, *, unit: float
+) -> Array:
+    """Mean over the ``judged`` labels present of (relative per-label mean change / ``unit``)²:
+    the per-label mean of ``refined − simulated`` over the label's simulated mean inside its
+    interior (MR magnitude: the relaxation-weighted signal of each tissue).
+
+    Args:
+        interiors: ``(labels, *batch, x, y)`` boolean masks (eroded label maps).
+        judged: ``(labels,)`` the labels the term averages over (signal-bearing ones).
+    """
+    shift, present = intensity_shift(refined, simulated, interiors)
+    level, _ = intensity_shift(simulated, jnp.zeros_like(simulated), interiors)
+    use = present & judged & (level > 0)
+    relative = shift / jnp.where(use, level, 1.0)
+    n = jnp.maximum(jnp.sum(use), 1)
+    return jnp.sum(jnp.where(use, (relative / unit) ** 2, 0.0)) / n
+
+
 def _gradients(x: Array) -> tuple[Array, Array]:
     gx = jnp.diff(x, axis=-2, append=x[..., -1:, :])
     gy = jnp.diff(x, axis=-1, append=x[..., :, -1:])
     return gx, gy
 
 
-def edge_loss(refined: Array, simulated: Array, boundary: Array) -> Array:
-    """``E|∇(refined − simulated)|`` (forward differences) over boundary pixels, per 100 HU."""
+def edge_loss(
+    refined: Array, simulated: Array, boundary: Array, *, unit: float = HU_EDGE_UNIT
+) -> Array:
+    """``E|∇(refined − simulated)|`` (forward differences) over boundary pixels, per ``unit``
+    (100 HU for CT)."""
     gx, gy = _gradients(refined - simulated)
     m = boundary.astype(refined.dtype)
-    return jnp.sum(m * (jnp.abs(gx) + jnp.abs(gy))) / jnp.maximum(jnp.sum(m), 1.0) / HU_EDGE_UNIT
+    return jnp.sum(m * (jnp.abs(gx) + jnp.abs(gy))) / jnp.maximum(jnp.sum(m), 1.0) / unit
 
 
 def texture_loss(

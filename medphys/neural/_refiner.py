@@ -2,10 +2,15 @@
 discriminator and the projection heads of the contrastive (PatchNCE) loss.
 
 They take and return arrays; every physics term lives in `medphys.neural._refine_losses` and the
-training loop in `medphys.neural._refine`. Images are CT slices (2-D) or patches (3-D) in HU,
-channel-last ``(batch, *spatial)``; the networks see two views of the HU value, a wide one
-(``HU / 1000``) and a soft-tissue one (``tanh((HU − 40) / 100)``), where real and simulated
-textures differ most.
+training loop in `medphys.neural._refine`. Images are slices (2-D) or patches (3-D),
+channel-last ``(batch, *spatial)``, of one modality (``modality``, kept with the weights):
+
+- ``"ct"``: HU. The networks see two views of the value, a wide one (``HU / 1000``) and a
+  soft-tissue one (``tanh((HU − 40) / 100)``), where real and simulated textures differ most; the
+  generator's residual is in units of 100 HU.
+- ``"mr"``: magnitude over the image's reference intensity (`medphys.metrics.mr_reference`: 1
+  is about the brightest tissue). The networks see the value and a mid-range view (``tanh((x − 0.5) /
+  0.25)``, where grey and white matter differ); the residual is in units of 0.1.
 
 The generator is a small U-Net (Ronneberger et al. 2015) with residual blocks at the bottom (as
 CycleGAN's and CUT's ResNet generators, Zhu et al. 2017, Park et al. 2020) whose last layer starts
@@ -30,12 +35,34 @@ HU_WIDE = 1000.0  # HU per unit of the wide input channel
 HU_SOFT_CENTRE = 40.0
 HU_SOFT_WIDTH = 100.0
 RESIDUAL_HU = 100.0  # HU per unit of the generator's last layer
+MR_MID = 0.5
+MR_MID_WIDTH = 0.25
+MODALITIES = ("ct", "mr")
+# image units per unit of the generator's last layer
+RESIDUAL_UNIT = {"ct": RESIDUAL_HU, "mr": 0.1}
 
 
 def hu_channels(hu: Float[Array, "batch ..."]) -> Float[Array, "batch ... 2"]:
     """The two input channels the networks see: ``HU/1000`` and ``tanh((HU − 40)/100)``."""
     x = jnp.asarray(hu, jnp.float32)
     return jnp.stack([x / HU_WIDE, jnp.tanh((x - HU_SOFT_CENTRE) / HU_SOFT_WIDTH)], axis=-1)
+
+
+def mr_channels(image: Float[Array, "batch ..."]) -> Float[Array, "batch ... 2"]:
+    """The two input channels for normalised MR magnitude: ``x`` and ``tanh((x − 0.5)/0.25)``."""
+    x = jnp.asarray(image, jnp.float32)
+    return jnp.stack([x, jnp.tanh((x - MR_MID) / MR_MID_WIDTH)], axis=-1)
+
+
+def input_channels(image: Float[Array, "batch ..."], modality: str) -> Float[Array, "batch ... 2"]:
+    """The networks' two input channels for ``modality`` (``"ct"`` or ``"mr"``)."""
+    return hu_channels(image) if modality == "ct" else mr_channels(image)
+
+
+def checked_modality(where: str, modality: str) -> str:
+    if modality not in MODALITIES:
+        raise ValueError(f"{where}: `modality` must be one of {MODALITIES} (got {modality!r})")
+    return modality
 
 
 def _groups(width: int) -> int:
@@ -67,7 +94,8 @@ def _upsample(x: Array, dim: int) -> Array:
 
 
 class Refiner(nnx.Module):
-    """Residual U-Net generator: ``refined_hu = hu + 100 · g(hu, labels)``, identity at start.
+    """Residual U-Net generator: ``refined = image + unit · g(image, labels)``, identity at start
+    (``unit`` 100 HU for CT, 0.1 of the reference intensity for MR).
 
     Args:
         key: initialises the weights (the same key gives the same network).
@@ -77,6 +105,7 @@ class Refiner(nnx.Module):
         blocks: residual blocks at the coarsest level.
         labels: number of label classes for conditioning (0: none); the call then takes an
             integer label map beside the image.
+        modality: ``"ct"`` (HU) or ``"mr"`` (normalised magnitude); module docstring.
 
     Raises:
         ValueError: a size or count outside its range.
@@ -95,8 +124,10 @@ class Refiner(nnx.Module):
         depth: int = 2,
         blocks: int = 3,
         labels: int = 0,
+        modality: str = "ct",
     ) -> None:
         where = f"{_WHERE}.Refiner"
+        self.modality = checked_modality(where, modality)
         if dim not in (2, 3):
             raise ValueError(f"{where}: `dim` must be 2 or 3 (got {dim!r})")
         positive_int(where, "width", width)
@@ -131,7 +162,7 @@ class Refiner(nnx.Module):
         return 2**self.depth
 
     def _input(self, hu: Array, labels: Array | None) -> Array:
-        x = hu_channels(hu)
+        x = input_channels(hu, self.modality)
         if self.n_labels:
             if labels is None:
                 raise ValueError(
@@ -151,19 +182,19 @@ class Refiner(nnx.Module):
         return features
 
     def residual(self, hu: Array, labels: Array | None = None) -> Array:
-        """The HU residual ``refined − hu``."""
+        """The residual ``refined − image`` (HU for CT)."""
         features = self.encode(hu, labels)
         h = features[-1]
         for block in self.blocks:
             h = block(h)
         for layer, skip in zip(self.up, reversed(features[:-1]), strict=True):
             h = layer(jnp.concatenate([_upsample(h, self.dim), skip], axis=-1))
-        return RESIDUAL_HU * self.head(h)[..., 0]
+        return RESIDUAL_UNIT[self.modality] * self.head(h)[..., 0]
 
     def __call__(
         self, hu: Float[Array, "batch ..."], labels: Array | None = None
     ) -> Float[Array, "batch ..."]:
-        """Refined HU, same shape and dtype as ``hu``."""
+        """The refined image (HU for CT), same shape and dtype as the input."""
         return (jnp.asarray(hu, jnp.float32) + self.residual(hu, labels)).astype(
             jnp.result_type(hu)
         )
@@ -171,17 +202,21 @@ class Refiner(nnx.Module):
 
 class PatchDiscriminator(nnx.Module):
     """PatchGAN discriminator (Isola et al. 2017): a map of real/fake scores, one per receptive
-    field of about ``2**(layers + 2)`` pixels, on the two HU channels.
+    field of about ``2**(layers + 2)`` pixels, on the modality's two input channels.
 
     Args:
         key: initialises the weights.
         dim: 2 or 3.
         width: channels of the first layer (doubled per layer, at most 8×).
         layers: stride-2 layers.
+        modality: ``"ct"`` or ``"mr"`` (as `Refiner`).
     """
 
-    def __init__(self, key: Array, *, dim: int = 2, width: int = 32, layers: int = 3) -> None:
+    def __init__(
+        self, key: Array, *, dim: int = 2, width: int = 32, layers: int = 3, modality: str = "ct"
+    ) -> None:
         where = f"{_WHERE}.PatchDiscriminator"
+        self.modality = checked_modality(where, modality)
         if dim not in (2, 3):
             raise ValueError(f"{where}: `dim` must be 2 or 3 (got {dim!r})")
         positive_int(where, "width", width)
@@ -194,7 +229,7 @@ class PatchDiscriminator(nnx.Module):
         self.out = nnx.Conv(sizes[-1], 1, (3,) * dim, rngs=rngs)
 
     def __call__(self, hu: Float[Array, "batch ..."]) -> Float[Array, "batch ..."]:
-        h = hu_channels(hu)
+        h = input_channels(hu, self.modality)
         for conv in self.convs:
             h = jax.nn.leaky_relu(conv(h), 0.2)
         return self.out(h)[..., 0]

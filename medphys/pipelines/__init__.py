@@ -13,8 +13,10 @@
   trials from one TOML file
   (`load_trial`, `run_trial`: paired cases → ROIs → observer → AUC and paired ΔAUC, a report).
 - Refinement as a dataset stage: `load_ct_dataset` (a generated CT dataset with its projections
-  → `medphys.neural.SimulatedCT`), `refine_dataset` (``ct-refined.nii.gz`` + ``refined.json``
-  with the refiner file's SHA-256 beside each case's CT).
+  → `medphys.neural.SimulatedCT`), `load_mr_dataset` (with its MR scans →
+  `medphys.neural.SimulatedMR`), `refine_dataset` (``ct-refined.nii.gz`` + ``refined.json``, or
+  ``mr-refined.nii.gz`` + ``refined-mr.json``, with the refiner file's SHA-256 beside each case's
+  image), `load_refined`.
 """
 
 from ._case import CaseResult as CaseResult
@@ -51,7 +53,9 @@ from ._recipe import CaseRecipe as CaseRecipe
 from ._recipe import GridSpec as GridSpec
 from ._refine import DatasetError as DatasetError
 from ._refine import load_ct_dataset as load_ct_dataset
+from ._refine import load_mr_dataset as load_mr_dataset
 from ._refine import load_refined as load_refined
+from ._refine import mr_scan as mr_scan
 from ._refine import refine_dataset as refine_dataset
 from ._streams import case_key as case_key
 from ._streams import stream as stream

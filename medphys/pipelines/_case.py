@@ -37,8 +37,9 @@ class CaseResult:
             projection arms: a ``(field_px, field_px, 1)`` image centred on the lesion (one view:
             the post-log detector window; a sweep: the reconstructed plane through the lesion),
             its axes along the protocol detector's u and v.
-        raw: per arm name, the raw data of arms with ``keep_raw`` (CT projections float32,
-            MR k-space complex64).
+        raw: per arm name, the raw data of arms with ``keep_raw``: CT projections (float32);
+            for MR the scan as named arrays, ``kspace`` and ``coil_maps`` (complex64), ``mask``
+            (float32, per ky line) and ``noise_std`` (float32 scalar).
         params: the population draw as a plain dict (``None`` when the recipe does not vary).
         streams: per stage, the name of the random stream it drew from (``"texture"``: the
             anatomical texture of structures that have one, `medphys.phantoms.texture_modulation`).
@@ -52,7 +53,7 @@ class CaseResult:
     family: str
     labels: LabeledVolume
     images: dict[str, Volume]
-    raw: dict[str, np.ndarray]
+    raw: dict[str, np.ndarray | dict[str, np.ndarray]]
     params: dict[str, Any] | None
     streams: dict[str, str]
     lesion: dict[str, Any] | None = None
@@ -117,7 +118,7 @@ def _run_case(key: PRNGKey, recipe: CaseRecipe, index: int, present: bool) -> Ca
             phantom = _with_lesion(key, phantom, spec, lesion["center_mm"])
             labels = voxelize(phantom)
     images: dict[str, Volume] = {}
-    raw: dict[str, np.ndarray] = {}
+    raw: dict[str, Any] = {}
     for arm in recipe.arms:
         streams[arm.name] = arm.stream_name
         image, data = _image(stream(key, arm.stream_name), arm, labels)
@@ -234,7 +235,7 @@ def _run_window_case(
         )
     )
     images: dict[str, Volume] = {}
-    raw: dict[str, np.ndarray] = {}
+    raw: dict[str, Any] = {}
     voxels: dict[str, list[int]] = {}
     for arm in recipe.arms:
         streams[arm.name] = arm.stream_name
@@ -258,8 +259,8 @@ def _run_window_case(
     )
 
 
-def _image(key: PRNGKey, arm: Arm, labels: LabeledVolume) -> tuple[Volume, np.ndarray]:
-    """One arm's acquisition and reconstruction: (image, raw data as NumPy)."""
+def _image(key: PRNGKey, arm: Arm, labels: LabeledVolume) -> tuple[Volume, Any]:
+    """One arm's acquisition and reconstruction: (image, raw data as NumPy; `CaseResult.raw`)."""
     if arm.modality == Modality.CT:
         from ..simulators import ct, xray
 
@@ -269,4 +270,9 @@ def _image(key: PRNGKey, arm: Arm, labels: LabeledVolume) -> tuple[Volume, np.nd
     from ..simulators import mr
 
     result = mr.simulate(key, labels, arm.protocol)
-    return result.image, np.asarray(result.kspace, np.complex64)
+    return result.image, {
+        "kspace": np.asarray(result.kspace, np.complex64),
+        "coil_maps": np.asarray(result.coil_maps, np.complex64),
+        "mask": np.asarray(result.mask, np.float32),
+        "noise_std": np.asarray(result.noise_std, np.float32),
+    }

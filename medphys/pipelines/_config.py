@@ -50,6 +50,9 @@ class MRSection(Strict):
 class OutputSection(Strict):
     montage: bool = True
     save_projections: bool = False
+    #: the MR scan of each case (coil k-space, coil maps, sampling mask, noise level) as
+    #: ``kspace-mr.npz``: what the MR refiner and `medphys.audit.mr_physics_audit` judge by
+    save_kspace: bool = False
 
 
 class RefineSection(Strict):
@@ -74,11 +77,13 @@ class GenerateConfig(Strict):
         """A short hash of the settings that decide each case's content.
 
         Not the case count (a run can be extended), the overview switch nor the refiner stage
-        (refined images sit beside the physics images, named by the refiner's digest); the
+        (refined images sit beside the physics images, named by the refiner's digest), and
+        ``save_kspace`` only when set (digests of jobs from before it existed stay); the
         definitions the names point at are covered by `medphys.pipelines.job_inputs`.
         """
+        output = {"montage"} | (set() if self.output.save_kspace else {"save_kspace"})
         content = self.model_dump(
-            mode="json", exclude={"cases": True, "output": {"montage"}, "refine": True}
+            mode="json", exclude={"cases": True, "output": output, "refine": True}
         )
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 

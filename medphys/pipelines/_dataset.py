@@ -10,6 +10,8 @@ Layout of an output folder::
         label.nii.gz               label map, values from the dataset-wide label table
         <arm>.nii.gz               one image per imaging arm: ct.nii.gz (HU), mr.nii.gz (float32)
         projections-<arm>.npy      simulated CT projections (optional, float32)
+        kspace-<arm>.npz           the MR scan (optional): kspace, coil_maps (complex64), mask,
+                                   noise_std (float32)
         case.json                  sidecar: streams, phantom draw, definitions, digests, versions
 
 Every file is written under a hidden ``.partial`` name and renamed; ``case.json`` is written last,
@@ -59,6 +61,11 @@ def case_name(index: int) -> str:
 def _save_npy(array: np.ndarray, path: Path) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array, allow_pickle=False)
+
+
+def _save_npz(arrays: dict[str, np.ndarray], path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def _load_json(path: Path) -> dict[str, Any] | None:
@@ -209,9 +216,11 @@ class DatasetSink:
             for arm, image in result.images.items():
                 save_nifti(image, case_dir / self.files[arm])
             for arm, data in result.raw.items():
-                key = f"projections-{arm}"
-                if key in self.files:
-                    _save_npy(np.asarray(data), case_dir / self.files[key])
+                if isinstance(data, dict):
+                    if f"kspace-{arm}" in self.files:
+                        _save_npz(data, case_dir / self.files[f"kspace-{arm}"])
+                elif f"projections-{arm}" in self.files:
+                    _save_npy(np.asarray(data), case_dir / self.files[f"projections-{arm}"])
             record = {
                 "case": name,
                 "index": result.index,
@@ -231,8 +240,8 @@ class DatasetSink:
     def _write_manifest(self) -> Path:
         """``manifest.jsonl``: one line per complete case, paths relative to the folder.
 
-        Keys: ``case``, ``label``, one per arm image (``ct``, ``mr``), ``projections-<arm>`` and
-        ``sidecar``. No key starts with another key followed by ``_`` (MONAI reads such keys as
+        Keys: ``case``, ``label``, one per arm image (``ct``, ``mr``), ``projections-<arm>``,
+        ``kspace-<arm>`` and ``sidecar``. No key starts with another key followed by ``_`` (MONAI reads such keys as
         metadata of the image key), so ``LoadImaged(keys=["ct", "mr", "label"])`` reads each line
         as it is.
         """

@@ -76,7 +76,10 @@ class GenerateJob:
         return CaseRecipe.create(
             families,
             grid=GridSpec(p.shape, p.spacing_mm, p.center_mm, p.supersample),
-            arms=(Arm("ct", ct, keep_raw=config.output.save_projections), Arm("mr", mr)),
+            arms=(
+                Arm("ct", ct, keep_raw=config.output.save_projections),
+                Arm("mr", mr, keep_raw=config.output.save_kspace),
+            ),
             vary=p.vary,
         )
 
@@ -194,12 +197,11 @@ def generate(
 
 
 def _check_refiner(config: GenerateConfig, recipe: CaseRecipe) -> Path | None:
-    """The refiner stage's file, checked before any case runs (a CT arm, a refiner file)."""
+    """The refiner stage's file, checked before any case runs: a refiner file, and an arm of
+    its modality (an MR refiner also needs the scans: ``save_kspace``)."""
     if config.refine.refiner is None:
         return None
     path = Path(config.refine.refiner)
-    if not any(a.modality == Modality.CT for a in recipe.arms):
-        raise ConfigError("refine.refiner: the job has no CT arm to refine")
     if not path.is_file():
         raise ConfigError(
             f"refine.refiner: no refiner file {path} (medphys refine train writes one)"
@@ -207,9 +209,17 @@ def _check_refiner(config: GenerateConfig, recipe: CaseRecipe) -> Path | None:
     from ..neural import load_refiner
 
     try:
-        load_refiner(path)
+        refiner, _, _ = load_refiner(path)
     except ValueError as exc:
         raise ConfigError(f"refine.refiner: {exc}") from None
+    wanted = Modality.CT if refiner.modality == "ct" else Modality.MR
+    if not any(a.modality == wanted for a in recipe.arms):
+        raise ConfigError(f"refine.refiner: the job has no {wanted.name} arm to refine")
+    if wanted == Modality.MR and not config.output.save_kspace:
+        raise ConfigError(
+            f"refine.refiner: {path} is an MR refiner; it refines each case's scan, so set "
+            "`[output] save_kspace = true`"
+        )
     return path
 
 
@@ -219,6 +229,8 @@ def _files(recipe: CaseRecipe) -> dict[str, str]:
         files[arm.name] = f"{arm.name}.nii.gz"
         if arm.keep_raw and arm.modality == Modality.CT:
             files[f"projections-{arm.name}"] = f"projections-{arm.name}.npy"
+        if arm.keep_raw and arm.modality == Modality.MR:
+            files[f"kspace-{arm.name}"] = f"kspace-{arm.name}.npz"
     return files
 
 

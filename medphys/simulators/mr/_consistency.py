@@ -6,9 +6,14 @@ scan's coil k-space through the scan's own coil sensitivities ``S_c`` and object
 
     m = r / sqrt(Σ_c |S_c|²) · exp(iφ),    k_c = F(S_c m)
 
-with ``φ`` the phase of the SENSE-combined zero-filled image ``Σ_c S_c* x_c / Σ_c |S_c|²``
-(``x_c`` the inverse FFT of each coil's acquired k-space). For a fully sampled scan the lift is
-exact: the scan's own magnitude image lifts to its measured k-space. Hard data consistency then
+with ``φ`` the object phase of the scan: the phase of the SENSE-combined zero-filled image
+``Σ_c S_c* x_c / Σ_c |S_c|²`` (``x_c`` the inverse FFT of each coil's acquired k-space) when
+every line was acquired, and otherwise the phase of the CG-SENSE reconstruction of the acquired
+lines (`sense`, `PHASE_ITERATIONS` iterations), since the zero-filled combination of an
+undersampled scan is aliased. For a fully sampled, noise-free scan the lift is exact: the scan's
+own magnitude image lifts to its measured k-space. `reconstructed` gives an undersampled scan the
+CG-SENSE magnitude image on the root-sum-of-squares scale (``|x| sqrt(Σ_c |S_c|²)``), the image
+a refiner or a reader should start from. Hard data consistency then
 keeps the acquired lines and the image's own values elsewhere,
 
     k_c ← M y_c + (1 − M) k_c,
@@ -27,16 +32,28 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Complex, Float
 
+from ...volume import Volume
 from . import _checks as chk
 from ._kspace import fft2c, ifft2c, rss
 from ._protocol import MRResult
+from ._recon import _cg_sense
 
-__all__ = ["consistent_kspace", "data_consistency", "kspace_residual", "noise_residual"]
+__all__ = [
+    "consistent_kspace",
+    "data_consistency",
+    "kspace_residual",
+    "noise_residual",
+    "reconstructed",
+]
+
+PHASE_ITERATIONS = 20  # CG-SENSE iterations behind an undersampled scan's object phase
 
 
 def _checked(where: str, image: Any, result: Any) -> Array:
@@ -60,6 +77,18 @@ def _sampled(result: MRResult, dtype: Any) -> Array:
     return jnp.asarray(result.mask, dtype)[None, None, :, None]
 
 
+def _sense(result: MRResult, dtype: Any, n_iter: int) -> Complex[Array, "x y z"]:
+    rdtype = jnp.finfo(dtype).dtype
+    x, _ = _cg_sense(
+        jnp.asarray(result.kspace, dtype),
+        jnp.asarray(result.coil_maps, dtype),
+        jnp.asarray(result.mask, rdtype),
+        jnp.zeros((), rdtype),
+        n_iter,
+    )
+    return x
+
+
 def _lift(image: Array, result: MRResult) -> Complex[Array, "coils kx ky z"]:
     """The coil k-space of a magnitude image under the scan's coils and object phase."""
     dtype = jnp.result_type(image.dtype, jnp.complex64)
@@ -69,6 +98,8 @@ def _lift(image: Array, result: MRResult) -> Complex[Array, "coils kx ky z"]:
     safe = jnp.where(covered, power, 1.0)
     zero_filled = ifft2c(jnp.asarray(result.kspace, dtype))
     combined = jnp.sum(jnp.conj(coils) * zero_filled, axis=0) / safe
+    full = jnp.all(jnp.asarray(result.mask) > 0)
+    combined = jnp.where(full, combined, _sense(result, dtype, PHASE_ITERATIONS))
     size = jnp.abs(combined)
     has_phase = size > 0
     phase = jnp.where(has_phase, combined / jnp.where(has_phase, size, 1.0), 1.0)
@@ -125,3 +156,29 @@ def noise_residual(result: MRResult) -> Float[Array, ""]:
     m = _sampled(result, y.real.dtype)
     n = jnp.sum(m) * y.shape[0] * y.shape[1] * y.shape[3]
     return result.noise_std * jnp.sqrt(2 * n) / jnp.sqrt(jnp.sum(jnp.abs(m * y) ** 2))
+
+
+def reconstructed(result: MRResult, *, n_iter: int = 30) -> MRResult:
+    """``result`` with its ``image`` replaced by the CG-SENSE reconstruction of an undersampled
+    scan, as magnitude on the root-sum-of-squares scale (``|x| sqrt(Σ_c |S_c|²)``); a fully
+    sampled scan is returned as it is (its root-sum-of-squares image is not aliased). Runs on
+    the host (it reads the mask), before any jit.
+
+    Args:
+        result: a simulated scan (`MRResult`).
+        n_iter: CG-SENSE iterations (`sense`).
+
+    Raises:
+        TypeError: ``result`` is not an `MRResult`.
+    """
+    where = f"{chk.PREFIX}reconstructed"
+    if not isinstance(result, MRResult):
+        raise TypeError(f"{where}: `result` must be an MRResult (got {type(result).__name__})")
+    n_iter = chk.integer(where, "n_iter", n_iter, minimum=1)
+    if np.all(np.asarray(result.mask) > 0):
+        return result
+    dtype = jnp.result_type(result.image.data.dtype, jnp.complex64)
+    x = _sense(result, dtype, n_iter)
+    power = jnp.sum(jnp.abs(jnp.asarray(result.coil_maps, dtype)) ** 2, axis=0)
+    image = (jnp.abs(x) * jnp.sqrt(power)).astype(result.image.data.dtype)
+    return dataclasses.replace(result, image=Volume(data=image, affine=result.image.affine))

@@ -134,7 +134,8 @@ class MRResult:
         kspace: ``(coils, kx, ky, z)`` acquired k-space (complex; zero where not sampled); DC at
             ``[:, nx // 2, ny // 2, :]``.
         image: magnitude (root-sum-of-squares) image on the phantom's grid and affine.
-        maps: the tissue maps used (including the B0/B1 fields drawn).
+        maps: the tissue maps used (including the B0/B1 fields drawn); ``None`` for a scan read
+            back from a dataset (`medphys.pipelines.load_mr_dataset`), which keeps no maps.
         coil_maps: ``(coils, x, y, z)`` complex receive sensitivities used.
         mask: ``(ky,)`` 1 where a ky line was acquired.
         noise_std: per-component noise standard deviation σ/sqrt(NEX) (0 without noise).
@@ -143,7 +144,7 @@ class MRResult:
 
     kspace: Complex[Array, "coils kx ky z"]
     image: Volume
-    maps: TissueMaps
+    maps: TissueMaps | None
     coil_maps: Complex[Array, "coils x y z"]
     mask: Float[Array, " ky"]
     noise_std: Float[Array, ""]

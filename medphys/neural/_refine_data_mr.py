@@ -79,6 +79,8 @@ class SimulatedMR:
             (`medphys.metrics.mr_reference`; the refiner's input).
         labels: ``(cases, x, y, z)`` integer label maps.
         scans: the cases' `medphys.simulators.mr.MRResult` stacked along a leading axis.
+        phase: ``(cases, x, y, z)`` each scan's object phase (`mr.object_phase`), computed once
+            for every lift in training.
         scale: ``(cases,)`` each case's reference intensity (image units of ``scans``).
         interiors: ``(labels, cases, x, y, z)`` each label eroded in-plane.
         boundary: ``(cases, x, y, z)`` pixels with a 4-neighbour of another label.
@@ -91,6 +93,7 @@ class SimulatedMR:
     image: Float[Array, "cases x y z"]
     labels: Int[Array, "cases x y z"]
     scans: Any
+    phase: Array
     scale: Float[Array, " cases"]
     interiors: Array
     boundary: Array
@@ -122,6 +125,7 @@ class SimulatedMR:
             image=self.image[idx],
             labels=self.labels[idx],
             scans=jax.tree_util.tree_map(lambda a: a[idx], self.scans),
+            phase=self.phase[idx],
             scale=self.scale[idx],
             interiors=self.interiors[:, idx],
             boundary=self.boundary[idx],
@@ -178,19 +182,21 @@ class SimulatedMR:
         signal = (np.asarray(values) != 0) & (means >= SIGNAL_FRACTION * means.max()) & (means > 0)
         if not signal.any():
             raise ValueError(f"{where}: no label carries signal; nothing to keep intensities on")
+        phases = [mr.object_phase(s) for s in scans]
         residual = [
             max(
-                float(mr.kspace_residual(jnp.asarray(a), s)),
+                float(mr.kspace_residual(jnp.asarray(a), s, phase=p)),
                 float(mr.noise_residual(s)),
                 RESIDUAL_FLOOR,
             )
-            for a, s in zip(image, scans, strict=True)
+            for a, s, p in zip(image, scans, phases, strict=True)
         ]
         stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *scans)
         return cls(
             image=jnp.asarray(image / scale[:, None, None, None]),
             labels=jnp.asarray(lab.astype(np.int32)),
             scans=stacked,
+            phase=jnp.stack(phases),
             scale=jnp.asarray(scale),
             interiors=jnp.asarray(interiors),
             boundary=jnp.asarray(boundary),
@@ -218,8 +224,11 @@ class SimulatedMR:
         if not data_consistency:
             return jnp.maximum(volumes, 0.0)
         scans = jax.tree_util.tree_map(lambda a: a[cases], self.scans)
-        scale = self.scale[cases]
-        return jax.vmap(lambda v, s, c: mr.data_consistency(v * c, s) / c)(volumes, scans, scale)
+
+        def one(v: Array, s: Any, p: Array, c: Array) -> Array:
+            return mr.data_consistency(v * c, s, phase=p) / c
+
+        return jax.vmap(one)(volumes, scans, self.phase[cases], self.scale[cases])
 
     def physics_terms(self, volumes: Array, cases: Array, wanted: frozenset[str]) -> dict:
         """The MR physics terms (module docstring) named in ``wanted`` for refined volumes
@@ -231,11 +240,13 @@ class SimulatedMR:
         if "measurement" in wanted:
             scans = jax.tree_util.tree_map(lambda a: a[cases], self.scans)
 
-            def one(v: Array, s: Any, c: Array, r0: Array) -> Array:
-                return jax.nn.relu(mr.kspace_residual(v * c, s) / r0 - 1.0)
+            def one(v: Array, s: Any, p: Array, c: Array, r0: Array) -> Array:
+                return jax.nn.relu(mr.kspace_residual(v * c, s, phase=p) / r0 - 1.0)
 
             terms["measurement"] = jnp.mean(
-                jax.vmap(one)(volumes, scans, self.scale[cases], self.residual[cases])
+                jax.vmap(one)(
+                    volumes, scans, self.phase[cases], self.scale[cases], self.residual[cases]
+                )
             )
         if "intensity" in wanted:
             terms["intensity"] = L.relative_intensity_loss(

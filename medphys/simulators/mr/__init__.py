@@ -14,7 +14,7 @@ root-sum-of-squares, `sense` (CG-SENSE; `sense_solver` for ``init``/``step``) an
 (partial Fourier); hard k-space data consistency for magnitude images a model changed
 (`data_consistency`, `consistent_kspace`) and their distance from the scan (`kspace_residual`
 beside the noise floor `noise_residual`); `reconstructed` gives an undersampled scan its
-CG-SENSE image; `CineProtocol` (``mr-cine-bssfp``): cardiac timing for cine series, which
+CG-SENSE image, `object_phase` the phase the lift uses; `CineProtocol` (``mr-cine-bssfp``): cardiac timing for cine series, which
 `medphys.pipelines.cine` runs over a beating phantom. Structures with their own MR values
 (`medphys.volume.MRValues`) override their material's in `tissue_maps`.
 
@@ -64,6 +64,7 @@ from ._consistency import consistent_kspace as consistent_kspace
 from ._consistency import data_consistency as data_consistency
 from ._consistency import kspace_residual as kspace_residual
 from ._consistency import noise_residual as noise_residual
+from ._consistency import object_phase as object_phase
 from ._consistency import reconstructed as reconstructed
 from ._epg import FastSpinEcho as FastSpinEcho
 from ._epg import echo_train as echo_train

@@ -20,6 +20,9 @@ keeps the acquired lines and the image's own values elsewhere,
 
 the data-consistency layer of unrolled MR networks (Schlemper et al. 2018, with the noise-free
 limit λ → ∞), and `data_consistency` returns the root-sum-of-squares image of that k-space.
+The phase depends on the scan only: `object_phase` computes it once, and every function here
+takes it as ``phase=`` (a training loop that lifts many images of one scan pays the CG-SENSE
+iterations once).
 `kspace_residual` is ``‖M (k − y)‖ / ‖M y‖`` over all coils and slices, to compare with the
 scan's noise floor `noise_residual` (``σ sqrt(2 n) / ‖M y‖``, ``n`` the acquired samples). All
 three are pure JAX (jit, vmap, grad in the image).
@@ -50,6 +53,7 @@ __all__ = [
     "data_consistency",
     "kspace_residual",
     "noise_residual",
+    "object_phase",
     "reconstructed",
 ]
 
@@ -89,26 +93,48 @@ def _sense(result: MRResult, dtype: Any, n_iter: int) -> Complex[Array, "x y z"]
     return x
 
 
-def _lift(image: Array, result: MRResult) -> Complex[Array, "coils kx ky z"]:
-    """The coil k-space of a magnitude image under the scan's coils and object phase."""
-    dtype = jnp.result_type(image.dtype, jnp.complex64)
+def _phase(result: MRResult, dtype: Any) -> Complex[Array, "x y z"]:
     coils = jnp.asarray(result.coil_maps, dtype)
     power = jnp.sum(jnp.abs(coils) ** 2, axis=0)
-    covered = power > 0
-    safe = jnp.where(covered, power, 1.0)
+    safe = jnp.where(power > 0, power, 1.0)
     zero_filled = ifft2c(jnp.asarray(result.kspace, dtype))
     combined = jnp.sum(jnp.conj(coils) * zero_filled, axis=0) / safe
     full = jnp.all(jnp.asarray(result.mask) > 0)
     combined = jnp.where(full, combined, _sense(result, dtype, PHASE_ITERATIONS))
     size = jnp.abs(combined)
     has_phase = size > 0
-    phase = jnp.where(has_phase, combined / jnp.where(has_phase, size, 1.0), 1.0)
+    return jnp.where(has_phase, combined / jnp.where(has_phase, size, 1.0), 1.0)
+
+
+def object_phase(result: MRResult) -> Complex[Array, "x y z"]:
+    """The scan's object phase ``exp(iφ)`` (module docstring), unit modulus, to pass as
+    ``phase=`` to the functions here. Pure JAX (jit, vmap over scans).
+
+    Raises:
+        TypeError: ``result`` is not an `MRResult`.
+    """
+    if not isinstance(result, MRResult):
+        raise TypeError(
+            f"{chk.PREFIX}object_phase: `result` must be an MRResult (got {type(result).__name__})"
+        )
+    dtype = jnp.result_type(jnp.asarray(result.kspace).dtype, jnp.complex64)
+    return _phase(result, dtype)
+
+
+def _lift(image: Array, result: MRResult, phase: Any) -> Complex[Array, "coils kx ky z"]:
+    """The coil k-space of a magnitude image under the scan's coils and object phase."""
+    dtype = jnp.result_type(image.dtype, jnp.complex64)
+    coils = jnp.asarray(result.coil_maps, dtype)
+    power = jnp.sum(jnp.abs(coils) ** 2, axis=0)
+    covered = power > 0
+    safe = jnp.where(covered, power, 1.0)
+    phase = _phase(result, dtype) if phase is None else jnp.asarray(phase, dtype)
     obj = jnp.where(covered, image / jnp.sqrt(safe), 0.0) * phase
     return fft2c(coils * obj[None])
 
 
 def consistent_kspace(
-    image: Float[Array, "x y z"], result: MRResult
+    image: Float[Array, "x y z"], result: MRResult, *, phase: Any = None
 ) -> Complex[Array, "coils kx ky z"]:
     """The coil k-space of ``image`` with the scan's acquired lines put back (hard data
     consistency).
@@ -116,6 +142,7 @@ def consistent_kspace(
     Args:
         image: magnitude image on the scan's grid, on the scale of ``result.image``.
         result: the `MRResult` whose k-space, coil maps and mask are kept.
+        phase: the scan's `object_phase`, when computed already.
 
     Returns:
         ``(coils, kx, ky, z)`` complex k-space, equal to ``result.kspace`` on every acquired line.
@@ -125,24 +152,29 @@ def consistent_kspace(
             complex image.
     """
     image = _checked(f"{chk.PREFIX}consistent_kspace", image, result)
-    lifted = _lift(image, result)
+    lifted = _lift(image, result, phase)
     m = _sampled(result, lifted.real.dtype)
     return m * jnp.asarray(result.kspace, lifted.dtype) + (1 - m) * lifted
 
 
-def data_consistency(image: Float[Array, "x y z"], result: MRResult) -> Float[Array, "x y z"]:
+def data_consistency(
+    image: Float[Array, "x y z"], result: MRResult, *, phase: Any = None
+) -> Float[Array, "x y z"]:
     """``image`` made consistent with the scan's acquired k-space: the root-sum-of-squares image
     of `consistent_kspace`. A fully sampled scan gives back its own image whatever ``image`` is;
-    a scan with no line acquired gives back ``image`` (where a coil sees it)."""
-    return rss(ifft2c(consistent_kspace(image, result)))
+    a scan with no line acquired gives back ``image`` (where a coil sees it). ``phase``: the
+    scan's `object_phase`, when computed already."""
+    return rss(ifft2c(consistent_kspace(image, result, phase=phase)))
 
 
-def kspace_residual(image: Float[Array, "x y z"], result: MRResult) -> Float[Array, ""]:
+def kspace_residual(
+    image: Float[Array, "x y z"], result: MRResult, *, phase: Any = None
+) -> Float[Array, ""]:
     """``‖M (k − y)‖ / ‖M y‖``: how far ``image``'s coil k-space is from the acquired lines,
     relative to them (0 for the scan's own noise-free, fully sampled image; compare with
-    `noise_residual`)."""
+    `noise_residual`). ``phase``: the scan's `object_phase`, when computed already."""
     image = _checked(f"{chk.PREFIX}kspace_residual", image, result)
-    lifted = _lift(image, result)
+    lifted = _lift(image, result, phase)
     m = _sampled(result, lifted.real.dtype)
     y = jnp.asarray(result.kspace, lifted.dtype)
     return jnp.sqrt(jnp.sum(jnp.abs(m * (lifted - y)) ** 2) / jnp.sum(jnp.abs(m * y) ** 2))

@@ -31,7 +31,8 @@ Sim-to-real refinement of CT and MR images (physics-guided, unpaired):
   `SimulatedMR` (magnitude over each case's `medphys.metrics.mr_reference`, labels, the scans: coil k-space,
   coil maps, sampling mask, noise); `real_patches(key, slices, spacing_mm=, size=, count=)`
   from real images (`medphys.io.load_real_images`; MR volumes normalised by
-  `real_mr_slices`);
+  `real_mr_slices`); for a 3-D refiner (`RefineConfig(dim=3)`), `real_volume_patches` of
+  real volumes (`real_mr_volumes`);
 - networks: `Refiner` (residual U-Net, identity at start, 2-D or 3-D, optional label
   conditioning), `PatchDiscriminator` (PatchGAN), `PatchHeads` (PatchNCE projections);
 - losses, one function each: `lsgan_discriminator`, `lsgan_generator`, `patch_nce`,
@@ -134,9 +135,11 @@ from ._refine_apply import save_refiner as save_refiner
 from ._refine_data import SimulatedCT as SimulatedCT
 from ._refine_data import real_patches as real_patches
 from ._refine_data import real_tiles as real_tiles
+from ._refine_data import real_volume_patches as real_volume_patches
 from ._refine_data import simulate_ct as simulate_ct
 from ._refine_data_mr import SimulatedMR as SimulatedMR
 from ._refine_data_mr import real_mr_slices as real_mr_slices
+from ._refine_data_mr import real_mr_volumes as real_mr_volumes
 from ._refine_data_mr import simulate_mr as simulate_mr
 from ._refine_losses import edge_loss as edge_loss
 from ._refine_losses import hu_to_mu as hu_to_mu

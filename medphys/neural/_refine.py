@@ -2,8 +2,9 @@
 self-regularisation, with physics terms that keep refined CT or MR images consistent with the
 measurements and labels that produced them.
 
-One step (jitted, pure): draw ``batch`` simulated cases and as many real patches per slice; refine
-every slice of the cases (2-D); for MR, put the scans' acquired k-space lines back (hard data
+One step (jitted, pure): draw ``batch`` simulated cases and as many real patches per slice (2-D)
+or per case (3-D); refine every slice of the cases (``RefineConfig.dim`` 2) or each case's whole
+volume (``dim`` 3: 3-D patches); for MR, put the scans' acquired k-space lines back (hard data
 consistency, `RefineConfig.data_consistency`) or else clip at zero (magnitudes); crop the refined slices at random to the real
 patches' size for the PatchGAN discriminator; the generator loss is
 
@@ -83,6 +84,8 @@ class RefineConfig:
             image, in training and in `refine_mr` (CT has no such layer; ignored there).
         nce_patches, temperature: PatchNCE positions per level and τ.
         nps_bins, detrend_px: the NPS of the texture term (`medphys.metrics.nps`).
+        dim: 2 (the refiner and discriminator see axial slices; real patches ``(n, n)``) or 3
+            (they see the cases' volumes; real patches ``(n, n, n)``, `real_volume_patches`).
         width, depth, blocks: the generator (`Refiner`); disc_width, disc_layers the
             discriminator.
         checkpoint_every: steps between checkpoints.
@@ -102,6 +105,7 @@ class RefineConfig:
     temperature: float = 0.07
     nps_bins: int = 12
     detrend_px: float = 3.0
+    dim: int = 2
     width: int = 16
     depth: int = 2
     blocks: int = 2
@@ -139,6 +143,8 @@ class RefineConfig:
         for name in ("learning_rate", "temperature", "detrend_px"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{where}: `{name}` must be > 0 (got {getattr(self, name)!r})")
+        if self.dim not in (2, 3) or isinstance(self.dim, bool):
+            raise ValueError(f"{where}: `dim` must be 2 or 3 (got {self.dim!r})")
         if not isinstance(self.data_consistency, bool):
             raise ValueError(
                 f"{where}: `data_consistency` must be True or False (got {self.data_consistency!r})"
@@ -202,7 +208,7 @@ class RefineProblem:
         modality = self.sim.modality
         refiner = Refiner(
             jax.random.fold_in(key, _G),
-            dim=2,
+            dim=cfg.dim,
             width=cfg.width,
             depth=cfg.depth,
             blocks=cfg.blocks,
@@ -211,7 +217,7 @@ class RefineProblem:
         heads = PatchHeads(jax.random.fold_in(key, _H), refiner)
         disc = PatchDiscriminator(
             jax.random.fold_in(key, _D),
-            dim=2,
+            dim=cfg.dim,
             width=cfg.disc_width,
             layers=cfg.disc_layers,
             modality=modality,
@@ -231,10 +237,10 @@ class RefineProblem:
     def _batch(self, key: Array) -> tuple[Array, ...]:
         cfg, sim = self.config, self.sim
         cases = jax.random.randint(jax.random.fold_in(key, _CASES), (cfg.batch,), 0, sim.n_cases)
-        nz = sim.image.shape[-1]
+        per_case = sim.image.shape[-1] if cfg.dim == 2 else 1
         real = self.real[
             jax.random.randint(
-                jax.random.fold_in(key, _REAL), (cfg.batch * nz,), 0, self.real.shape[0]
+                jax.random.fold_in(key, _REAL), (cfg.batch * per_case,), 0, self.real.shape[0]
             )
         ]
         return cases, real
@@ -246,28 +252,32 @@ class RefineProblem:
         gen = nnx.merge(self.graphdefs[0], gp)
         disc = nnx.merge(self.graphdefs[1], dp)
         image = sim.image[cases]  # (b, x, y, z)
-        slices = _slices(image)
-        refined = _slices(
-            sim.finish(_volumes(gen.refiner(slices), image.shape), cases, cfg.data_consistency)
-        )
+        if cfg.dim == 2:  # the networks see slices (b·z, x, y)
+            source = _slices(image)
+            volumes = _volumes(gen.refiner(source), image.shape)
+        else:  # the networks see volumes (b, x, y, z)
+            source = image
+            volumes = gen.refiner(image)
+        volumes = sim.finish(volumes, cases, cfg.data_consistency)
+        refined = _slices(volumes) if cfg.dim == 2 else volumes
         crops = _crops(refined, self.crop, jax.random.fold_in(key, _CROPS))
         terms = {}
         terms["adversarial"] = L.lsgan_generator(disc(crops))
         if cfg.nce > 0:
             terms["nce"] = L.patch_nce(
                 gen.heads,
-                gen.refiner.encode(slices),
+                gen.refiner.encode(source),
                 gen.refiner.encode(refined),
                 jax.random.fold_in(key, _NCE),
                 patches=cfg.nce_patches,
                 temperature=cfg.temperature,
             )
-        terms["self_regularisation"] = L.self_regularisation(refined, slices, unit=sim.self_unit)
+        terms["self_regularisation"] = L.self_regularisation(refined, source, unit=sim.self_unit)
         wanted = frozenset(name for name in PHYSICS if getattr(cfg, name) > 0)
-        terms.update(sim.physics_terms(_volumes(refined, image.shape), cases, wanted))
+        terms.update(sim.physics_terms(volumes, cases, wanted))
         if cfg.texture > 0:
             terms["texture"] = L.texture_loss(
-                refined,
+                _slices(volumes),
                 _slices(self.sim_mask[cases]),
                 self.target_log_nps,
                 spacing_mm=sim.spacing_mm,
@@ -326,11 +336,12 @@ def _volumes(slices: Array, shape: tuple[int, ...]) -> Array:
 
 
 def _crops(images: Array, size: int, key: Array) -> Array:
-    n, x, y = images.shape
-    corners = jax.random.randint(key, (n, 2), 0, jnp.asarray([[x - size + 1, y - size + 1]]))
-    return jax.vmap(lambda im, c: jax.lax.dynamic_slice(im, (c[0], c[1]), (size, size)))(
-        images, corners
-    )
+    """One random ``size``-cube (or square) crop of each image ``(n, *spatial)``."""
+    n, *spatial = images.shape
+    high = jnp.asarray([[s - size + 1 for s in spatial]])
+    corners = jax.random.randint(key, (n, len(spatial)), 0, high)
+    box = (size,) * len(spatial)
+    return jax.vmap(lambda im, c: jax.lax.dynamic_slice(im, tuple(c), box))(images, corners)
 
 
 def prepare_refine(
@@ -344,9 +355,10 @@ def prepare_refine(
     Args:
         simulated: `SimulatedCT` cases (HU images, labels, line integrals, projector) or
             `SimulatedMR` cases (normalised magnitude images, labels, scans).
-        real: ``(patches, n, n)`` real patches in the simulation's units (HU for CT, magnitude
-            over the reference intensity for MR: `real_mr_slices`) at its pixel spacing
-            (`real_patches`); ``n`` is the discriminator's crop size.
+        real: ``(patches, n, n)`` real patches (``(patches, n, n, n)`` for ``config.dim`` 3) in
+            the simulation's units (HU for CT, magnitude over the reference intensity for MR:
+            `real_mr_slices`, `real_mr_volumes`) at its voxel spacing (`real_patches`,
+            `real_volume_patches`); ``n`` is the discriminator's crop size.
         config: `RefineConfig`.
 
     Raises:
@@ -364,25 +376,30 @@ def prepare_refine(
         )
     units = "HU" if simulated.modality == "ct" else "MR magnitude over its reference intensity"
     r = np.asarray(real, np.float32)
-    x, y = simulated.image.shape[1:3]
-    if r.ndim != 3 or r.shape[1] != r.shape[2]:
+    seen = simulated.image.shape[1:3] if cfg.dim == 2 else simulated.image.shape[1:]
+    what = "2-D patches (patches, n, n)" if cfg.dim == 2 else "3-D patches (patches, n, n, n)"
+    if r.ndim != cfg.dim + 1 or len(set(r.shape[1:])) != 1:
         raise ValueError(
-            f"{_WHERE}: `real` must be (patches, n, n) square 2-D patches in {units} (got shape "
-            f"{r.shape}); the refiner is 2-D and the simulated images are slices"
+            f"{_WHERE}: `real` must be square {what} in {units} for a {cfg.dim}-D refiner "
+            f"(RefineConfig.dim; got shape {r.shape})"
         )
     if r.shape[0] < 8:
         raise ValueError(f"{_WHERE}: `real` needs at least 8 patches (got {r.shape[0]})")
-    if r.shape[1] > min(x, y):
+    if r.shape[1] > min(seen):
         raise ValueError(
-            f"{_WHERE}: real patches ({r.shape[1]} px) must not exceed the simulated slices ({x}×{y})"
+            f"{_WHERE}: real patches ({r.shape[1]} px) must not exceed what the refiner sees "
+            f"({'×'.join(map(str, seen))})"
         )
     if not np.all(np.isfinite(r)):
         raise ValueError(f"{_WHERE}: `real` has {int(np.sum(~np.isfinite(r)))} non-finite values")
     m = 2**cfg.depth
-    if x % m or y % m:
+    if any(n % m for n in seen):
         raise ValueError(
-            f"{_WHERE}: slice size {x}×{y} must be a multiple of 2**depth = {m}; crop or pad the grid"
+            f"{_WHERE}: image size {'×'.join(map(str, seen))} must be a multiple of 2**depth = "
+            f"{m}; crop or pad the grid"
         )
+    if cfg.dim == 3:  # the texture term measures the NPS on axial slices
+        r = np.moveaxis(r, -1, 1).reshape(-1, *r.shape[1:3])
     real_mask = simulated.tissue_mask(r)
     if not real_mask.any():
         what = (
@@ -406,7 +423,7 @@ def prepare_refine(
     sim_mask = np.moveaxis(sim_mask, 1, -1)
     problem = RefineProblem(
         sim=simulated,
-        real=jnp.asarray(r),
+        real=jnp.asarray(np.asarray(real, np.float32)),
         target_log_nps=target,
         sim_mask=jnp.asarray(sim_mask),
         graphdefs=None,
@@ -415,7 +432,9 @@ def prepare_refine(
     )
     g, d = nnx.eval_shape(lambda: problem._modules(jax.random.key(0)))
     graphdefs = (nnx.graphdef(g), nnx.graphdef(d))
-    return dataclasses.replace(problem, graphdefs=graphdefs, digest=_digest(cfg, simulated, r))
+    return dataclasses.replace(
+        problem, graphdefs=graphdefs, digest=_digest(cfg, simulated, np.asarray(problem.real))
+    )
 
 
 def _digest(cfg: RefineConfig, sim: SimulatedCT | SimulatedMR, real: np.ndarray) -> str:

@@ -27,9 +27,9 @@ def _apply(refiner: Refiner, slices: Array) -> Array:
 
 
 def _checked(where: str, refiner: Any, modality: str) -> Refiner:
-    if not isinstance(refiner, Refiner) or refiner.dim != 2:
+    if not isinstance(refiner, Refiner):
         raise TypeError(
-            f"{where}: `refiner` must be a 2-D medphys.neural.Refiner (got {refiner!r:.80})"
+            f"{where}: `refiner` must be a medphys.neural.Refiner (got {refiner!r:.80})"
         )
     if refiner.modality != modality:
         other = "refine_mr" if refiner.modality == "mr" else "refine"
@@ -41,12 +41,13 @@ def _checked(where: str, refiner: Any, modality: str) -> Refiner:
 
 
 def refine(refiner: Refiner, hu: Float[Array, "x y z"], *, batch: int = 8) -> Float[Array, "x y z"]:
-    """Refine a CT volume (HU) slice by slice along z; returns HU on the same grid.
+    """Refine a CT volume (HU): slice by slice along z with a 2-D refiner (``batch`` slices a
+    call), whole with a 3-D one; returns HU on the same grid.
 
     Raises:
-        TypeError: ``refiner`` is not a 2-D `Refiner`.
-        ValueError: an MR refiner; ``hu`` not 3-D, or in-plane sizes not multiples of
-            ``refiner.multiple``.
+        TypeError: ``refiner`` is not a `Refiner`.
+        ValueError: an MR refiner; ``hu`` not 3-D, or sizes (in-plane for 2-D, all three for
+            3-D) not multiples of ``refiner.multiple``.
     """
     where = "medphys.neural.refine"
     _checked(where, refiner, "ct")
@@ -57,10 +58,12 @@ def _slicewise(where: str, refiner: Refiner, image: Any, batch: int) -> Array:
     a = jnp.asarray(image, jnp.float32)
     if a.ndim != 3:
         raise ValueError(f"{where}: the image must be a 3-D (x, y, z) volume (got shape {a.shape})")
-    if a.shape[0] % refiner.multiple or a.shape[1] % refiner.multiple:
-        raise ValueError(
-            f"{where}: in-plane size {a.shape[:2]} must be a multiple of {refiner.multiple}"
-        )
+    axes = a.shape[: refiner.dim if refiner.dim == 3 else 2]
+    if any(n % refiner.multiple for n in axes):
+        what = "in-plane size" if refiner.dim == 2 else "volume size"
+        raise ValueError(f"{where}: {what} {axes} must be a multiple of {refiner.multiple}")
+    if refiner.dim == 3:
+        return _apply(refiner, a[None])[0]
     slices = jnp.moveaxis(a, -1, 0)
     out = [_apply(refiner, slices[i : i + batch]) for i in range(0, slices.shape[0], batch)]
     return jnp.moveaxis(jnp.concatenate(out, 0), 0, -1)
@@ -69,7 +72,8 @@ def _slicewise(where: str, refiner: Refiner, image: Any, batch: int) -> Array:
 def refine_mr(
     refiner: Refiner, scan: Any, *, data_consistency: bool = True, batch: int = 8
 ) -> Float[Array, "x y z"]:
-    """Refine a simulated MR scan's magnitude image slice by slice along z.
+    """Refine a simulated MR scan's magnitude image (slice by slice along z with a 2-D refiner,
+    whole with a 3-D one).
 
     The image is divided by its reference intensity (`medphys.metrics.mr_reference`, as in
     training), refined,
@@ -78,7 +82,7 @@ def refine_mr(
     zero (a magnitude), as in training.
 
     Args:
-        refiner: a 2-D MR `Refiner` (trained on `SimulatedMR` cases).
+        refiner: an MR `Refiner` (trained on `SimulatedMR` cases).
         scan: the `medphys.simulators.mr.MRResult` whose ``image`` is refined.
         data_consistency: apply the hard data-consistency layer (as the training did unless
             its configuration turned it off).
@@ -88,8 +92,8 @@ def refine_mr(
         the refined magnitude image on the scan's grid and scale.
 
     Raises:
-        TypeError: not a 2-D `Refiner`, or ``scan`` not an `MRResult`.
-        ValueError: a CT refiner; in-plane sizes not multiples of ``refiner.multiple``.
+        TypeError: not a `Refiner`, or ``scan`` not an `MRResult`.
+        ValueError: a CT refiner; sizes not multiples of ``refiner.multiple``.
     """
     from ..simulators import mr
 

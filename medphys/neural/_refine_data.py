@@ -383,3 +383,67 @@ def real_patches(
         x0, y0 = cx - size // 2, cy - size // 2
         out[n] = b[x0 : x0 + size, y0 : y0 + size]
     return out
+
+
+def real_volume_patches(
+    key: Array,
+    volumes: list[tuple[Any, Any]],
+    *,
+    spacing_mm: tuple[float, float, float],
+    size: int,
+    count: int,
+    low: float = -100.0,
+    min_tissue: float = 0.5,
+) -> np.ndarray:
+    """Cubic patches of real 3-D volumes resampled (linearly) to ``spacing_mm``: the real images
+    of a 3-D refiner (`RefineConfig.dim` 3).
+
+    Patch corners are drawn uniformly (stream ``key``) among positions whose patch has at least
+    ``min_tissue`` of its voxels above ``low`` (HU for CT; the normalised intensity for MR, e.g.
+    0.1 on `real_mr_volumes`).
+
+    Args:
+        volumes: ``(volume, (sx, sy, sz) mm)`` pairs, e.g. ``[(i.volume.data, i.spacing_mm) for
+            i in images.images]`` of a `medphys.io.RealImageSet`.
+        spacing_mm: the simulation's voxel size.
+        size: patch side (voxels); count: patches to draw.
+
+    Returns:
+        ``(count, size, size, size)`` float32 patches.
+
+    Raises:
+        ValueError: no volume, a volume that is not 3-D, or no position with enough tissue.
+    """
+    from scipy import ndimage
+
+    where = f"{_WHERE}.real_volume_patches"
+    if not volumes:
+        raise ValueError(f"{where}: `volumes` is empty; give at least one real volume")
+    usable = []
+    for volume, spacing in volumes:
+        a = np.asarray(volume, np.float64)
+        if a.ndim != 3:
+            raise ValueError(f"{where}: volumes must be 3-D (got shape {a.shape})")
+        zoom = tuple(float(s) / t for s, t in zip(spacing, spacing_mm, strict=True))
+        b = ndimage.zoom(a, zoom, order=1) if zoom != (1.0, 1.0, 1.0) else a
+        if min(b.shape) < size:
+            continue
+        tissue = ndimage.uniform_filter((b > low).astype(np.float64), size, mode="constant")
+        r = size // 2
+        valid = np.zeros(b.shape, bool)
+        valid[tuple(slice(r, n - (size - r) + 1) for n in b.shape)] = True
+        ok = np.argwhere(valid & (tissue >= min_tissue))
+        if len(ok):
+            usable.append((b.astype(np.float32), ok))
+    if not usable:
+        raise ValueError(
+            f"{where}: no volume has a {size}³ patch at {spacing_mm} mm with {min_tissue:.0%} of "
+            f"its voxels above {low}"
+        )
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32))
+    out = np.empty((count, size, size, size), np.float32)
+    for n in range(count):
+        b, ok = usable[rng.integers(len(usable))]
+        c = ok[rng.integers(len(ok))] - size // 2
+        out[n] = b[c[0] : c[0] + size, c[1] : c[1] + size, c[2] : c[2] + size]
+    return out

@@ -44,6 +44,16 @@ SHIFT_UNIT = 0.05  # the intensity term is in (5 %)²
 EDGE_UNIT = 0.1
 
 
+def _mr_images(where: str, images: Any) -> tuple[Any, ...]:
+    for image in images.images:
+        if image.modality not in ("MR", "NIFTI"):
+            raise ValueError(
+                f"{where}: image {image.series_uid} is {image.modality}; the MR refiner takes MR "
+                "or NIfTI images"
+            )
+    return images.images
+
+
 def real_mr_slices(images: Any, *, axis: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
     """The slices of real MR volumes, each volume divided by its reference intensity
     (`medphys.metrics.mr_reference`).
@@ -57,15 +67,24 @@ def real_mr_slices(images: Any, *, axis: int = 2) -> list[tuple[np.ndarray, np.n
         threshold such as 0.1 there).
     """
     out = []
-    for image in images.images:
-        if image.modality not in ("MR", "NIFTI"):
-            raise ValueError(
-                f"{_WHERE}.real_mr_slices: image {image.series_uid} is {image.modality}; "
-                "the MR refiner takes MR or NIfTI images"
-            )
+    for image in _mr_images(f"{_WHERE}.real_mr_slices", images):
         ref = mr_reference(image.volume)
         one = dataclasses.replace(images, images=(image,))
         out.extend((a / np.float32(ref), s) for a, s, _ in one.slices(axis))
+    return out
+
+
+def real_mr_volumes(images: Any) -> list[tuple[np.ndarray, tuple[float, float, float]]]:
+    """Real MR volumes, each divided by its reference intensity (`medphys.metrics.mr_reference`),
+    with their voxel sizes: the input of `real_volume_patches` for a 3-D MR refiner.
+
+    Args:
+        images: a `medphys.io.RealImageSet` of MR (or NIfTI) images.
+    """
+    out = []
+    for image in _mr_images(f"{_WHERE}.real_mr_volumes", images):
+        data = np.asarray(image.volume.data, np.float32)
+        out.append((data / np.float32(mr_reference(data)), tuple(image.spacing_mm)))
     return out
 
 

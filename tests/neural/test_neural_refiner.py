@@ -200,7 +200,7 @@ def test_simulated_ct_and_patches_reject_bad_input(tiny):
         neural.prepare_refine(sim, real[:, :, :8], config=TINY)
     with pytest.raises(ValueError, match="at least 8 patches"):
         neural.prepare_refine(sim, real[:4], config=TINY)
-    with pytest.raises(ValueError, match="must not exceed the simulated slices"):
+    with pytest.raises(ValueError, match="must not exceed what the refiner sees"):
         neural.prepare_refine(sim, np.zeros((8, 40, 40)), config=TINY)
     with pytest.raises(ValueError, match="multiple of 2\\*\\*depth"):
         neural.prepare_refine(sim, real, config=dataclasses.replace(TINY, depth=6))

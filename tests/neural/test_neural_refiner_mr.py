@@ -211,6 +211,42 @@ def test_mr_training_refuses_patches_that_are_not_normalised(tiny):
 
 
 @pytest.mark.slow
+def test_a_3d_refiner_trains_on_volumes_toward_real_3d_patches(tmp_path):
+    """``RefineConfig(dim=3)``: the networks see each case's volume and real 8³ MNI152 patches;
+    the trained refiner refines a whole scan and keeps its dimension on disk; 2-D patches are
+    refused for it. (Slow tier: compiling the 3-D networks takes about 30 s.)"""
+    sim = neural.simulate_mr(
+        jax.random.key(0),
+        "adult-head",
+        _protocol(),
+        cases=2,
+        shape=(16, 16, 8),
+        spacing_mm=(12.0, 12.0, 8.0),
+        center_mm=(0.0, 0.0, 20.0),
+    )
+    volumes = neural.real_mr_volumes(io.load_real_images([MNI152_FILE_PATH], modality="MR"))
+    assert metrics.mr_reference(volumes[0][0]) == pytest.approx(1.0, rel=1e-5)
+    real = neural.real_volume_patches(
+        jax.random.key(1), volumes, spacing_mm=(12.0, 12.0, 8.0), size=8, count=16, low=0.1
+    )
+    assert real.shape == (16, 8, 8, 8) and np.mean(real > 0.1) > 0.5
+    config = dataclasses.replace(TINY, dim=3, steps=2, checkpoint_every=0)
+    result = neural.train_refiner(jax.random.key(5), sim, real, config=config, progress=False)
+    assert result.refiner.dim == 3 and np.all(np.isfinite(result.losses))
+    scan = sim.scan(0)
+    refined = neural.refine_mr(result.refiner, scan)
+    assert refined.shape == (16, 16, 8)
+    neural.save_refiner(tmp_path / "r3.npz", result.refiner)
+    loaded, _, _ = neural.load_refiner(tmp_path / "r3.npz")
+    assert loaded.dim == 3
+    np.testing.assert_allclose(np.asarray(neural.refine_mr(loaded, scan)), np.asarray(refined))
+    with pytest.raises(ValueError, match="3-D patches"):
+        neural.prepare_refine(sim, real[:, :, :, 0], config=config)
+    with pytest.raises(ValueError, match="`dim` must be 2 or 3"):
+        neural.RefineConfig(dim=4).checked()
+
+
+@pytest.mark.slow
 def test_mr_physics_terms_keep_the_audit_passing_and_their_absence_fails_it():
     """Adult-head T1 spin echo, 2x undersampled (4 training cases + 1 held out, 64 × 64 × 2 at
     3.2 mm), refined toward MNI152 template patches for 200 steps with the physics terms and the

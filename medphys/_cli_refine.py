@@ -1,7 +1,7 @@
 """``medphys refine`` and ``medphys audit``: the sim-to-real refiner and its audits on disk.
 
     medphys refine train --real DIR --sim DATASET --out RUN [--modality ct|mr] [--steps N]
-                         [--seed S] [--no-physics]
+                         [--seed S] [--no-physics] [--label-conditioning]
     medphys refine apply RUN/refiner.npz --dataset DATASET
     medphys audit physics --dataset DATASET [--modality ct|mr] [--real DIR] [--json FILE]
     medphys audit memorisation --training DIR --generated DIR --held-out DIR [--tile 32]
@@ -110,6 +110,13 @@ def refine_train(
     physics: Annotated[
         bool, typer.Option("--physics/--no-physics", help="Use the physics terms.")
     ] = True,
+    label_conditioning: Annotated[
+        bool,
+        typer.Option(
+            "--label-conditioning/--no-label-conditioning",
+            help="The generator also sees each case's label map.",
+        ),
+    ] = False,
 ) -> None:
     """Train a 2-D CT or MR refiner on a dataset's slices toward patches of real images."""
     import jax
@@ -137,7 +144,7 @@ def refine_train(
         )
     except ValueError as exc:
         raise _user_error(str(exc)) from None
-    config = neural.RefineConfig(steps=steps)
+    config = neural.RefineConfig(steps=steps, label_conditioning=label_conditioning)
     if not physics:
         config = config.without_physics()
     train = simulated.take(range(n - held_out))
@@ -160,6 +167,7 @@ def refine_train(
         "dataset": str(sim),
         "training_cases": names[: n - held_out],
         "physics_terms": physics,
+        "label_conditioning": label_conditioning,
         "steps": steps,
         "seed": seed,
     }
@@ -183,12 +191,22 @@ def refine_train(
         if modality == "mr":
             refined = jax.numpy.stack(
                 [
-                    neural.refine_mr(result.refiner, s, data_consistency=config.data_consistency)
-                    for s in test.results()
+                    neural.refine_mr(
+                        result.refiner,
+                        s,
+                        labels=lab if label_conditioning else None,
+                        data_consistency=config.data_consistency,
+                    )
+                    for s, lab in zip(test.results(), test.labels, strict=True)
                 ]
             )
         else:
-            refined = jax.numpy.stack([neural.refine(result.refiner, h) for h in test.hu])
+            refined = jax.numpy.stack(
+                [
+                    neural.refine(result.refiner, h, labels=lab if label_conditioning else None)
+                    for h, lab in zip(test.hu, test.labels, strict=True)
+                ]
+            )
         report = _audit(test, refined, real_patches)
         write_text_atomic(out / "audit.json", json.dumps(report.to_dict(), indent=2) + "\n")
         _out.print(report.describe())

@@ -55,6 +55,9 @@ from ._state_io import load_state, save_state
 
 _WHERE = "medphys.neural.train_refiner"
 PHYSICS = ("measurement", "intensity", "edges")
+# real patches that cannot be of the simulation's modality (prepare_refine)
+MIN_HU_LEVEL = 5.0  # CT patches in HU reach beyond ±this (1st or 99th percentile)
+MAX_MR_LEVEL = 10.0  # MR patches over their reference intensity stay below this
 TERMS = (
     "discriminator",
     "adversarial",
@@ -80,6 +83,8 @@ class RefineConfig:
         learning_rate: Adam's rate for both networks (constant).
         adversarial, nce, self_regularisation: realism terms' weights.
         measurement, intensity, edges, texture: physics terms' weights.
+        label_conditioning: the generator also sees the case's label map (one-hot over label
+            values 0 … max; `refine` / `refine_mr` then need the label map too).
         data_consistency: MR only: put the scans' acquired k-space lines back into every refined
             image, in training and in `refine_mr` (CT has no such layer; ignored there).
         nce_patches, temperature: PatchNCE positions per level and τ.
@@ -112,6 +117,7 @@ class RefineConfig:
     disc_width: int = 16
     disc_layers: int = 3
     checkpoint_every: int = 100
+    label_conditioning: bool = False
     data_consistency: bool = True
 
     def without_physics(self) -> RefineConfig:
@@ -145,10 +151,11 @@ class RefineConfig:
                 raise ValueError(f"{where}: `{name}` must be > 0 (got {getattr(self, name)!r})")
         if self.dim not in (2, 3) or isinstance(self.dim, bool):
             raise ValueError(f"{where}: `dim` must be 2 or 3 (got {self.dim!r})")
-        if not isinstance(self.data_consistency, bool):
-            raise ValueError(
-                f"{where}: `data_consistency` must be True or False (got {self.data_consistency!r})"
-            )
+        for name in ("label_conditioning", "data_consistency"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"{where}: `{name}` must be True or False (got {getattr(self, name)!r})"
+                )
         return self
 
 
@@ -212,6 +219,7 @@ class RefineProblem:
             width=cfg.width,
             depth=cfg.depth,
             blocks=cfg.blocks,
+            labels=max(self.sim.label_values) + 1 if cfg.label_conditioning else 0,
             modality=modality,
         )
         heads = PatchHeads(jax.random.fold_in(key, _H), refiner)
@@ -252,12 +260,14 @@ class RefineProblem:
         gen = nnx.merge(self.graphdefs[0], gp)
         disc = nnx.merge(self.graphdefs[1], dp)
         image = sim.image[cases]  # (b, x, y, z)
+        labels = sim.labels[cases] if cfg.label_conditioning else None
         if cfg.dim == 2:  # the networks see slices (b·z, x, y)
             source = _slices(image)
-            volumes = _volumes(gen.refiner(source), image.shape)
+            labels = None if labels is None else _slices(labels)
+            volumes = _volumes(gen.refiner(source, labels), image.shape)
         else:  # the networks see volumes (b, x, y, z)
             source = image
-            volumes = gen.refiner(image)
+            volumes = gen.refiner(image, labels)
         volumes = sim.finish(volumes, cases, cfg.data_consistency)
         refined = _slices(volumes) if cfg.dim == 2 else volumes
         crops = _crops(refined, self.crop, jax.random.fold_in(key, _CROPS))
@@ -266,8 +276,8 @@ class RefineProblem:
         if cfg.nce > 0:
             terms["nce"] = L.patch_nce(
                 gen.heads,
-                gen.refiner.encode(source),
-                gen.refiner.encode(refined),
+                gen.refiner.encode(source, labels),
+                gen.refiner.encode(refined, labels),
                 jax.random.fold_in(key, _NCE),
                 patches=cfg.nce_patches,
                 temperature=cfg.temperature,
@@ -363,10 +373,12 @@ def prepare_refine(
 
     Raises:
         TypeError: ``simulated`` is neither a `SimulatedCT` nor a `SimulatedMR`.
-        ValueError: real patches that are not square 2-D patches, larger than the slices,
-            non-finite, too few (< 8) or with no tissue to measure the target NPS (CT: soft
-            tissue; MR: normalised intensity 0.2–1.5, so MR patches not normalised are
-            refused here); slice sizes that are not multiples of ``2**depth``.
+        ValueError: real patches that are not square patches of the refiner's dimension, larger
+            than what it sees, non-finite, too few (< 8), of another modality (CT patches whose
+            1st and 99th percentiles both lie within ±5 HU; MR patches above 10 times their
+            reference intensity) or with no tissue to measure the target NPS (CT: soft tissue; MR:
+            normalised intensity 0.2–1.5); image sizes that are not multiples of
+            ``2**depth``.
     """
     cfg = config.checked()
     if not isinstance(simulated, (SimulatedCT, SimulatedMR)):
@@ -392,6 +404,21 @@ def prepare_refine(
         )
     if not np.all(np.isfinite(r)):
         raise ValueError(f"{_WHERE}: `real` has {int(np.sum(~np.isfinite(r)))} non-finite values")
+    lo, hi = (float(v) for v in np.percentile(r, [1, 99]))
+    if simulated.modality == "ct" and max(abs(lo), abs(hi)) < MIN_HU_LEVEL:
+        raise ValueError(
+            f"{_WHERE}: the real patches lie within {lo:.3g} … {hi:.3g} (1st–99th percentile), "
+            f"all within ±{MIN_HU_LEVEL:g} of zero: not CT in HU, whose tissue reaches tens to "
+            "thousands of HU; are they MR images (normalised), or another modality than the "
+            "simulated CT?"
+        )
+    if simulated.modality == "mr" and hi > MAX_MR_LEVEL:
+        raise ValueError(
+            f"{_WHERE}: the real patches reach {hi:.4g} (99th percentile), but MR images over "
+            f"their reference intensity lie around 0-1.5 (at most {MAX_MR_LEVEL:g} here); "
+            "normalise real MR with medphys.neural.real_mr_slices, and do not give CT (HU) "
+            "patches to an MR refiner"
+        )
     m = 2**cfg.depth
     if any(n % m for n in seen):
         raise ValueError(

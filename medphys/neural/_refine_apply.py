@@ -22,8 +22,8 @@ from ._refiner import Refiner
 
 
 @jax.jit
-def _apply(refiner: Refiner, slices: Array) -> Array:
-    return refiner(slices)
+def _apply(refiner: Refiner, slices: Array, labels: Array | None) -> Array:
+    return refiner(slices, labels)
 
 
 def _checked(where: str, refiner: Any, modality: str) -> Refiner:
@@ -40,37 +40,75 @@ def _checked(where: str, refiner: Any, modality: str) -> Refiner:
     return refiner
 
 
-def refine(refiner: Refiner, hu: Float[Array, "x y z"], *, batch: int = 8) -> Float[Array, "x y z"]:
+def _labels(where: str, refiner: Refiner, labels: Any, shape: tuple[int, ...]) -> Array | None:
+    if not refiner.n_labels:
+        if labels is not None:
+            raise ValueError(f"{where}: this refiner is not label-conditioned; drop `labels`")
+        return None
+    if labels is None:
+        raise ValueError(
+            f"{where}: this refiner is label-conditioned ({refiner.n_labels} label values); pass "
+            "the image's label map as `labels`"
+        )
+    lab = np.asarray(getattr(labels, "labels", labels))
+    if lab.shape != shape or not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(
+            f"{where}: `labels` must be an integer label map of the image's shape {shape} "
+            f"(got {lab.dtype} {lab.shape})"
+        )
+    if lab.min() < 0 or lab.max() >= refiner.n_labels:
+        raise ValueError(
+            f"{where}: `labels` holds values {int(lab.min())}…{int(lab.max())}; this refiner "
+            f"knows 0…{refiner.n_labels - 1} (the label values of its training data)"
+        )
+    return jnp.asarray(lab, jnp.int32)
+
+
+def refine(
+    refiner: Refiner, hu: Float[Array, "x y z"], *, labels: Any = None, batch: int = 8
+) -> Float[Array, "x y z"]:
     """Refine a CT volume (HU): slice by slice along z with a 2-D refiner (``batch`` slices a
-    call), whole with a 3-D one; returns HU on the same grid.
+    call), whole with a 3-D one; returns HU on the same grid. A label-conditioned refiner
+    (`RefineConfig.label_conditioning`) needs the image's integer label map as ``labels``.
 
     Raises:
         TypeError: ``refiner`` is not a `Refiner`.
         ValueError: an MR refiner; ``hu`` not 3-D, or sizes (in-plane for 2-D, all three for
-            3-D) not multiples of ``refiner.multiple``.
+            3-D) not multiples of ``refiner.multiple``; labels missing, unexpected, of another
+            shape or with values the refiner was not trained on.
     """
     where = "medphys.neural.refine"
     _checked(where, refiner, "ct")
-    return _slicewise(where, refiner, hu, batch)
+    return _slicewise(where, refiner, hu, labels, batch)
 
 
-def _slicewise(where: str, refiner: Refiner, image: Any, batch: int) -> Array:
+def _slicewise(where: str, refiner: Refiner, image: Any, labels: Any, batch: int) -> Array:
     a = jnp.asarray(image, jnp.float32)
     if a.ndim != 3:
         raise ValueError(f"{where}: the image must be a 3-D (x, y, z) volume (got shape {a.shape})")
+    lab = _labels(where, refiner, labels, a.shape)
     axes = a.shape[: refiner.dim if refiner.dim == 3 else 2]
     if any(n % refiner.multiple for n in axes):
         what = "in-plane size" if refiner.dim == 2 else "volume size"
         raise ValueError(f"{where}: {what} {axes} must be a multiple of {refiner.multiple}")
     if refiner.dim == 3:
-        return _apply(refiner, a[None])[0]
+        return _apply(refiner, a[None], None if lab is None else lab[None])[0]
     slices = jnp.moveaxis(a, -1, 0)
-    out = [_apply(refiner, slices[i : i + batch]) for i in range(0, slices.shape[0], batch)]
+    lab = None if lab is None else jnp.moveaxis(lab, -1, 0)
+    out = [
+        _apply(refiner, slices[i : i + batch], None if lab is None else lab[i : i + batch])
+        for i in range(0, slices.shape[0], batch)
+    ]
     return jnp.moveaxis(jnp.concatenate(out, 0), 0, -1)
 
 
 def refine_mr(
-    refiner: Refiner, scan: Any, *, data_consistency: bool = True, batch: int = 8
+    refiner: Refiner,
+    scan: Any,
+    *,
+    labels: Any = None,
+    data_consistency: bool = True,
+    batch: int = 8,
 ) -> Float[Array, "x y z"]:
     """Refine a simulated MR scan's magnitude image (slice by slice along z with a 2-D refiner,
     whole with a 3-D one).
@@ -84,6 +122,7 @@ def refine_mr(
     Args:
         refiner: an MR `Refiner` (trained on `SimulatedMR` cases).
         scan: the `medphys.simulators.mr.MRResult` whose ``image`` is refined.
+        labels: the image's integer label map, for a label-conditioned refiner.
         data_consistency: apply the hard data-consistency layer (as the training did unless
             its configuration turned it off).
         batch: slices per call.
@@ -105,7 +144,7 @@ def refine_mr(
         )
     image = jnp.asarray(scan.image.data, jnp.float32)
     scale = mr_reference(image)
-    refined = _slicewise(where, refiner, image / scale, batch) * scale
+    refined = _slicewise(where, refiner, image / scale, labels, batch) * scale
     if data_consistency:
         return mr.data_consistency(refined, scan)
     return jnp.maximum(refined, 0.0)

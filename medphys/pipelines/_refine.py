@@ -229,7 +229,8 @@ def refine_dataset(folder: str | Path, refiner_path: str | Path) -> list[Path]:
     """Refine every case's image of the refiner's modality with a saved refiner, writing the
     refined image and its sidecar in the case folder (module docstring); returns the refined
     image paths. An MR refiner refines each case's scan (`medphys.neural.refine_mr`), with the
-    data-consistency layer unless its training turned it off.
+    data-consistency layer unless its training turned it off; a label-conditioned refiner also
+    reads each case's ``label.nii.gz``.
 
     Raises:
         DatasetError: not a dataset with images of the refiner's modality (MR: and scans).
@@ -268,12 +269,13 @@ def refine_dataset(folder: str | Path, refiner_path: str | Path) -> list[Path]:
                 continue
         sidecar.unlink(missing_ok=True)
         image = load_nifti(ct_path)
+        labels = load_nifti(root / entry["label"]).labels if refiner.n_labels else None
         if modality == "ct":
-            refined = neural.refine(refiner, image.data)
+            refined = neural.refine(refiner, image.data, labels=labels)
         else:
             scan = mr_scan(ct_path, root / entry[raw])
             dc = bool(meta.get("data_consistency", True))
-            refined = neural.refine_mr(refiner, scan, data_consistency=dc)
+            refined = neural.refine_mr(refiner, scan, labels=labels, data_consistency=dc)
         save_nifti(type(image)(data=np.asarray(refined, np.float32), affine=image.affine), out)
         record = {
             "case": entry["case"],

@@ -202,10 +202,23 @@ def test_mr_training_is_reproducible_resumes_and_applies_with_its_modality(tiny,
         neural.refine_mr(loaded, scan.image)
 
 
-def test_mr_training_refuses_patches_that_are_not_normalised(tiny):
+def test_mr_training_refuses_patches_that_are_not_normalised_or_not_mr(tiny):
     sim, real = tiny
     with pytest.raises(ValueError, match="real_mr_slices"):
         neural.prepare_refine(sim, 1000.0 * real, config=TINY)
+    # CT patches in HU for an MR refiner: another modality
+    from pydicom.data import get_testdata_file
+
+    ct = io.load_real_images([get_testdata_file("CT_small.dcm")], modality="CT")
+    hu = neural.real_patches(
+        jax.random.key(0),
+        [(a, s) for a, s, _ in ct.slices()],
+        spacing_mm=sim.spacing_mm,
+        size=8,
+        count=8,
+    )
+    with pytest.raises(ValueError, match="do not give CT"):
+        neural.prepare_refine(sim, hu, config=TINY)
     with pytest.raises(ValueError, match="modality"):
         neural.Refiner(jax.random.key(0), modality="pet")
 

@@ -265,26 +265,39 @@ def test_training_is_reproducible_and_resumes_after_an_interruption(tiny, tmp_pa
 
 
 def test_a_label_conditioned_refiner_needs_the_label_map_to_apply(tiny):
+    """A refiner with label channels needs the image's label map, of its shape and within the
+    label values it was built for; one without refuses a map."""
+    sim, _ = tiny
+    labels = np.asarray(sim.labels[0])
+    conditioned = neural.Refiner(
+        jax.random.key(0), width=8, depth=2, blocks=1, labels=max(sim.label_values) + 1
+    )
+    refined = neural.refine(conditioned, sim.hu[0], labels=labels)
+    assert refined.shape == sim.hu[0].shape
+    with pytest.raises(ValueError, match="is label-conditioned"):
+        neural.refine(conditioned, sim.hu[0])
+    with pytest.raises(ValueError, match="knows 0"):
+        neural.refine(conditioned, sim.hu[0], labels=np.full(labels.shape, 99))
+    with pytest.raises(ValueError, match="label map of the image's shape"):
+        neural.refine(conditioned, sim.hu[0], labels=labels[:8])
+    plain = neural.Refiner(jax.random.key(0), width=8, depth=2, blocks=1)
+    with pytest.raises(ValueError, match="not label-conditioned"):
+        neural.refine(plain, sim.hu[0], labels=labels)
+
+
+@pytest.mark.slow
+def test_label_conditioned_training_uses_the_labels(tiny):
     """``RefineConfig(label_conditioning=True)``: the generator sees one-hot label values 0 …
-    max; applying it needs the image's label map, of its shape and within those values."""
+    max, and after training its output depends on the label map."""
     sim, real = tiny
     cfg = dataclasses.replace(TINY, steps=2, label_conditioning=True, checkpoint_every=0)
     result = neural.train_refiner(jax.random.key(5), sim, real, config=cfg, progress=False)
     assert result.refiner.n_labels == max(sim.label_values) + 1
     labels = np.asarray(sim.labels[0])
     refined = neural.refine(result.refiner, sim.hu[0], labels=labels)
-    assert refined.shape == sim.hu[0].shape and np.all(np.isfinite(np.asarray(refined)))
+    assert np.all(np.isfinite(np.asarray(refined)))
     other = neural.refine(result.refiner, sim.hu[0], labels=np.zeros_like(labels))
-    assert not np.array_equal(np.asarray(other), np.asarray(refined))  # the labels matter
-    with pytest.raises(ValueError, match="is label-conditioned"):
-        neural.refine(result.refiner, sim.hu[0])
-    with pytest.raises(ValueError, match="knows 0"):
-        neural.refine(result.refiner, sim.hu[0], labels=np.full(labels.shape, 99))
-    with pytest.raises(ValueError, match="label map of the image's shape"):
-        neural.refine(result.refiner, sim.hu[0], labels=labels[:8])
-    plain = neural.Refiner(jax.random.key(0), width=8, depth=2, blocks=1)
-    with pytest.raises(ValueError, match="not label-conditioned"):
-        neural.refine(plain, sim.hu[0], labels=labels)
+    assert not np.array_equal(np.asarray(other), np.asarray(refined))
 
 
 @pytest.mark.slow

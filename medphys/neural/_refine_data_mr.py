@@ -167,7 +167,7 @@ class SimulatedMR:
 
         Raises:
             TypeError: a scan that is not an `MRResult`.
-            ValueError: no scan; scans of different shapes or coil counts; labels of another
+            ValueError: no scan; scans of different shapes, grids or coil counts; labels of another
                 shape or not integers; an image with no signal; no signal-bearing label.
         """
         from ..simulators import mr
@@ -186,6 +186,11 @@ class SimulatedMR:
                 raise ValueError(
                     f"{where}: `scans[{i}]` has k-space {s.kspace.shape}, the first "
                     f"{scans[0].kspace.shape}; every case must share the grid and coils"
+                )
+            if not np.array_equal(np.asarray(s.image.affine), np.asarray(scans[0].image.affine)):
+                raise ValueError(
+                    f"{where}: `scans[{i}]` lies on another grid (affine) than the first scan; "
+                    "every case must share the grid"
                 )
         scans = [mr.reconstructed(s) for s in scans]
         image = np.stack([np.asarray(s.image.data, np.float32) for s in scans])

@@ -104,6 +104,13 @@ def test_simulated_mr_keeps_its_scans_and_refuses_bad_input(tiny):
         neural.SimulatedMR.create([sim.scan(0).image], np.asarray(sim.labels[:1]))
     with pytest.raises(ValueError, match="labels"):
         neural.SimulatedMR.create([sim.scan(0)], np.asarray(sim.labels[:1, :16]))
+    shifted = np.asarray(sim.scan(1).image.affine).copy()
+    shifted[0, 3] += 10.0
+    other = dataclasses.replace(
+        sim.scan(1), image=type(sim.scan(1).image)(data=sim.scan(1).image.data, affine=shifted)
+    )
+    with pytest.raises(ValueError, match="another grid"):
+        neural.SimulatedMR.create([sim.scan(0), other], np.asarray(sim.labels[:2]))
     with pytest.raises(TypeError, match="MRProtocol"):
         neural.simulate_mr(
             jax.random.key(0),

@@ -86,17 +86,8 @@ def latency(size: int, depth: int, repeats: int) -> list[dict]:
     rows = []
     for batch in (1, 8):
         x = jnp.asarray(rng.uniform(0, 1, (batch, size, size)), jnp.float32)
-        first, steady = _timed(lambda x=x: apply(refiner, x), repeats)
-        rows.append(
-            {
-                "part": "latency",
-                "task": f"network, {size}² slice, batch {batch}",
-                "first_s": first,
-                "steady_s": steady,
-                "per_slice_ms": 1e3 * steady / batch,
-            }
-        )
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        timing = _timed(lambda x=x: apply(refiner, x), repeats)
+        rows.append(_latency_row(f"network, {size}² slice, batch {batch}", *timing, batch))
     labels = phantoms.voxelize(
         phantoms.load("adult-head"),
         shape=(size, size, depth),
@@ -104,18 +95,22 @@ def latency(size: int, depth: int, repeats: int) -> list[dict]:
         center_mm=(0.0, 0.0, 20.0),
     )
     scan = mr.simulate(jax.random.key(1), labels, _protocol(24))
-    first, steady = _timed(lambda: neural.refine_mr(refiner, scan), repeats)
-    rows.append(
-        {
-            "part": "latency",
-            "task": f"refine_mr, {size}² × {depth} scan, 4 coils, 2x, data consistency",
-            "first_s": first,
-            "steady_s": steady,
-            "per_slice_ms": 1e3 * steady / depth,
-        }
-    )
-    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    timing = _timed(lambda: neural.refine_mr(refiner, scan), repeats)
+    task = f"refine_mr, {size}² × {depth} scan, 4 coils, 2x, data consistency"
+    rows.append(_latency_row(task, *timing, depth))
     return rows
+
+
+def _latency_row(task: str, first: float, steady: float, slices: int) -> dict:
+    row = {
+        "part": "latency",
+        "task": task,
+        "first_s": first,
+        "steady_s": steady,
+        "per_slice_ms": 1e3 * steady / slices,
+    }
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
 
 
 def _crops(vols: np.ndarray) -> np.ndarray:

@@ -181,8 +181,7 @@ def _nps_criterion(scans: list, sim: np.ndarray, ref: np.ndarray, real: Any) -> 
             "normalise real MR images with medphys.neural.real_mr_slices"
         )
     scale = np.asarray([mr_reference(a) for a in sim])[:, None, None, None]
-    columns = np.linalg.norm(np.asarray(scans[0].image.affine, np.float64)[:3, :2], axis=0)
-    spacing = (float(columns[0]), float(columns[1]))
+    spacing = tuple(float(v) for v in scans[0].image.spacing_mm[:2])
     slices_sim = np.moveaxis(sim / scale, -1, 1).reshape(-1, *sim.shape[1:3])
     slices_ref = np.moveaxis(ref / scale, -1, 1).reshape(-1, *sim.shape[1:3])
     mask = mr_tissue_mask(slices_sim)

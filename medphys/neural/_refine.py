@@ -425,9 +425,9 @@ def prepare_refine(
             f"{_WHERE}: image size {'×'.join(map(str, seen))} must be a multiple of 2**depth = "
             f"{m}; crop or pad the grid"
         )
-    if cfg.dim == 3:  # the texture term measures the NPS on axial slices
-        r = np.moveaxis(r, -1, 1).reshape(-1, *r.shape[1:3])
-    real_mask = simulated.tissue_mask(r)
+    # the texture term measures the NPS on axial slices
+    planes = r if cfg.dim == 2 else np.moveaxis(r, -1, 1).reshape(-1, *r.shape[1:3])
+    real_mask = simulated.tissue_mask(planes)
     if not real_mask.any():
         what = (
             "soft tissue (−100 to 200 HU, 3 px from edges)"
@@ -439,7 +439,7 @@ def prepare_refine(
             f"{_WHERE}: no real patch has {what} to measure the target noise power spectrum"
         )
     _, spectrum = nps(
-        jnp.asarray(r),
+        jnp.asarray(planes),
         jnp.asarray(real_mask),
         spacing_mm=simulated.spacing_mm,
         detrend_px=cfg.detrend_px,
@@ -450,7 +450,7 @@ def prepare_refine(
     sim_mask = np.moveaxis(sim_mask, 1, -1)
     problem = RefineProblem(
         sim=simulated,
-        real=jnp.asarray(np.asarray(real, np.float32)),
+        real=jnp.asarray(r),
         target_log_nps=target,
         sim_mask=jnp.asarray(sim_mask),
         graphdefs=None,
@@ -459,9 +459,7 @@ def prepare_refine(
     )
     g, d = nnx.eval_shape(lambda: problem._modules(jax.random.key(0)))
     graphdefs = (nnx.graphdef(g), nnx.graphdef(d))
-    return dataclasses.replace(
-        problem, graphdefs=graphdefs, digest=_digest(cfg, simulated, np.asarray(problem.real))
-    )
+    return dataclasses.replace(problem, graphdefs=graphdefs, digest=_digest(cfg, simulated, r))
 
 
 def _digest(cfg: RefineConfig, sim: SimulatedCT | SimulatedMR, real: np.ndarray) -> str:

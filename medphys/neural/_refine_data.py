@@ -141,7 +141,7 @@ class SimulatedCT:
             residual=residual.astype(jnp.float32),
             projector=projector,
             mu_water_per_mm=float(mu_water_per_mm),
-            spacing_mm=spacing_of(grid.affine),
+            spacing_mm=in_plane(grid),
             label_values=values,
         )
 
@@ -194,10 +194,9 @@ def case_indices(where: str, cases: Any, n: int) -> np.ndarray:
     return idx
 
 
-def spacing_of(affine: Any) -> tuple[float, float]:
-    """The in-plane (x, y) pixel spacing of a grid's affine (mm)."""
-    columns = np.linalg.norm(np.asarray(affine, np.float64)[:3, :2], axis=0)
-    return (float(columns[0]), float(columns[1]))
+def in_plane(grid: Any) -> tuple[float, float]:
+    """The in-plane (x, y) voxel size of a grid or volume (`medphys.volume` ``spacing_mm``)."""
+    return (float(grid.spacing_mm[0]), float(grid.spacing_mm[1]))
 
 
 def label_geometry(
@@ -249,17 +248,12 @@ def simulate_ct(
         protocol: a `medphys.simulators.xray.CTProtocol`.
         cases, shape, spacing_mm, center_mm: how many cases and the grid (``voxelize``'s).
     """
-    from .. import phantoms
     from ..simulators import ct, xray
 
-    if isinstance(cases, bool) or not isinstance(cases, int) or cases < 1:
-        raise ValueError(f"{_WHERE}.simulate_ct: `cases` must be an integer >= 1 (got {cases!r})")
     hus, labs, projs = [], [], []
     scanner = recon = None
-    for i in range(cases):
-        k = jax.random.fold_in(key, i)
-        person, _ = phantoms.sample(jax.random.fold_in(k, 0), phantom)
-        labels = phantoms.voxelize(person, shape=shape, spacing_mm=spacing_mm, center_mm=center_mm)
+    grid = {"shape": shape, "spacing_mm": spacing_mm, "center_mm": center_mm}
+    for i, k, labels in drawn_cases(f"{_WHERE}.simulate_ct", key, phantom, cases, grid):
         if scanner is None:
             scanner = xray.prepare(labels.grid, protocol, materials=labels.material_names)
             recon = ct.prepare(labels.grid, protocol)
@@ -277,18 +271,76 @@ def simulate_ct(
     )
 
 
-def _resampled(where: str, images: list, spacing_mm: tuple[float, float]) -> list[np.ndarray]:
+def drawn_cases(where: str, key: Array, phantom: Any, cases: Any, grid: dict) -> Any:
+    """``(i, key_i, labels)`` per case: the virtual patient drawn from ``fold_in(key_i, 0)``
+    (`medphys.phantoms.sample`) and voxelised on ``grid`` (``voxelize``'s arguments), with
+    ``key_i = fold_in(key, i)``; its acquisition draws from ``fold_in(key_i, 1)``."""
+    from .. import phantoms
+
+    if isinstance(cases, bool) or not isinstance(cases, int) or cases < 1:
+        raise ValueError(f"{where}: `cases` must be an integer >= 1 (got {cases!r})")
+    for i in range(cases):
+        k = jax.random.fold_in(key, i)
+        person, _ = phantoms.sample(jax.random.fold_in(k, 0), phantom)
+        yield i, k, phantoms.voxelize(person, **grid)
+
+
+def _resampled(where: str, images: list, spacing_mm: tuple[float, ...]) -> list[np.ndarray]:
+    """Each ``(array, spacing)`` resampled linearly to ``spacing_mm`` (2-D or 3-D, the length
+    of ``spacing_mm``)."""
     from scipy import ndimage
 
+    dim = len(spacing_mm)
     if not images:
         raise ValueError(f"{where}: `images` is empty; give at least one real image")
     out = []
     for image, spacing in images:
         a = np.asarray(image, np.float64)
-        if a.ndim != 2:
-            raise ValueError(f"{where}: images must be 2-D (got shape {a.shape})")
-        zoom = (float(spacing[0]) / spacing_mm[0], float(spacing[1]) / spacing_mm[1])
-        out.append(ndimage.zoom(a, zoom, order=1) if zoom != (1.0, 1.0) else a)
+        if a.ndim != dim:
+            raise ValueError(f"{where}: images must be {dim}-D (got shape {a.shape})")
+        zoom = tuple(float(s) / t for s, t in zip(spacing, spacing_mm, strict=True))
+        out.append(ndimage.zoom(a, zoom, order=1) if zoom != (1.0,) * dim else a)
+    return out
+
+
+def _draw_patches(
+    where: str,
+    key: Array,
+    arrays: list[np.ndarray],
+    spacing_mm: tuple[float, ...],
+    size: int,
+    count: int,
+    low: float,
+    min_tissue: float,
+) -> np.ndarray:
+    """``count`` cubic (or square) patches of side ``size`` of resampled real arrays, their
+    centres drawn uniformly (stream ``key``) among positions whose patch has at least
+    ``min_tissue`` of its elements above ``low``."""
+    from scipy import ndimage
+
+    usable = []
+    r = size // 2
+    for b in arrays:
+        if min(b.shape) < size:
+            continue
+        tissue = ndimage.uniform_filter((b > low).astype(np.float64), size, mode="constant")
+        valid = np.zeros(b.shape, bool)
+        valid[tuple(slice(r, n - (size - r) + 1) for n in b.shape)] = True
+        ok = np.argwhere(valid & (tissue >= min_tissue))
+        if len(ok):
+            usable.append((b.astype(np.float32), ok))
+    if not usable:
+        side = "×".join([str(size)] * len(spacing_mm))
+        raise ValueError(
+            f"{where}: no image has a {side} patch at {spacing_mm} mm with {min_tissue:.0%} of "
+            f"its {'pixels' if len(spacing_mm) == 2 else 'voxels'} above {low}"
+        )
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32))
+    out = np.empty((count, *(size,) * len(spacing_mm)), np.float32)
+    for n in range(count):
+        b, ok = usable[rng.integers(len(usable))]
+        corner = ok[rng.integers(len(ok))] - r
+        out[n] = b[tuple(slice(c, c + size) for c in corner)]
     return out
 
 
@@ -356,33 +408,9 @@ def real_patches(
     Raises:
         ValueError: no image, or no image with a position that has enough tissue.
     """
-    from scipy import ndimage
-
     where = f"{_WHERE}.real_patches"
-    resampled = []
-    for b in _resampled(where, images, spacing_mm):
-        if min(b.shape) < size:
-            continue
-        tissue = ndimage.uniform_filter((b > low).astype(np.float64), size, mode="constant")
-        r = size // 2
-        valid = np.zeros(b.shape, bool)
-        valid[r : b.shape[0] - (size - r) + 1, r : b.shape[1] - (size - r) + 1] = True
-        ok = np.argwhere(valid & (tissue >= min_tissue))
-        if len(ok):
-            resampled.append((b.astype(np.float32), ok))
-    if not resampled:
-        raise ValueError(
-            f"{where}: no image has a {size}×{size} patch at {spacing_mm} mm with "
-            f"{min_tissue:.0%} of its pixels above {low}"
-        )
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32))
-    out = np.empty((count, size, size), np.float32)
-    for n in range(count):
-        b, ok = resampled[rng.integers(len(resampled))]
-        cx, cy = ok[rng.integers(len(ok))]
-        x0, y0 = cx - size // 2, cy - size // 2
-        out[n] = b[x0 : x0 + size, y0 : y0 + size]
-    return out
+    arrays = _resampled(where, images, spacing_mm)
+    return _draw_patches(where, key, arrays, spacing_mm, size, count, low, min_tissue)
 
 
 def real_volume_patches(
@@ -414,36 +442,6 @@ def real_volume_patches(
     Raises:
         ValueError: no volume, a volume that is not 3-D, or no position with enough tissue.
     """
-    from scipy import ndimage
-
     where = f"{_WHERE}.real_volume_patches"
-    if not volumes:
-        raise ValueError(f"{where}: `volumes` is empty; give at least one real volume")
-    usable = []
-    for volume, spacing in volumes:
-        a = np.asarray(volume, np.float64)
-        if a.ndim != 3:
-            raise ValueError(f"{where}: volumes must be 3-D (got shape {a.shape})")
-        zoom = tuple(float(s) / t for s, t in zip(spacing, spacing_mm, strict=True))
-        b = ndimage.zoom(a, zoom, order=1) if zoom != (1.0, 1.0, 1.0) else a
-        if min(b.shape) < size:
-            continue
-        tissue = ndimage.uniform_filter((b > low).astype(np.float64), size, mode="constant")
-        r = size // 2
-        valid = np.zeros(b.shape, bool)
-        valid[tuple(slice(r, n - (size - r) + 1) for n in b.shape)] = True
-        ok = np.argwhere(valid & (tissue >= min_tissue))
-        if len(ok):
-            usable.append((b.astype(np.float32), ok))
-    if not usable:
-        raise ValueError(
-            f"{where}: no volume has a {size}³ patch at {spacing_mm} mm with {min_tissue:.0%} of "
-            f"its voxels above {low}"
-        )
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32))
-    out = np.empty((count, size, size, size), np.float32)
-    for n in range(count):
-        b, ok = usable[rng.integers(len(usable))]
-        c = ok[rng.integers(len(ok))] - size // 2
-        out[n] = b[c[0] : c[0] + size, c[1] : c[1] + size, c[2] : c[2] + size]
-    return out
+    arrays = _resampled(where, volumes, spacing_mm)
+    return _draw_patches(where, key, arrays, spacing_mm, size, count, low, min_tissue)

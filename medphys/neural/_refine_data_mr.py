@@ -35,7 +35,7 @@ from jaxtyping import Array, Float, Int
 
 from ..metrics import mr_reference, mr_tissue_mask
 from . import _refine_losses as L
-from ._refine_data import case_indices, label_geometry, spacing_of
+from ._refine_data import case_indices, drawn_cases, in_plane, label_geometry
 
 _WHERE = "medphys.neural"
 SIGNAL_FRACTION = 0.1  # signal-bearing labels: mean ≥ this fraction of the brightest label's
@@ -226,7 +226,7 @@ class SimulatedMR:
             boundary=jnp.asarray(boundary),
             residual=jnp.asarray(residual, jnp.float32),
             signal=jnp.asarray(signal),
-            spacing_mm=spacing_of(scans[0].image.affine),
+            spacing_mm=in_plane(scans[0].image),
             label_values=values,
         )
 
@@ -304,21 +304,16 @@ def simulate_mr(
             the lines the scan skipped; a fully sampled one, with data consistency, none).
         cases, shape, spacing_mm, center_mm: how many cases and the grid (``voxelize``'s).
     """
-    from .. import phantoms
     from ..simulators import mr
 
-    if isinstance(cases, bool) or not isinstance(cases, int) or cases < 1:
-        raise ValueError(f"{_WHERE}.simulate_mr: `cases` must be an integer >= 1 (got {cases!r})")
     if not isinstance(protocol, mr.MRProtocol):
         raise TypeError(
             f"{_WHERE}.simulate_mr: `protocol` must be a medphys.simulators.mr.MRProtocol "
             f"(got {type(protocol).__name__})"
         )
     scans, labs = [], []
-    for i in range(cases):
-        k = jax.random.fold_in(key, i)
-        person, _ = phantoms.sample(jax.random.fold_in(k, 0), phantom)
-        labels = phantoms.voxelize(person, shape=shape, spacing_mm=spacing_mm, center_mm=center_mm)
+    grid = {"shape": shape, "spacing_mm": spacing_mm, "center_mm": center_mm}
+    for _, k, labels in drawn_cases(f"{_WHERE}.simulate_mr", key, phantom, cases, grid):
         scans.append(mr.simulate(jax.random.fold_in(k, 1), labels, protocol))
         labs.append(np.asarray(labels.labels))
     return SimulatedMR.create(scans, np.stack(labs))

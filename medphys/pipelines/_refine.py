@@ -62,9 +62,12 @@ def _modality(where: str, modality: str) -> str:
     return modality
 
 
-def dataset_cases(folder: str | Path, *, where: str, modality: str = "ct") -> list[dict[str, Any]]:
+def dataset_cases(
+    folder: str | Path, *, where: str, modality: str = "ct", cases: Any = None
+) -> list[dict[str, Any]]:
     """The manifest's complete cases with their image, label and raw-data paths (absolute):
-    the CT image and projections, or the MR image and scan."""
+    the CT image and projections, or the MR image and scan; only the indices ``cases`` when
+    given."""
     arm, raw, _, _ = _FILES[_modality(where, modality)]
     root = Path(folder)
     if not root.is_dir():
@@ -75,7 +78,9 @@ def dataset_cases(folder: str | Path, *, where: str, modality: str = "ct") -> li
     lines = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line]
     if not lines:
         raise DatasetError(f"{where}: {manifest} lists no complete case")
-    cases = []
+    if cases is not None:
+        lines = [lines[i] for i in np.asarray(cases, int).reshape(-1)]
+    out = []
     for entry in lines:
         if arm not in entry:
             raise DatasetError(
@@ -87,8 +92,8 @@ def dataset_cases(folder: str | Path, *, where: str, modality: str = "ct") -> li
                 f"{where}: case {entry.get('case')} has no {what}; generate the dataset with "
                 f"`[output] {_RAW_OPTION[modality]} = true` (the refiner's physics needs it)"
             )
-        cases.append({k: (root / v if k != "case" else v) for k, v in entry.items()})
-    return cases
+        out.append({k: (root / v if k != "case" else v) for k, v in entry.items()})
+    return out
 
 
 def _protocol(root: Path, where: str) -> Any:
@@ -133,9 +138,7 @@ def load_ct_dataset(folder: str | Path, *, cases: Any = None) -> tuple[Any, list
 
     where = "medphys.pipelines.load_ct_dataset"
     root = Path(folder)
-    entries = dataset_cases(root, where=where)
-    if cases is not None:
-        entries = [entries[i] for i in np.asarray(cases, int).reshape(-1)]
+    entries = dataset_cases(root, where=where, cases=cases)
     protocol = _protocol(root, where)
     hus, labels, projections = [], [], []
     grid = recon = projector = None
@@ -199,9 +202,7 @@ def load_mr_dataset(folder: str | Path, *, cases: Any = None) -> tuple[Any, list
     from .. import neural
 
     where = "medphys.pipelines.load_mr_dataset"
-    entries = dataset_cases(folder, where=where, modality="mr")
-    if cases is not None:
-        entries = [entries[i] for i in np.asarray(cases, int).reshape(-1)]
+    entries = dataset_cases(folder, where=where, modality="mr", cases=cases)
     scans, labels = [], []
     for entry in entries:
         try:
@@ -257,30 +258,30 @@ def refine_dataset(folder: str | Path, refiner_path: str | Path) -> list[Path]:
                 + (" and scan (`[output] save_kspace = true`)" if modality == "mr" else "")
                 + f" for this {modality.upper()} refiner"
             )
-        ct_path = root / entry[arm]
-        case_dir = ct_path.parent
+        image_path = root / entry[arm]
+        case_dir = image_path.parent
         sidecar = case_dir / sidecar_name
         out = case_dir / image_name
-        source = _digest(ct_path)
+        source = _digest(image_path)
         if sidecar.is_file() and out.is_file():
             previous = _read_json(sidecar, where)
             if previous.get("refiner_sha256") == digest and previous.get("input_sha256") == source:
                 written.append(out)
                 continue
         sidecar.unlink(missing_ok=True)
-        image = load_nifti(ct_path)
+        image = load_nifti(image_path)
         labels = load_nifti(root / entry["label"]).labels if refiner.n_labels else None
         if modality == "ct":
             refined = neural.refine(refiner, image.data, labels=labels)
         else:
-            scan = mr_scan(ct_path, root / entry[raw])
+            scan = mr_scan(image_path, root / entry[raw])
             dc = bool(meta.get("data_consistency", True))
             refined = neural.refine_mr(refiner, scan, labels=labels, data_consistency=dc)
         save_nifti(type(image)(data=np.asarray(refined, np.float32), affine=image.affine), out)
         record = {
             "case": entry["case"],
             "image": image_name,
-            "input": ct_path.name,
+            "input": image_path.name,
             "input_sha256": source,
             "refiner": str(Path(refiner_path).name),
             "refiner_sha256": digest,

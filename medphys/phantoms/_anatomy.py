@@ -255,6 +255,10 @@ class Phantom:
         description: one line for humans.
         warp: deformation of the reference anatomy at this instant (``None``: at rest).
         motion: the default motion model of `at` (``None``: `MotionModel.create()`).
+        unwarped: names of the structures defined at this instant's coordinates, which the warp
+            does not move (a lesion inserted into a deformed phantom with
+            ``insert_lesion(..., follow_warp=False)``, as VICTRE inserts its lesions into the
+            compressed breast).
 
     Derived, read-only: ``structure_names``, ``materials``, ``shapes`` and ``mr`` (one entry per
     structure, in painting order).
@@ -271,6 +275,8 @@ class Phantom:
     #: the default `MotionModel` of `at` (from the definition's ``[motion]`` table), or ``None``
     #: (`MotionModel.create`'s defaults)
     motion: Any = dataclasses.field(metadata={"static": True}, default=None)
+    #: structures kept at this instant's coordinates (the warp does not apply to them)
+    unwarped: tuple[str, ...] = dataclasses.field(metadata={"static": True}, default=())
 
     @classmethod
     def create(
@@ -394,6 +400,21 @@ class Phantom:
     def shape_of(self, name: str) -> Shape:
         """The shape of structure ``name``."""
         return self.structure(name).shape
+
+    def unwarped_labels(self) -> frozenset[int]:
+        """Labels (1-based, painting order) of the structures the warp does not apply to.
+
+        Raises:
+            ValueError: a name in ``unwarped`` that is not one of the structures.
+        """
+        names = self.structure_names
+        missing = [n for n in self.unwarped if n not in names]
+        if missing:
+            raise ValueError(
+                f"medphys.phantoms.Phantom: `unwarped` names {missing}, which are not structures "
+                f"of {self.name!r} (structures: {list(names)})"
+            )
+        return frozenset(names.index(n) + 1 for n in self.unwarped)
 
     def with_shapes(self, shapes: Sequence[Shape]) -> Phantom:
         """The same phantom with new shapes (one per structure, painting order)."""

@@ -287,6 +287,7 @@ def insert_lesion(
     material: str,
     center_mm: Sequence[float],
     name: str | None = None,
+    follow_warp: bool = True,
 ) -> Phantom:
     """A new phantom with a lesion inside ``organ``, as its own structure (painted last).
 
@@ -306,6 +307,12 @@ def insert_lesion(
             instant of its motion (`at`), where the centre is at that instant (the lesion is
             kept in the reference anatomy, at ``warp.backward(center_mm)``).
         name: structure name (default ``lesion``, ``lesion_2``, ... whichever is free).
+        follow_warp: for a deformed phantom (one with a ``warp``: an instant of its motion, a
+            compressed breast), ``True`` puts the lesion in the reference anatomy, so the warp
+            deforms it with the tissue around it; ``False`` keeps it at this instant's
+            coordinates with its own shape (``Phantom.unwarped``), as VICTRE inserts its masses
+            into the already compressed breast. The organ must hold it either way. Without a
+            warp both are the same.
 
     Returns:
         The phantom with one more structure; voxelized, the lesion has its own label and mask.
@@ -328,8 +335,11 @@ def insert_lesion(
         center = np.full(1, np.nan)
     if center.shape != (3,) or not np.all(np.isfinite(center)):
         raise ValueError(f"{where}: `center_mm` must be 3 finite numbers (got {center_mm!r})")
+    if not isinstance(follow_warp, bool):
+        raise TypeError(f"{where}: `follow_warp` must be True or False (got {follow_warp!r})")
+    unwarped = phantom.warp is not None and not follow_warp
     reference = center
-    if phantom.warp is not None:  # the instant's coordinates -> the reference anatomy's
+    if phantom.warp is not None and follow_warp:  # the instant's coordinates -> the reference's
         back = phantom.warp.backward(jnp.asarray(center, jnp.float32))
         reference = np.asarray(back, dtype=np.float64)
     lesion, reach = _build(where, shape, reference)
@@ -343,7 +353,8 @@ def insert_lesion(
     if name in phantom.structure_names:
         raise ValueError(f"{where}: structure {name!r} already exists; pass another `name`")
 
-    # fit (in the reference anatomy): every sample point of the lesion lies inside the organ
+    # fit: every sample point of the lesion lies inside the organ (the organ is evaluated in
+    # the reference anatomy: an unwarped lesion's points are carried there first)
     if isinstance(lesion, SphereUnion):  # small spheres: their centres and surfaces
         sphere = np.concatenate([np.zeros((1, 3)), 0.999 * _fibonacci(64)])
         c, r = np.asarray(lesion.centers_mm), np.asarray(lesion.radii_mm)
@@ -354,7 +365,8 @@ def insert_lesion(
         pts = pts + reference[None, :]
     pts_j = jnp.asarray(pts, jnp.float32)
     inside = np.asarray(lesion.level(pts_j) <= 0.0)
-    in_organ = np.asarray(host.shape.level(pts_j) <= 0.0)
+    organ_pts = phantom.warp.backward(pts_j) if unwarped else pts_j
+    in_organ = np.asarray(host.shape.level(organ_pts) <= 0.0)
     outside = inside & ~in_organ
     if inside.sum() == 0:
         raise ValueError(f"{where}: the lesion is smaller than its sampling grid; enlarge it")
@@ -365,7 +377,10 @@ def insert_lesion(
             f"({100 * share:.1f}% of it lies outside); move `center_mm` deeper into the organ or "
             "make the lesion smaller"
         )
-    return phantom.with_structure(PhantomStructure(name, material, lesion, host=organ))
+    out = phantom.with_structure(PhantomStructure(name, material, lesion, host=organ))
+    if unwarped:
+        out = dataclasses.replace(out, unwarped=(*phantom.unwarped, name))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -181,7 +181,8 @@ def structure_mesh(
 
     def level_on(origin, step, n):
         ax = [jnp.arange(m, dtype=jnp.float32) for m in n]
-        s = shape if phantom.warp is None else _Warped(shape, phantom.warp)
+        follows = phantom.warp is not None and name not in phantom.unwarped
+        s = _Warped(shape, phantom.warp) if follows else shape
         return np.asarray(_sample(s, jnp.asarray(origin), jnp.asarray(step), *ax))
 
     # coarse search for the bounding box, then a fine grid with a 3-voxel margin

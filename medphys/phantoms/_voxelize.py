@@ -73,11 +73,17 @@ _CHILDREN = (
 )
 
 
-def _backward(warp, points: jax.Array) -> jax.Array:
-    return points if warp is None else warp.backward(points)
+def _backward(warp, follows: jax.Array, points: jax.Array) -> jax.Array:
+    """``points`` (members, P, 3) carried to the reference anatomy for the members the warp
+    applies to; the others keep the instant's coordinates."""
+    if warp is None:
+        return points
+    return jnp.where(follows[:, None, None], warp.backward(points), points)
 
 
-def _classify_impl(shapes, labels, margins, members, cells, warp, affine, offsets, h, size):
+def _classify_impl(
+    shapes, labels, margins, follows, members, cells, warp, affine, offsets, h, size
+):
     """Status of points ``cells · size + offsets`` (voxel-index space) for group members.
 
     Returns (P, C) int8: 2 where ``level <= -L h`` (inside within ``h`` mm), 0 where
@@ -88,7 +94,7 @@ def _classify_impl(shapes, labels, margins, members, cells, warp, affine, offset
     idx = (cells * size).astype(jnp.float32)[:, None, :] + offsets[None, :, :]
     # same arithmetic as a brute-force grid: float(index) + offset, then the separable affine
     w = [idx[:, :, a, None] * affine[None, None, :3, a] for a in range(3)]
-    points = _backward(warp, w[0] + w[1] + w[2] + affine[None, None, :3, 3])
+    points = _backward(warp, follows[members], w[0] + w[1] + w[2] + affine[None, None, :3, 3])
     lev = jax.vmap(lambda shape, p: shape.level(p))(sub, points)
     thr = (margins[members] * h)[:, None]
     status = jnp.where(lev <= -thr, 2, jnp.where(lev > thr, 0, 1)).astype(jnp.int8)
@@ -309,7 +315,7 @@ def voxelize(
     warp = phantom.warp
     stretch = 1.0 if warp is None else float(getattr(warp, "max_stretch", 2.0))
     label_dtype = np.uint8 if n_shapes + 1 <= 256 else np.int16
-    groups = _leaves.groups(phantom.shapes)
+    groups = _leaves.groups(phantom.shapes, phantom.unwarped_labels())
     spans = None
     if _columns.applicable(groups, warp, affine):
         spans = _columns.sample(groups, affine, shape_t, k)
@@ -386,7 +392,8 @@ def _hierarchy(groups, warp, affine_j, shape_t, spacing, k, label_dtype, stretch
     """
     simple = all(type(g.shapes).__name__ in _SIMPLE for g in groups)
     dev = [
-        (g.shapes, jnp.asarray(g.labels), jnp.asarray(g.margins)) for g in groups
+        (g.shapes, jnp.asarray(g.labels), jnp.asarray(g.margins), jnp.asarray(g.follows))
+        for g in groups
     ]  # device copies
     depth = 0
     while _RATIO**depth < max(shape_t):
@@ -425,12 +432,12 @@ def _hierarchy(groups, warp, affine_j, shape_t, spacing, k, label_dtype, stretch
         )  # fmt: skip
         done = []
         for gi, (members, cells) in enumerate(pairs):
-            shapes_g, labels_g, margins_g = dev[gi]
+            shapes_g, labels_g, margins_g, follows_g = dev[gi]
             for start, stop, m in _chunks(members.size, cap):
                 cells_j = _pad(cells[start:stop], m)  # host arrays go to jit as they are
                 n = np.int32(stop - start)
                 status, lab = _classify(
-                    simple, shapes_g, labels_g, margins_g, _pad(members[start:stop], m),
+                    simple, shapes_g, labels_g, margins_g, follows_g, _pad(members[start:stop], m),
                     cells_j, warp, affine_j, offsets, np.float32(h), np.int32(size * _RATIO),
                 )  # fmt: skip
                 cover = _raise_cover(cover, status, lab, cells_j, n, geom)
@@ -475,12 +482,12 @@ def _hierarchy(groups, warp, affine_j, shape_t, spacing, k, label_dtype, stretch
     cap = _cap(k3)
     first = 0
     for gi, (members, cells) in enumerate(pairs):
-        shapes_g, labels_g, margins_g = dev[gi]
+        shapes_g, labels_g, margins_g, follows_g = dev[gi]
         rows = inverse[first : first + members.size]
         first += members.size
         for start, stop, m in _chunks(members.size, cap):
             status, lab = _classify(
-                simple, shapes_g, labels_g, margins_g, _pad(members[start:stop], m),
+                simple, shapes_g, labels_g, margins_g, follows_g, _pad(members[start:stop], m),
                 _pad(cells[start:stop], m), warp, affine_j, sample_offsets,
                 np.float32(0.0), np.int32(1),
             )  # fmt: skip

@@ -120,15 +120,19 @@ class Group:
         shapes: the stacked shape PyTree (each array leaf has a leading ``members`` axis).
         labels: (members,) structure label (1-based painting priority) of each member.
         margins: (members,) Lipschitz margin of each member.
+        follows: (members,) whether the phantom's warp applies to the member (``False`` for
+            the structures a phantom keeps at its instant's coordinates, ``Phantom.unwarped``).
     """
 
     shapes: Any
     labels: np.ndarray
     margins: np.ndarray
+    follows: np.ndarray
 
 
-def groups(shapes: tuple[Any, ...]) -> list[Group]:
-    """Split every structure's shape into leaves and group the leaves by PyTree structure."""
+def groups(shapes: tuple[Any, ...], unwarped: frozenset[int] = frozenset()) -> list[Group]:
+    """Split every structure's shape into leaves and group the leaves by PyTree structure;
+    ``unwarped`` holds the labels (1-based) of the structures the warp does not apply to."""
     by_key: dict[Any, list[tuple[int, Any]]] = {}
     for s, shape in enumerate(shapes, start=1):
         for leaf in split(shape):
@@ -146,6 +150,7 @@ def groups(shapes: tuple[Any, ...]) -> list[Group]:
                 shapes=stacked,
                 labels=np.asarray([s for s, _ in members], dtype=np.int32),
                 margins=np.asarray([margin(leaf) for leaf in leaves], dtype=np.float32),
+                follows=np.asarray([s not in unwarped for s, _ in members], dtype=bool),
             )
         )
     return out

@@ -157,6 +157,7 @@ def _with_lesion(key: PRNGKey, phantom: phantoms.Phantom, spec, centre_mm) -> ph
         shape=spec.shape(jax.random.fold_in(stream(key, "lesion"), 1)),
         material=spec.material,
         center_mm=centre_mm,
+        follow_warp=spec.follow_warp,
     )
 
 

@@ -48,6 +48,11 @@ class LesionSpec:
             a sphere of ``calcification_mm`` scattered in the ball of ``radius_mm``
             (`medphys.phantoms.CalcificationCluster`, drawn from the lesion's stream).
         calcification_mm: each calcification's diameter.
+        follow_warp: for a deformed phantom (a compressed breast), ``True`` draws the lesion in
+            the undeformed anatomy, so the deformation presses it with the tissue around it;
+            ``False`` inserts it into the deformed phantom with its own shape, as VICTRE inserts
+            its masses into the compressed breast (`medphys.phantoms.insert_lesion`'s
+            ``follow_warp``). Without a deformation both are the same.
     """
 
     organ: str
@@ -60,6 +65,7 @@ class LesionSpec:
     centre_in: tuple[str, ...] = ()
     calcifications: int = 0
     calcification_mm: float = 0.3
+    follow_warp: bool = True
 
     @classmethod
     def create(
@@ -75,6 +81,7 @@ class LesionSpec:
         centre_in: tuple[str, ...] = (),
         calcifications: int = 0,
         calcification_mm: float = 0.3,
+        follow_warp: bool = True,
     ) -> LesionSpec:
         """Validated constructor.
 
@@ -119,6 +126,8 @@ class LesionSpec:
                 f"{where}: `calcification_mm` must be positive and below the cluster's diameter "
                 f"{2 * radius_mm:g} mm (got {calcification_mm!r})"
             )
+        if not isinstance(follow_warp, bool):
+            raise TypeError(f"{where}: `follow_warp` must be True or False (got {follow_warp!r})")
         materials.get(material)  # raises UnknownNameError listing the catalog
         return cls(
             str(organ),
@@ -131,6 +140,7 @@ class LesionSpec:
             tuple(str(s) for s in centre_in),
             int(calcifications),
             float(calcification_mm),
+            follow_warp,
         )
 
     @property

@@ -18,9 +18,10 @@ the chest wall is the detector's edge ``y = 0``, as in `medphys.simulators.xray.
 mammography_geometry`).
 
 Differences from VICTRE (Badano et al. 2018), stated: one compression per density class at its
-nominal size, with one homogeneous neo-Hookean tissue (fat, 5 kPa); the lesion is placed in the
-uncompressed anatomy and compressed with it (VICTRE inserts its lesions into the compressed
-phantom); ray-traced primary photons with Poisson noise instead of Monte Carlo transport (no
+nominal size, with one homogeneous neo-Hookean tissue (fat, 5 kPa); by default the lesion is
+placed in the uncompressed anatomy and compressed with it, and ``LesionSpec(follow_warp=False)``
+(a trial's ``[lesion] follow_warp = false``) inserts it into the compressed breast with its own
+shape, as VICTRE does; ray-traced primary photons with Poisson noise instead of Monte Carlo transport (no
 scatter).
 """
 

@@ -128,6 +128,10 @@ class _Lesion(Strict):
     inside: list[str] = pydantic.Field(default_factory=list)
     #: the structures its centre is drawn among (default: `inside`)
     centre_in: list[str] = pydantic.Field(default_factory=list)
+    #: a deformed phantom (a compressed breast): true draws the lesion in the undeformed anatomy
+    #: and compresses it with the tissue; false inserts it into the compressed breast with its
+    #: own shape (as VICTRE does)
+    follow_warp: bool = True
 
     @pydantic.model_validator(mode="after")
     def _one_contrast(self) -> _Lesion:
@@ -306,6 +310,7 @@ class TrialJob:
                 centre_in=tuple(lesion.centre_in),
                 calcifications=lesion.calcifications,
                 calcification_mm=lesion.calcification_mm,
+                follow_warp=lesion.follow_warp,
             ),
         )
 

@@ -139,6 +139,31 @@ def test_a_breast_case_shows_its_mass_in_both_images(family):
         np.testing.assert_array_equal(again.images[arm].data, present.images[arm].data)
 
 
+@pytest.mark.slow  # about 60 s: a compression and two cases
+def test_a_mass_inserted_into_the_compressed_breast_keeps_its_shape(family):
+    """A 2.5 mm sphere at the same place: drawn in the uncompressed breast it is pressed with the
+    tissue (flatter along z, the compression axis, than across); inserted into the compressed
+    breast (``follow_warp=False``) it stays a sphere."""
+    extents = {}
+    for follow in (True, False):
+        recipe = CaseRecipe.create(
+            family,
+            grid=GridSpec((1, 1, 1), (0.25, 0.25, 0.25)),
+            arms=_arms(pixel=0.25),
+            lesion=LesionSpec.create(
+                "breast_fat", radius_mm=2.5, material="breast_mass", margin_mm=2.0,
+                inside=INTERIOR, centre_in=("fibroglandular",), follow_warp=follow,
+            ),
+        )  # fmt: skip
+        case = run_case(case_key(5, 0), recipe, index=0, present=True)
+        mask = np.asarray(case.labels.labels) == case.labels.names.index("lesion")
+        extents[follow] = [0.25 * np.ptp(np.nonzero(mask)[a]) + 0.25 for a in range(3)]
+    x, y, z = extents[False]
+    assert abs(z - x) <= 0.5 and abs(z - y) <= 0.5 and abs(z - 5.0) <= 0.5, extents
+    x, y, z = extents[True]
+    assert z < 0.8 * min(x, y), extents
+
+
 @pytest.mark.slow  # about 60 s: a compression and two cases at 0.1 mm
 def test_a_calcification_cluster_shows_its_calcifications_in_both_images(family):
     """Five 0.4 mm calcifications (VICTRE's calcium oxalate, 1.781 g/cm³) in a 2.5 mm ball:
@@ -213,6 +238,21 @@ def test_dm_and_dbt_arms_image_breasts_only_and_need_a_lesion():
             "breast_fat", radius_mm=2.0, material="calcification", calcifications=5,
             calcification_mm=4.5,
         )  # fmt: skip
+    with pytest.raises(TypeError, match="`follow_warp` must be True or False"):
+        LesionSpec.create("breast_fat", radius_mm=2.0, material="breast_mass", follow_warp=0)
+
+
+def test_a_trial_can_insert_its_masses_into_the_compressed_breast(tmp_path: Path):
+    """``[lesion] follow_warp = false`` reaches the case recipe (VICTRE's insertion), and it is
+    part of the config's digest: a run of the other setting is not resumed."""
+    text = SMALL.replace("DBT_FILE", "dbt-15views-15deg")
+    (tmp_path / "pressed.toml").write_text(text)
+    (tmp_path / "kept.toml").write_text(
+        text.replace("margin_mm = 2.0\n", "margin_mm = 2.0\nfollow_warp = false\n")
+    )
+    pressed, kept = load_trial(tmp_path / "pressed.toml"), load_trial(tmp_path / "kept.toml")
+    assert pressed.lesion.follow_warp and not kept.lesion.follow_warp
+    assert pressed.digest() != kept.digest()
 
 
 def test_the_arms_are_laid_out_around_the_lesion_with_shapes_that_do_not_move():

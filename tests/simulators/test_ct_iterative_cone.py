@@ -64,10 +64,11 @@ def _primitives(jaxpr) -> set[str]:
     return names
 
 
-def _scatter_adjoint(y, geometry, vol):
-    """`backproject` with the geometry traced: the scatter transpose (the path a step that takes
-    its geometry as a jit argument would use)."""
-    return jax.jit(lambda y, g: backproject(y, g, like=vol).data)(y, geometry)
+def _scatter_adjoint(vol):
+    """`backproject` with the geometry traced, ``(y, geometry) -> A^T y``: the scatter transpose
+    (the path a step that takes its geometry as a jit argument would use), compiled once per
+    test."""
+    return jax.jit(lambda y, g: backproject(y, g, like=vol).data)
 
 
 @pytest.mark.slow  # about 15-25 s; the iterates test stays in the default tier
@@ -98,10 +99,11 @@ def test_iterates_equal_the_algorithms_written_out(kind):
     A = lambda x: project(Volume(data=x, affine=vol.affine), g)
     At = lambda y: backproject(y, g, like=vol).data
     scale = float(jnp.max(jnp.abs(At(b))))
+    scatter = _scatter_adjoint(vol)
 
     # the scatter and gather transposes agree (the gather changes speed, not values)
     np.testing.assert_allclose(
-        np.asarray(_scatter_adjoint(b, g, vol)), np.asarray(At(b)), rtol=0, atol=1e-12 * scale
+        np.asarray(scatter(b, g)), np.asarray(At(b)), rtol=0, atol=1e-12 * scale
     )
 
     # SIRT: x += C A^T R (b - A x)
@@ -111,7 +113,7 @@ def test_iterates_equal_the_algorithms_written_out(kind):
     solver = ct.sirt(g, like=vol, relaxation=1.5)
     state = solver.init(b)
     for _ in range(4):
-        x = x + 1.5 * c_w * _scatter_adjoint(r_w * (b - A(x)), g, vol)
+        x = x + 1.5 * c_w * scatter(r_w * (b - A(x)), g)
         state = solver.step(state)
     np.testing.assert_allclose(np.asarray(state.x), np.asarray(x), rtol=0, atol=1e-12 * 0.03)
     assert float(state.residual_norm) == pytest.approx(float(jnp.linalg.norm(b - A(x))), rel=1e-10)

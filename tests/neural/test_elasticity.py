@@ -6,6 +6,7 @@ reproducibility, resume after an interruption, convergence flags and bad input."
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -87,14 +88,22 @@ def _lame_sphere(x: np.ndarray, nu: float) -> np.ndarray:
     return ur[:, None] * x / r[:, None]
 
 
-# ν 0.3 (the easy, compressible case) in the slow tier: the default tier keeps ν 0.49, where a
-# locking formulation would fail
-@pytest.mark.parametrize("nu", [pytest.param(0.3, marks=pytest.mark.slow), 0.49])
-def test_lame_cylinder_within_one_percent(nu):
+@functools.cache
+def _solved_cylinder(nu: float):
+    """The quarter cylinder at 1 mm, trained once per worker for the closed-form and the
+    scikit-fem comparisons."""
     body, constraints, loads = _cylinder(1.0, nu)
     sol = neural.solve_elasticity(
         jax.random.key(0), body, constraints=constraints, loads=loads, config=FAST, progress=False
     ).check()
+    return body, sol
+
+
+# ν 0.3 (the easy, compressible case) in the slow tier: the default tier keeps ν 0.49, where a
+# locking formulation would fail
+@pytest.mark.parametrize("nu", [pytest.param(0.3, marks=pytest.mark.slow), 0.49])
+def test_lame_cylinder_within_one_percent(nu):
+    body, sol = _solved_cylinder(nu)
     x = np.asarray(body.points)
     error = _weighted_l2(body, np.asarray(sol.displacement(body.points)), _lame_cylinder(x, nu))
     assert error <= 0.01, (error, sol.summary)  # measured 0.54 % (ν 0.3) and 0.47 % (ν 0.49)
@@ -288,6 +297,7 @@ def test_mixed_material_laws_and_unbounded_bodies_are_refused():
         )
 
 
+@pytest.mark.slow  # about 25 s; test_mass_effect keeps a voxelised ElasticWarp in the default tier
 def test_a_compressed_phantom_voxelises_whole_with_the_volumes_the_material_implies():
     """A soft cube with a stiffer ball inside, compressed 20 % between rollers: the warped phantom
     voxelises with both labels, no holes, and each structure's volume changes as ∫ det F says."""
@@ -354,14 +364,15 @@ def test_a_compressed_phantom_voxelises_whole_with_the_volumes_the_material_impl
 
 
 def test_a_rigid_plate_compresses_a_block_as_the_closed_form_says():
-    """Frictionless contact: a plate at z = 7 mm on a 10 mm neo-Hookean block (rollers) gives
-    uniaxial compression: the top face reaches the plate (penetration ≈ contact pressure / κ) and
-    the lateral stretch is the closed form's at the reached axial stretch. The plate is stiff
-    (κ = 1000 kPa/mm on 10 kPa tissue), so its stiffness is ramped (penalty continuation): without
-    the ramp the same run stalls with the top face at 7.7-8.4 mm."""
+    """Frictionless contact: a plate at z = 7 mm on a 10 mm neo-Hookean block (rollers, 1.25 mm
+    cells) gives uniaxial compression: the top face reaches the plate (penetration ≈ contact
+    pressure / κ) and the lateral stretch is the closed form's at the reached axial stretch. The
+    plate is stiff (κ = 1000 kPa/mm on 10 kPa tissue), so its stiffness is ramped (penalty
+    continuation): without the ramp the run does not converge in the 3000 steps (on 1 mm cells it
+    stalls with the top face at 7.7-8.4 mm)."""
     side, nu = 10.0, 0.45
     material = neural.NeoHookean.create(E_KPA, nu)
-    body, constraints = _rolled_block(material, 1.0, side)
+    body, constraints = _rolled_block(material, 1.25, side)
     stiffness = 1000.0  # kPa/mm
     plate = neural.Plate.create(2, 7.0, keep="below", stiffness_kpa_per_mm=stiffness)
     config = neural.ElasticConfig(width=32, depth=3, steps=3000, contact_ramp=0.3)
@@ -380,13 +391,13 @@ def test_a_rigid_plate_compresses_a_block_as_the_closed_form_says():
     lateral_exact = _uniaxial_lateral_stretch(mu, lam, axial)
     j = lateral_exact**2 * axial
     pressure = -(mu * (axial**2 - 1) + lam * np.log(j)) / j  # −σ_zz (kPa), Cauchy
-    # measured: the top face at 7.0023-7.0056 mm for a contact pressure of 3.16 kPa
+    # measured: the top face at 7.0029-7.0059 mm for a contact pressure of 3.16 kPa
     # (p/κ = 0.0032 mm)
     assert np.all(reached >= 7.0) and np.all(reached - 7.0 <= 2 * pressure / stiffness + 0.002)
     grad = np.asarray(sol.gradient(body.points))
     w = np.asarray(body.weights)
     lateral = 1 + np.sum(w * 0.5 * (grad[:, 0, 0] + grad[:, 1, 1])) / np.sum(w)
-    # measured: the expansion within 0.011 % of the closed form's
+    # measured: the expansion within 0.041 % of the closed form's
     assert abs((lateral - 1) - (lateral_exact - 1)) <= 0.002 * (lateral_exact - 1), (
         lateral,
         lateral_exact,
@@ -409,7 +420,7 @@ def test_one_parametric_training_serves_a_range_of_compressions():
     body, constraints = _rolled_block(material, 2.0, side)
     squeeze = neural.Parameter.create("squeeze_mm", -4.0, -1.0)
     constraints.append(neural.Fixed.create(2, side, components=(2,), value_mm=squeeze))
-    config = neural.ElasticConfig(width=32, depth=3, steps=2000)
+    config = neural.ElasticConfig(width=32, depth=3, steps=1000)
     sol = neural.solve_elasticity(
         jax.random.key(7), body, constraints=constraints, config=config, progress=False
     ).check()
@@ -419,7 +430,7 @@ def test_one_parametric_training_serves_a_range_of_compressions():
         grad = np.asarray(sol.gradient(body.points, squeeze_mm=squeeze_mm))
         lateral = 1 + np.sum(w * 0.5 * (grad[:, 0, 0] + grad[:, 1, 1])) / np.sum(w)
         exact = _uniaxial_lateral_stretch(*material.lame, 1 + squeeze_mm / side)
-        # measured: 0.01 %, 0.23 % and 0.11 % of the expansion at the three values
+        # measured: 0.10 %, 0.18 % and 0.54 % of the expansion at the three values
         assert abs((lateral - 1) - (exact - 1)) <= 0.01 * (exact - 1), (squeeze_mm, lateral, exact)
     with pytest.raises(ValueError, match="outside its trained range"):
         sol.displacement(body.points, squeeze_mm=-5.0)
@@ -508,10 +519,7 @@ def test_the_network_agrees_with_scikit_fem_on_the_lame_cylinder():
     vertices, fem = _fem_lame_cylinder(nu)
     closed = _lame_cylinder(np.vstack([vertices, np.zeros(vertices.shape[1])]).T, nu)[:, :2].T
     assert np.linalg.norm(fem - closed) / np.linalg.norm(closed) <= 1e-3  # measured 2.6e-4
-    body, constraints, loads = _cylinder(1.0, nu)
-    sol = neural.solve_elasticity(
-        jax.random.key(0), body, constraints=constraints, loads=loads, config=FAST, progress=False
-    ).check()
+    _, sol = _solved_cylinder(nu)
     points = np.vstack([vertices, np.full(vertices.shape[1], T_MM / 2)]).T
     net = np.asarray(sol.displacement(jnp.asarray(points)))[:, :2].T
     error = np.linalg.norm(net - fem) / np.linalg.norm(fem)

@@ -188,7 +188,8 @@ def test_adjoint_dot_product_float64(case, sampling):
     assert _adjoint_gap(vol, g, jnp.float64, sampling) < 1e-10
 
 
-@pytest.mark.parametrize("case", ["cone", "steep"])
+# the steep cone in float32 in the slow tier (about 3 s): float64 keeps it in the default tier
+@pytest.mark.parametrize("case", ["cone", pytest.param("steep", marks=pytest.mark.slow)])
 def test_adjoint_dot_product_float32(case):
     vol, g = _small_cases()[case]
     assert _adjoint_gap(vol, g, jnp.float32) < 1e-4
@@ -249,6 +250,8 @@ def test_gather_backprojector_under_jit_and_vmap():
     np.testing.assert_allclose(np.asarray(jax.jit(bp)(y[0])), eager[0], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow  # about 9 s; twins in the default tier: check_grads of the cone projector in
+# test_contracts and the tilted geometry's float64 dot-product test above
 def test_check_grads_volume_and_backprojector():
     vol, g = _small_cases()["tilted"]
     data = jnp.asarray(np.random.default_rng(2).random(vol.shape))
@@ -444,14 +447,14 @@ def _sweep_cases():
 @pytest.mark.parametrize(
     "case",
     [
-        # the default tier keeps a generic tilted geometry, the steep cone (rays driven along x,
-        # y and z) and the oblique volume's parallel beam (unbounded spans); the other geometries
-        # run in the slow tier (test_sweep_kernel_equals_the_ray_major_kernel covers every kind
-        # of ray on aligned and oblique grids in the default tier)
+        # the default tier keeps the steep cone (rays driven along x, y and z) and the oblique
+        # volume's parallel beam (unbounded spans); the other geometries run in the slow tier
+        # (test_sweep_kernel_equals_the_ray_major_kernel covers every kind of ray on aligned and
+        # oblique grids in the default tier)
         pytest.param("cone", marks=pytest.mark.slow),
         pytest.param("helical", marks=pytest.mark.slow),
         pytest.param("matrices", marks=pytest.mark.slow),
-        "tilted",
+        pytest.param("tilted", marks=pytest.mark.slow),
         "steep",
         pytest.param("diagonal", marks=pytest.mark.slow),
         pytest.param("oblique cone", marks=pytest.mark.slow),

@@ -89,7 +89,17 @@ SEQUENCES = {
 }
 
 
-@pytest.mark.parametrize("name", list(SEQUENCES))
+# the slow tier (about 5 s each): the gradient-spoiled spin echo (the crushed spin echo's events
+# are checked against time stepping in float32 below) and the TSE (against EPG in test_mr_bloch);
+# the default keeps the RF-spoiled sinc GRE, the ramp-sampled slice (also forced through the
+# per-event samples), two readout classes per TR and the radial spokes
+_SLOW_SEQUENCES = ("spin echo, gradient spoiling", "TSE 150 deg")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_SEQUENCES else n for n in SEQUENCES],
+)
 def test_events_equal_time_stepping(name):
     """Same signal (a uniform coil and two complex coils) and final magnetisation, to 1e-12
     (measured <= 3e-15), through the shared readouts and through the per-event ones."""

@@ -177,6 +177,8 @@ def test_grid_deformation_bad_input():
         neural.DeformingField(jax.random.key(0), moving, duration_s=4.0)
 
 
+@pytest.mark.slow  # about 13 s: two 100-step fits; the motion-warmup test keeps fitting a periodic
+# GridDeformingField to view times in the default tier
 def test_a_periodic_motion_model_recovers_the_breathing_blob():
     """The moving blob of the slow test, one sweep of 96 views over three cycles: a
     GridDeformingField with the breathing period (6×6 control grids, two harmonics) fitted for

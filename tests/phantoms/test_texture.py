@@ -314,6 +314,7 @@ def _lag_correlation(b, lag):
     return c / c0
 
 
+@pytest.mark.slow  # about 7 s; the Campbell moments test keeps clustered backgrounds in the default
 def test_clustered_lumpy_is_clustered_where_a_plain_lumpy_background_is_not():
     """At the same mean blob density (10 blobs per cm², blobs as above), the field of clusters
     (N̄ = 10 blobs each, sigma = 4 mm) stays correlated at the cluster scale (lag 6 mm, three

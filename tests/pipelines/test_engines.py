@@ -23,8 +23,8 @@ cases = 2
 seed = 5
 [phantom]
 name = ["torso-basic", "water-cylinder"]
-shape = [32, 24, 4]
-spacing_mm = [11.0, 11.0, 60.0]
+shape = [36, 26, 6]
+spacing_mm = [10.0, 10.0, 50.0]
 center_mm = [0.0, 0.0, 0.0]
 supersample = 1
 [output]

@@ -369,6 +369,7 @@ def test_exports_from_the_command_line(dataset, tmp_path):
     )
 
 
+@pytest.mark.slow  # about 9 s; test_ecosystem's nnU-Net check of `export_nnunet` stays in the default
 def test_nnunet_accepts_the_export_of_a_generated_dataset(dataset, tmp_path):
     """nnU-Net v2's own integrity check on `medphys export nnunet` output (integration extra).
 

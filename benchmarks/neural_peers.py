@@ -774,11 +774,17 @@ def _mbirjax_dispatch(p: dict, mode: str, data: np.ndarray, options: dict, run: 
             data=np.asarray(data, np.float32),
             spec=np.array(json.dumps({"p": p, "mode": mode, "options": options, "run": run})),
         )
+        # mbirjax splits a CPU into one virtual device per core and joins them by all-reduce; on
+        # a 2-core machine under load its two device threads missed the rendezvous and XLA aborted
+        # after 40 s, so the worker gets one CPU device unless XLA_FLAGS says otherwise
+        env = dict(os.environ)
+        env.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
         proc = subprocess.run(
             [MBIRJAX_PYTHON, str(Path(__file__).resolve()), "--mbirjax-worker", str(src), str(dst)],
             capture_output=True,
             text=True,
             check=False,
+            env=env,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"neural_peers: the mbirjax worker failed:\n{proc.stderr[-4000:]}")

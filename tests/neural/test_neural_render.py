@@ -122,6 +122,7 @@ def _grid_like(domain: Grid, factor: int) -> Grid:
     )
 
 
+@pytest.mark.slow  # about 5 s: a convergence study; the closed-form tests above keep render exact
 def test_render_matches_voxelised_projection_at_the_discretisation_floor():
     """A hash-grid field (random weights, not smooth at the box edge): `xray.project` of the
     field sampled on ever finer grids converges to `render` (about second order inside, first

@@ -154,8 +154,11 @@ def _names(ph: Phantom, labels: np.ndarray) -> np.ndarray:
     return np.asarray(["background", *ph.structure_names])[labels]
 
 
+# seed 1 (about 2 s; the operations of seed 0 in another order) and seeds 3-5 in the slow tier
 @pytest.mark.parametrize(
-    "seed", [0, 1, 2, *(pytest.param(s, marks=pytest.mark.slow) for s in (3, 4, 5))]
+    "seed",
+    [0, pytest.param(1, marks=pytest.mark.slow), 2]
+    + [pytest.param(s, marks=pytest.mark.slow) for s in (3, 4, 5)],
 )
 def test_operations_compose_in_any_order(torso, ball, seed):
     rng = np.random.default_rng(seed)

@@ -41,6 +41,7 @@ def test_ellipsoid_volume_within_one_percent_at_supersample_2(axes, rot):
     np.testing.assert_allclose(np.asarray(lv.fractions).sum(0), 1.0, atol=1e-6)
 
 
+@pytest.mark.slow  # about 4 s; the 1 % ellipsoid volumes at supersample 2 stay in the default tier
 def test_volume_error_shrinks_with_supersampling():
     axes = (10.3, 7.1, 5.2)
     ph = _phantom(_ellipsoid((0.25, 0.1, -0.3), axes))

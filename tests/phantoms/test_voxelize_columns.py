@@ -83,7 +83,8 @@ def _surface_phantom(h: float) -> Phantom:
     )
 
 
-@pytest.mark.parametrize("k", [1, 2])
+# supersample 1 in the slow tier (about 4 s): the random ellipsoids keep it in the default tier
+@pytest.mark.parametrize("k", [pytest.param(1, marks=pytest.mark.slow), 2])
 def test_samples_on_the_surface_match_brute_force(monkeypatch, k):
     used = _calls(monkeypatch)
     ph = _surface_phantom(2.0 / k)  # sample spacing on a 2 mm grid

@@ -29,7 +29,10 @@ def _brute(ph, shape, spacing, k, center=(0.0, 0.0, 0.0)):
     return np.argmax(frac + prio, axis=0), frac
 
 
-@pytest.mark.parametrize(("k", "spacing"), [(1, 12.0), (3, 17.0)])
+# supersample 3 in the slow tier (about 4 s): test_voxelize_columns keeps it in the default tier
+@pytest.mark.parametrize(
+    ("k", "spacing"), [(1, 12.0), pytest.param(3, 17.0, marks=pytest.mark.slow)]
+)
 def test_torso_matches_brute_force(k, spacing):
     ph = phantoms.load("torso-basic")
     shape = (30, 21, 25)  # not multiples of the block size

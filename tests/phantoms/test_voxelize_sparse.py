@@ -65,6 +65,8 @@ def test_sparse_fractions_through_jit_and_create(torso_pair):
         LabeledVolume.create(sparse.labels, sparse.structures, affine=sparse.affine, fractions=bad)
 
 
+@pytest.mark.slow  # about 9 s; in the default tier the material maps above are identical and
+# test_attenuation_basis's scan streamed from sparse fractions equals the scan of the dense ones
 def test_ct_simulate_identical_with_dense_and_sparse():
     ph = phantoms.load("shepp-logan-2d")
     kw = {"shape": (48, 48, 2), "spacing_mm": 4.2, "supersample": 2}

@@ -88,7 +88,8 @@ def _grid():
     return medphys.Grid.create((24, 20, 6), spacing_mm=(20.0, 16.0, 30.0))
 
 
-@pytest.mark.parametrize("geometry", ["fan", "cone"])
+# the cone beam in the slow tier (about 5 s): the streamed cone scan through a basis below stays
+@pytest.mark.parametrize("geometry", ["fan", pytest.param("cone", marks=pytest.mark.slow)])
 def test_scan_through_a_basis_stays_within_its_error_bound(torso, chest, geometry) -> None:
     """A relative error ε on every μ_m(E) moves each energy's exponent by at most ε times it, so
     the post-log projection moves by at most ε × the largest exponent (at the lowest energy)."""

@@ -192,7 +192,10 @@ def test_fdk_short_scan_matches_the_full_turn_in_the_central_slice():
     assert np.sqrt(np.mean((bad - full[:, :, 24][m]) ** 2)) / MU > 0.05
 
 
-@pytest.mark.parametrize("curved", [pytest.param(False, marks=pytest.mark.slow), True])
+# slow tier (about 6 s each): test_ct_parker checks the short-scan weights and
+# test_ct_scatter_correction reconstructs the C-arm's 200° short scan in the default tier
+@pytest.mark.slow
+@pytest.mark.parametrize("curved", [False, True])
 def test_fan_fbp_short_scan_of_shepp_logan_matches_the_full_turn(curved):
     g = FanBeam.create(
         n_views=240, n_u=160, du_mm=2.0, sod_mm=300.0, sdd_mm=600.0, n_rows=1, dv_mm=1.0,

@@ -85,6 +85,7 @@ def test_a_phase_binned_subset_reconstructs_like_the_full_sweep():
     assert rel(equal) > 1.8 * rel(gated), (rel(gated), rel(equal))
 
 
+@pytest.mark.slow  # about 5 s; the fan-beam phase-binned subset keeps gap weights in the default
 def test_fdk_of_a_gated_cone_subset():
     """Bunches of 6 of 360 cone-beam views, 24 around the turn: FDK takes the irregular views
     and matches the full sweep's FDK within the streaks of the gaps (measured relative RMS

@@ -105,6 +105,8 @@ def sparse_shepp_logan():
     return vol, g, project(vol, g)
 
 
+@pytest.mark.slow  # about 6 s; TV's iterates are checked against the algorithm written out in
+# test_ct_iterative_cone and its gradient pair below in the default tier
 def test_tv_beats_sirt_on_sparse_view_shepp_logan(sparse_shepp_logan):
     vol, g, b = sparse_shepp_logan
     truth = np.asarray(vol.data)

@@ -45,6 +45,7 @@ def test_sense_recovers_a_2x_accelerated_image():
     assert _rel(aliased, np.abs(img), support) > 0.3  # what SENSE removed: the fold-over
 
 
+@pytest.mark.slow  # about 6 s; test_sense_init_step_by_hand_equals_sense keeps SENSE in the default
 def test_sense_with_noise_stays_near_the_noise_level():
     img = _object()
     maps = _coil_maps()

@@ -58,6 +58,7 @@ def test_ct_line_integrals_are_those_of_scaled_mu(cylinder):
     assert np.abs(got - plain).max() > 1e-3 * plain.max()
 
 
+@pytest.mark.slow  # about 5 s; the textured line integrals above keep the CT path in the default
 def test_ct_image_shows_the_texture(cylinder):
     ph, lv = cylinder
     protocol = _protocol(

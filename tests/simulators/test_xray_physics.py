@@ -72,7 +72,8 @@ def _regions(hu, r):
 # water beam-hardening correction
 
 
-@pytest.mark.parametrize("with_bowtie", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.slow  # about 5 s; test_water_correction_is_exact_for_water_paths keeps it in the default
+@pytest.mark.parametrize("with_bowtie", [False, True])
 def test_water_correction_removes_cupping_in_a_30cm_cylinder(water_300, spectrum_120, with_bowtie):
     lv, r = water_300
     bowtie = xray.Bowtie.create(edge_mm=20.0, radius_mm=200.0) if with_bowtie else None

@@ -447,15 +447,15 @@ def _sweep_cases():
 @pytest.mark.parametrize(
     "case",
     [
-        # the default tier keeps the steep cone (rays driven along x, y and z) and the oblique
-        # volume's parallel beam (unbounded spans); the other geometries run in the slow tier
-        # (test_sweep_kernel_equals_the_ray_major_kernel covers every kind of ray on aligned and
-        # oblique grids in the default tier)
+        # the default tier keeps the oblique volume's parallel beam (unbounded spans); the other
+        # geometries run in the slow tier (test_sweep_kernel_equals_the_ray_major_kernel covers
+        # every kind of ray, driven along x, y and z, on aligned and oblique grids in the
+        # default tier)
         pytest.param("cone", marks=pytest.mark.slow),
         pytest.param("helical", marks=pytest.mark.slow),
         pytest.param("matrices", marks=pytest.mark.slow),
         pytest.param("tilted", marks=pytest.mark.slow),
-        "steep",
+        pytest.param("steep", marks=pytest.mark.slow),
         pytest.param("diagonal", marks=pytest.mark.slow),
         pytest.param("oblique cone", marks=pytest.mark.slow),
         "oblique parallel",

@@ -128,7 +128,10 @@ def _primary(shape=(3, 40, 12), seed=0):
     return jnp.asarray(t * flat[None]), jnp.asarray(flat)
 
 
-@pytest.mark.parametrize("flat_per_view", [False, pytest.param(True, marks=pytest.mark.slow)])
+# slow tier (about 8 s): test_remove_scatter_gives_back_the_primary_projections_of_the_simulator
+# keeps the exact recovery with the simulator's kernel in the default tier
+@pytest.mark.slow
+@pytest.mark.parametrize("flat_per_view", [False, True])
 def test_fixed_point_recovers_the_primary_exactly_with_the_simulators_kernel(flat_per_view):
     primary, flat = _primary()
     if flat_per_view:

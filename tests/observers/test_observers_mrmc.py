@@ -41,6 +41,7 @@ def _studies(rng, n_studies, r, n1, n0):
     return x, d.astype(bool)
 
 
+@pytest.mark.slow  # about 2 s: a coverage study; the ORH quantities equal direct formulas below
 def test_orh_interval_covers_the_population_delta_and_df_is_sensible():
     """300 studies, 2 tests × 5 readers × (50 + 50) cases: coverage of the 95 % interval."""
     rng = np.random.default_rng(0)

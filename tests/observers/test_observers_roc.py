@@ -133,6 +133,7 @@ def _simulate(seed, n_studies, n1, n0, d):
     return jnp.asarray(np.concatenate([x, y], axis=1)), jnp.arange(n1 + n0) < n1
 
 
+@pytest.mark.slow  # about 2 s: a coverage study; DeLong's variance equals its loops above
 def test_delong_interval_covers_the_true_auc_95_percent():
     """4,000 studies of 60 + 80 cases, d′ = 1.2 (AUC 0.802): coverage within 93–97 %."""
     n_studies, d = 4000, 1.2

@@ -62,6 +62,7 @@ def test_known_templates_give_closed_form_dprime(noise, ske_white, ske_correlate
         assert ske.hotelling > 1.5 * ske.npw  # the test separates the two observers
 
 
+@pytest.mark.slow  # about 3 s: a convergence study; CHO is trained and scored in the tests below
 def test_cho_approaches_hotelling_as_lg_channels_are_added(ske_correlated_24):
     """Rotationally symmetric blob in correlated noise, LG width 8 px, 1 … 8 channels.
 

@@ -333,7 +333,7 @@ def test_clustered_lumpy_is_clustered_where_a_plain_lumpy_background_is_not():
     assert clustered.var() > 1.15 * plain.var()  # clustering adds variance at equal mean
 
 
-def test_clustered_lumpy_texture_is_standardised_jittable_and_3d():
+def test_clustered_lumpy_texture_is_jittable_reproducible_and_3d():
     spec = ClusteredLumpyTexture.create(amplitude=0.05, **_CLB)
     key = jax.random.key(3)
     eager = sample_texture(key, spec, (48, 48), 1.0)
@@ -342,12 +342,19 @@ def test_clustered_lumpy_texture_is_standardised_jittable_and_3d():
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), atol=1e-4)
     again = sample_texture(key, spec, (48, 48), 1.0)
     assert np.asarray(again).tobytes() == np.asarray(eager).tobytes()
-    keys = jax.random.split(jax.random.key(4), 24)
-    t = np.asarray(jax.jit(jax.vmap(lambda k: sample_texture(k, spec, (48, 48), 1.0)))(keys))
-    assert abs(t.mean()) < 0.15 and abs(t.std() - 1) < 0.15, (t.mean(), t.std())
     # 3-D: blobs oriented on the sphere, standardised the same way
     t3 = np.asarray(sample_texture(key, spec, (24, 24, 12), (1.0, 1.0, 2.0)))
     assert t3.shape == (24, 24, 12) and np.all(np.isfinite(t3)) and t3.std() > 0.2
+
+
+@pytest.mark.slow  # about 5 s; in the default tier the raw field's mean and variance (which the
+# standardisation divides out) match Campbell's theorem, and the texture jits reproducibly
+def test_clustered_lumpy_texture_is_standardised_also_at_the_published_defaults():
+    spec = ClusteredLumpyTexture.create(amplitude=0.05, **_CLB)
+    key = jax.random.key(3)
+    keys = jax.random.split(jax.random.key(4), 24)
+    t = np.asarray(jax.jit(jax.vmap(lambda k: sample_texture(k, spec, (48, 48), 1.0)))(keys))
+    assert abs(t.mean()) < 0.15 and abs(t.std() - 1) < 0.15, (t.mean(), t.std())
     # the published defaults (0.3 mm pixels) on a 2-D grid
     d = np.asarray(sample_texture(key, ClusteredLumpyTexture.create(amplitude=0.05), (64, 64), 0.3))
     assert np.all(np.isfinite(d)) and d.std() > 0.1

@@ -324,6 +324,7 @@ def summarise(rows: list[dict]) -> str:
 
 
 def main() -> None:
+    global FIELD_TV
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="64,128")
     parser.add_argument("--truths", default=",".join(TRUTHS))
@@ -334,7 +335,6 @@ def main() -> None:
         "--field-tv", default=",".join(map(str, FIELD_TV)), help="the fields' TV weights tried"
     )
     args = parser.parse_args()
-    global FIELD_TV
     FIELD_TV = tuple(float(w) for w in args.field_tv.split(","))
     specs = [
         (t, int(n), int(v))

@@ -98,7 +98,14 @@ def _geometries():
 
 
 @pytest.mark.parametrize(
-    "name,domain,geometry", _geometries(), ids=lambda x: x if isinstance(x, str) else ""
+    "name,domain,geometry",
+    # the parallel beam in the slow tier (about 4 s): test_neural_fit fits and differentiates
+    # renderings of parallel beams in the default tier, and the fan beam here keeps 2-D
+    [
+        pytest.param(*g, marks=pytest.mark.slow) if g[0] == "parallel-2d" else g
+        for g in _geometries()
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
 )
 def test_render_equals_closed_form_line_integrals(name, domain, geometry):
     """A Gaussian blob (σ = 4 mm, 2 voxels; 4.7 σ from every face) inside the box: the midpoint rule at the

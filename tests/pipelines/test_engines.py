@@ -56,6 +56,8 @@ def in_process(config, tmp_path_factory):
     return _digests(out)
 
 
+@pytest.mark.slow  # about 15 s; the Ray test below keeps an engine of fresh worker processes that
+# writes the in-process bytes in the default tier
 def test_process_pool_gives_the_same_bytes(config, in_process, tmp_path):
     with LocalEngine(workers=2) as engine:
         summary = generate(tmp_path / "out", config, engine=engine)

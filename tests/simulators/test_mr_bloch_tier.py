@@ -78,6 +78,8 @@ def test_bloch_spin_echo_image_equals_the_tier1_image(spin_echoes):
     )
 
 
+@pytest.mark.slow  # about 5 s; in the default tier test_mr_bloch's isochromats decay with T2' and
+# the Bloch spin echo above runs the tier through a protocol
 def test_gradient_echo_with_isochromats_decays_with_t2star():
     """8 isochromats per voxel (Szegő rule over the sequence's horizon) give the T2* decay of
     the tier-1 spoiled GRE, exp(-TE/T2*), with no correction for the finite set."""
